@@ -1,0 +1,134 @@
+"""Resolve ``"pkg.module:attr"`` into something runnable, once per worker.
+
+A target is one of: a compiled LangGraph graph (has ``ainvoke``), an uncompiled ``StateGraph``
+builder (compiled here, with the run's checkpointer), a zero-argument factory returning either
+(called once per worker), or a plain workflow function ``f(input)`` / ``async f(input)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from subiso.errors import ConfigError
+
+Kind = Literal["graph", "builder", "function"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target and the facts dispatch needs about it."""
+
+    path: str
+    kind: Kind
+    obj: Any
+    is_async: bool = False  # functions: a coroutine function
+    sync_nodes: bool = False  # graphs/builders: every node has a sync implementation
+
+    def compile(self, checkpointer: Any) -> Any:
+        """The compiled graph to invoke, bound to ``checkpointer`` (None keeps the graph's own)."""
+        if self.kind == "builder":
+            return self.obj.compile(checkpointer=checkpointer)
+        if checkpointer is None:
+            return self.obj
+        return self.obj.copy(update={"checkpointer": checkpointer})
+
+
+def import_attr(path: str) -> Any:
+    """Import ``module:attr.sub`` with ConfigError naming what was missing."""
+    module_name, _, attr_path = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ConfigError(f"GraphConfig.graph: unknown module {module_name!r} ({exc})") from exc
+        raise ConfigError(
+            f"GraphConfig.graph: module {module_name!r} failed to import: {exc!r}"
+        ) from exc
+    except Exception as exc:
+        raise ConfigError(
+            f"GraphConfig.graph: module {module_name!r} failed to import: {exc!r}"
+        ) from exc
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(
+                f"GraphConfig.graph: module {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    return obj
+
+
+def _is_compiled_graph(obj: Any) -> bool:
+    return hasattr(obj, "ainvoke") and hasattr(obj, "invoke") and hasattr(obj, "nodes")
+
+
+def _is_builder(obj: Any) -> bool:
+    return hasattr(obj, "compile") and hasattr(obj, "add_node") and hasattr(obj, "nodes")
+
+
+def _nodes_are_sync(compiled: Any) -> bool:
+    """True when every node has a sync implementation, so ``invoke`` can run it.
+
+    LangGraph wraps each node in a RunnableCallable whose ``func`` is None for async-only
+    nodes. Anything else (a subgraph, a custom Runnable) counts as async-only, which is safe:
+    ``ainvoke`` runs sync nodes too.
+    """
+    for node in compiled.nodes.values():
+        bound = getattr(node, "bound", None)
+        if getattr(bound, "func", None) is None or type(bound).__name__ != "RunnableCallable":
+            return False
+    return True
+
+
+def _positional_arity(fn: Any) -> int | None:
+    """Number of required positional parameters, or None when it takes ``*args``."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    required = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return None
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            required += 1
+    return required
+
+
+def classify(path: str, obj: Any, *, from_factory: bool = False) -> Target:
+    if _is_compiled_graph(obj):
+        return Target(path, "graph", obj, sync_nodes=_nodes_are_sync(obj))
+    if _is_builder(obj):
+        return Target(path, "builder", obj, sync_nodes=_nodes_are_sync(obj.compile()))
+    where = f"factory {path!r} returned" if from_factory else f"{path!r} is"
+    if not from_factory and callable(obj):
+        arity = _positional_arity(obj)
+        if arity == 0:
+            return classify(path, obj(), from_factory=True)
+        if arity in (1, None):
+            return Target(path, "function", obj, is_async=inspect.iscoroutinefunction(obj))
+        raise ConfigError(
+            f"GraphConfig.graph: {where} a callable taking {arity} required arguments; expected "
+            "a workflow function f(input) or a zero-argument graph factory"
+        )
+    raise ConfigError(
+        f"GraphConfig.graph: {where} a {type(obj).__name__}; expected a compiled graph, a "
+        "StateGraph builder, a zero-argument factory or a workflow function f(input)"
+    )
+
+
+class TargetCache:
+    """Resolved targets by import path; one per worker, so modules import once per worker."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, Target] = {}
+
+    def get(self, path: str) -> Target:
+        target = self._targets.get(path)
+        if target is None:
+            target = self._targets[path] = classify(path, import_attr(path))
+        return target

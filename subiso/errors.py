@@ -1,0 +1,56 @@
+"""Failure types, one per thing that can go wrong, so callers can catch exactly what they mean.
+
+Deliberately free of third-party imports: the errors are raised on the host and, for the
+subinterpreter tier, named inside interpreters that cannot import msgspec.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import BrokenExecutor
+
+
+class SubisoError(Exception):
+    """Base class of every error subiso raises itself (workflow errors keep their own type)."""
+
+
+class ConfigError(SubisoError, ValueError):
+    """A GraphConfig, settings file or executor option is wrong; the message names the field."""
+
+
+class RunTimeout(SubisoError, TimeoutError):
+    """A run went past its timeout; it was cancelled (or its worker replaced) and the pool lives on."""
+
+
+class WorkerCrashed(SubisoError, BrokenExecutor):
+    """The worker holding a run died (exit code or signal in the message); the pool replaced it."""
+
+
+class SerializationError(SubisoError, TypeError):
+    """A value could not cross a process or interpreter boundary; the message names its key path."""
+
+
+class NotIsolatable(SubisoError):
+    """An offloaded function cannot reach a subinterpreter; the message names what blocks it."""
+
+
+class TierUnavailable(SubisoError, RuntimeError):
+    """The requested tier cannot run on this Python and no fallback was allowed."""
+
+
+class ExecutorClosed(SubisoError, RuntimeError):
+    """Work was submitted to an executor after close()."""
+
+
+class RemoteTraceback(Exception):
+    """Carries a worker-side traceback as text; set as ``__cause__`` of a re-raised exception.
+
+    The same convention as ``concurrent.futures.process``: the original exception type is
+    raised in the caller and ``raise ... from RemoteTraceback(text)`` prints where it happened.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb

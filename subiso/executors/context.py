@@ -1,0 +1,149 @@
+"""ContextExecutor ("context"): a fresh context and a fresh loop per run, on the caller's thread.
+
+What it isolates:
+
+* ``contextvars`` - each run starts from an *empty* context: it sees no context variable the
+  caller set (including LangGraph's own run config, so a run started inside a node is not
+  mistaken for a subgraph), and nothing it sets leaks back;
+* the event loop, for ``run``: async work runs on a fresh loop created and closed for that run
+  (on a short-lived helper thread when the calling thread's loop is already running - never
+  nested), so its checkpointer lives for one run and nothing it spawned survives it;
+* leftover tasks, for ``arun``: the run shares the caller's loop, but every task it created is
+  tracked, and any still pending when it returns is cancelled and awaited before ``arun``
+  returns, so nothing stays behind on the host loop.
+
+What it does not isolate: module globals and imported state, the process's threads and memory,
+the CPU (a CPU-bound node in ``arun`` blocks the caller's loop, exactly as inline would), and
+crashes. Sync graphs run by ``run`` go through ``graph.invoke`` directly (they need no loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextvars
+import weakref
+from collections.abc import Coroutine
+from contextvars import ContextVar
+from typing import Any
+
+from subiso._runtime.execute import WorkerRuntime
+from subiso._runtime.loops import call_off_running_loop, run_on_fresh_loop
+from subiso._runtime.targets import TargetCache
+from subiso.config import GraphConfig
+from subiso.executors.base import ConfigLike, Executor
+from subiso.report import RunResult
+
+_run_tasks: ContextVar[set[asyncio.Task[Any]] | None] = ContextVar("subiso_run_tasks", default=None)
+
+
+class _TaskTracking:
+    """A chaining task factory, installed on a loop while tracked runs are active on it.
+
+    The factory is called synchronously by ``create_task`` in the creating task's context, so
+    it sees the creating run's ``_run_tasks`` set and records the new task there; tasks
+    created by the new task inherit the same set through their context copy.
+    """
+
+    _active: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, Any, Any]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def acquire(cls, loop: asyncio.AbstractEventLoop) -> None:
+        count, previous, ours = cls._active.get(loop, (0, None, None))
+        if count == 0:
+            previous = loop.get_task_factory()
+            ours = cls._factory(previous)
+            loop.set_task_factory(ours)
+        cls._active[loop] = (count + 1, previous, ours)
+
+    @classmethod
+    def release(cls, loop: asyncio.AbstractEventLoop) -> None:
+        count, previous, ours = cls._active[loop]
+        if count == 1:
+            del cls._active[loop]
+            if loop.get_task_factory() is ours:
+                loop.set_task_factory(previous)
+        else:
+            cls._active[loop] = (count - 1, previous, ours)
+
+    @staticmethod
+    def _factory(previous: Any) -> Any:
+        def factory(
+            loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+        ) -> Any:
+            if previous is not None:
+                task = previous(loop, coro, **kwargs)
+            else:
+                task = asyncio.Task(coro, loop=loop, **kwargs)
+            tracked = _run_tasks.get()
+            if tracked is not None:
+                tracked.add(task)
+            return task
+
+        return factory
+
+
+class ContextExecutor(Executor):
+    """Isolated contextvars and a fresh loop per run, on the calling thread; see module doc."""
+
+    tier = "context"
+
+    def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:
+        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        self._targets = TargetCache()
+
+    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        future: cf.Future[RunResult] = cf.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(call_off_running_loop(lambda: self._execute_isolated(cfg)))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def execute(self, cfg: ConfigLike) -> RunResult:
+        cfg = self.prepare(cfg)
+        return call_off_running_loop(lambda: self._execute_isolated(cfg))
+
+    def _execute_isolated(self, cfg: GraphConfig) -> RunResult:
+        runtime = WorkerRuntime(self.tier, targets=self._targets)
+        target = runtime.plan(cfg)
+        context = contextvars.Context()
+        if runtime.runs_sync(target, cfg):
+            return context.run(runtime.run_sync, target, cfg, None)
+        return run_on_fresh_loop(
+            lambda: runtime.run_async(target, cfg), context=context, before_close=runtime.aclose
+        )
+
+    async def aexecute(self, cfg: ConfigLike) -> RunResult:
+        cfg = self.prepare(cfg)
+        loop = asyncio.get_running_loop()
+        runtime = WorkerRuntime(self.tier, targets=self._targets)
+        target = runtime.plan(cfg)
+        tracked: set[asyncio.Task[Any]] = set()
+        context = contextvars.Context()
+        context.run(_run_tasks.set, tracked)
+        _TaskTracking.acquire(loop)
+        try:
+            task = context.run(loop.create_task, runtime.run_async(target, cfg))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+        finally:
+            try:
+                await self._settle(tracked, runtime)
+            finally:
+                _TaskTracking.release(loop)
+
+    @staticmethod
+    async def _settle(tracked: set[asyncio.Task[Any]], runtime: WorkerRuntime) -> None:
+        """Cancel and await whatever the run left behind, then close its checkpointers."""
+        while pending := [t for t in tracked if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await runtime.aclose()

@@ -1,0 +1,114 @@
+"""InlineExecutor ("inline"): the caller's own thread and loop - the baseline, no isolation.
+
+``run`` from sync code executes on the calling thread (a sync graph with ``invoke``, anything
+async on a private loop the executor keeps for that thread); ``arun`` executes on the caller's
+running loop. Checkpointers are opened per loop and closed by ``close()``. A ``run`` called
+where a loop is already running moves to a short-lived helper thread rather than nesting loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import threading
+import weakref
+
+from subiso._runtime.execute import WorkerRuntime
+from subiso._runtime.loops import (
+    call_off_running_loop,
+    run_on_fresh_loop,
+    running_loop,
+    shutdown_loop,
+)
+from subiso._runtime.targets import TargetCache
+from subiso.config import GraphConfig
+from subiso.executors.base import ConfigLike, Executor
+from subiso.report import RunResult
+
+
+class InlineExecutor(Executor):
+    """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
+
+    tier = "inline"
+
+    def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:
+        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        self._targets = TargetCache()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._thread_loops: list[tuple[asyncio.AbstractEventLoop, WorkerRuntime]] = []
+        self._caller_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WorkerRuntime] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        future: cf.Future[RunResult] = cf.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(self._execute(cfg))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def execute(self, cfg: ConfigLike) -> RunResult:
+        return self._execute(self.prepare(cfg))
+
+    def _execute(self, cfg: GraphConfig) -> RunResult:
+        if running_loop() is not None:
+            return call_off_running_loop(lambda: self._execute_fresh(cfg))
+        runtime, loop = self._thread_state()
+        target = runtime.plan(cfg)
+        if runtime.runs_sync(target, cfg):
+            return runtime.run_sync(target, cfg, id(loop))
+        return loop.run_until_complete(runtime.run_async(target, cfg))
+
+    def _execute_fresh(self, cfg: GraphConfig) -> RunResult:
+        runtime = WorkerRuntime(self.tier, targets=self._targets)
+        target = runtime.plan(cfg)
+        if runtime.runs_sync(target, cfg):
+            return runtime.run_sync(target, cfg, None)
+        return run_on_fresh_loop(
+            lambda: runtime.run_async(target, cfg), before_close=runtime.aclose
+        )
+
+    def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
+        state = getattr(self._local, "state", None)
+        if state is None or state[1].is_closed():
+            state = (WorkerRuntime(self.tier, targets=self._targets), asyncio.new_event_loop())
+            self._local.state = state
+            with self._lock:
+                self._thread_loops.append((state[1], state[0]))
+        return state  # type: ignore[no-any-return]
+
+    async def aexecute(self, cfg: ConfigLike) -> RunResult:
+        cfg = self.prepare(cfg)
+        loop = asyncio.get_running_loop()
+        runtime = self._caller_loops.get(loop)
+        if runtime is None:
+            runtime = self._caller_loops[loop] = WorkerRuntime(self.tier, targets=self._targets)
+        return await runtime.run_async(runtime.plan(cfg), cfg)
+
+    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        with self._lock:
+            thread_loops, self._thread_loops = self._thread_loops, []
+            caller_loops = list(self._caller_loops.items())
+            self._caller_loops.clear()
+        for loop, runtime in thread_loops:
+            if not loop.is_closed() and not loop.is_running():
+                shutdown_loop(loop, runtime.aclose)
+        here = running_loop()
+        for loop, runtime in caller_loops:
+            if loop.is_closed():
+                continue
+            if loop is here:
+                loop.create_task(runtime.aclose())
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(runtime.aclose(), loop).result()
+            else:
+                loop.run_until_complete(runtime.aclose())
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        runtime = self._caller_loops.pop(asyncio.get_running_loop(), None)
+        if runtime is not None:
+            await runtime.aclose()
+        await super().__aexit__(*exc_info)

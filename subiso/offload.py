@@ -1,0 +1,73 @@
+"""``@offload``: mark a CPU-bound node function for execution in a subinterpreter.
+
+The decorator itself is inert: the wrapped function runs in place, unchanged, unless the
+current context carries an *offload route* (set by SubinterpreterExecutor's hybrid-mode
+workers). Then each call is handed to the route, which sends it to the interpreter pool.
+
+This module is imported inside subinterpreters (node modules import it there), so it must
+stay free of msgspec, langgraph and anything else that refuses to load in one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OffloadRoute(Protocol):
+    """Where offloaded calls go while a hybrid run is active in this context."""
+
+    def call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any: ...
+
+    async def acall(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any: ...
+
+
+current_route: ContextVar[OffloadRoute | None] = ContextVar("subiso_offload_route", default=None)
+
+
+def offload(fn: F | None = None, *, strict: bool = True) -> Any:
+    """Mark a module-level sync or async function as CPU-bound work to run in a subinterpreter.
+
+    ``strict=False`` lets a function that cannot reach an interpreter run in place (reported)
+    instead of failing its first call with ``subiso.NotIsolatable``.
+    """
+
+    def decorate(func: F) -> F:
+        if getattr(func, "__subiso_offload__", None) is not None:
+            return func
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                route = current_route.get()
+                if route is None:
+                    return await func(*args, **kwargs)
+                return await route.acall(async_wrapper, args, kwargs)
+
+            wrapper: Any = async_wrapper
+        else:
+
+            @functools.wraps(func)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                route = current_route.get()
+                if route is None:
+                    return func(*args, **kwargs)
+                return route.call(sync_wrapper, args, kwargs)
+
+            wrapper = sync_wrapper
+        wrapper.__subiso_offload__ = {"strict": strict}
+        return wrapper  # type: ignore[no-any-return]
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def is_offloaded(func: Callable[..., Any]) -> bool:
+    """True when ``func`` was decorated with ``@offload``."""
+    return getattr(func, "__subiso_offload__", None) is not None

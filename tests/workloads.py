@@ -1,0 +1,166 @@
+"""Real LangGraph graphs and plain workflow functions the tests run through every tier.
+
+Module-level and JSON-like state only, so the same targets work across thread, process and
+interpreter boundaries. Imported by path ("tests.workloads:...") inside workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import os
+import threading
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+
+class Counter(TypedDict):
+    x: int
+
+
+def _add_one(state: Counter) -> Counter:
+    return {"x": state["x"] + 1}
+
+
+def _double(state: Counter) -> Counter:
+    return {"x": state["x"] * 2}
+
+
+def _minus_three(state: Counter) -> Counter:
+    return {"x": state["x"] - 3}
+
+
+async def _aadd_one(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    return {"x": state["x"] + 1}
+
+
+async def _adouble(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    return {"x": state["x"] * 2}
+
+
+async def _aminus_three(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    return {"x": state["x"] - 3}
+
+
+def _chain(*nodes: Any) -> StateGraph:
+    builder = StateGraph(Counter)
+    names = [f"n{i}" for i in range(len(nodes))]
+    for name, fn in zip(names, nodes):
+        builder.add_node(name, fn)
+    builder.add_edge(START, names[0])
+    for a, b in zip(names, names[1:]):
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+    return builder
+
+
+# trivial 3-node graphs: (x + 1) * 2 - 3
+sync_builder = _chain(_add_one, _double, _minus_three)
+sync_graph = sync_builder.compile()
+async_builder = _chain(_aadd_one, _adouble, _aminus_three)
+async_graph = async_builder.compile()
+
+
+def make_sync_graph() -> Any:
+    """A zero-argument factory."""
+    return sync_builder.compile()
+
+
+def expected(x: int) -> int:
+    return (x + 1) * 2 - 3
+
+
+# -- plain workflow functions ------------------------------------------------------------------
+def square(value: int) -> int:
+    return value * value
+
+
+async def asquare(value: int) -> int:
+    await asyncio.sleep(0)
+    return value * value
+
+
+def where(_: Any) -> dict[str, Any]:
+    """Report where it ran: pid, thread, loop (None if no loop runs)."""
+    try:
+        loop_id = id(asyncio.get_running_loop())
+    except RuntimeError:
+        loop_id = None
+    return {"pid": os.getpid(), "thread": threading.get_ident(), "loop": loop_id}
+
+
+async def awhere(_: Any) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "thread": threading.get_ident(),
+        "loop": id(asyncio.get_running_loop()),
+    }
+
+
+class WorkflowFailed(RuntimeError):
+    pass
+
+
+def fail(message: str) -> None:
+    raise WorkflowFailed(message)
+
+
+async def hang(_: Any) -> None:
+    """Never finishes on its own: only cancellation ends it (timeouts)."""
+    await asyncio.Event().wait()
+
+
+# -- graphs for failure and persistence ---------------------------------------------------------
+def _explode(state: Counter) -> Counter:
+    raise WorkflowFailed(f"node exploded at x={state['x']}")
+
+
+failing_graph = _chain(_add_one, _explode).compile()
+
+
+class Log(TypedDict):
+    entries: Annotated[list[str], operator.add]
+
+
+def _append(state: Log) -> Log:
+    return {"entries": [f"run-{len(state.get('entries', []))}"]}
+
+
+log_builder = StateGraph(Log)
+log_builder.add_node("append", _append)
+log_builder.add_edge(START, "append")
+log_builder.add_edge("append", END)
+
+
+# -- the three original failures ---------------------------------------------------------------
+def _sync_helper_calls_asyncio_run(state: Counter) -> Counter:
+    """A sync node that wraps async code with asyncio.run, as much library code does."""
+
+    async def fetch() -> int:
+        await asyncio.sleep(0)
+        return state["x"] + 10
+
+    return {"x": asyncio.run(fetch())}
+
+
+sync_helper_graph = _chain(_sync_helper_calls_asyncio_run).compile()
+
+background_started: list[int] = []
+
+
+async def _fire_and_forget(state: Counter) -> Counter:
+    """Spawns a task it never awaits: it must not stay behind on the host loop."""
+
+    async def telemetry() -> None:
+        await asyncio.Event().wait()
+
+    asyncio.get_running_loop().create_task(telemetry())
+    background_started.append(state["x"])
+    return {"x": state["x"] + 1}
+
+
+fire_and_forget_graph = _chain(_fire_and_forget).compile()
