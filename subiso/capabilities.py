@@ -44,11 +44,12 @@ def capabilities() -> Capabilities:
     from subiso._subinterp import backend
 
     found = backend()
+    available = bool(found.name)  # subiso._subinterp.Backend: name is None when unavailable
     return Capabilities(
         python=platform.python_version(),
         implementation=sys.implementation.name,
         free_threaded=is_free_threaded_build(),
         gil_enabled=gil_enabled(),
-        subinterpreters=found.name if found.available else None,
-        subinterpreters_reason=None if found.available else found.reason,
+        subinterpreters=found.name if available else None,
+        subinterpreters_reason=None if available else found.reason,
     )

@@ -5,16 +5,20 @@ mode): every loop-bound resource a run touches (checkpointer connections, their 
 its nodes spawn) lives on this worker's loop, never on the caller's, which is what removes
 "Task got Future attached to a different loop".
 
-The thread alternates between two phases:
+The thread is in one of two states:
 
-* **async phase** - ``loop.run_until_complete(phase)``: jobs arrive through
-  ``call_soon_threadsafe`` (event-driven, no polling); async runs become tasks on the loop and
-  interleave there;
-* **sync phase** - when a sync-dispatchable job arrives and no async run is in flight, the
-  phase future resolves, the loop stops, and the job runs with ``graph.invoke`` on this very
-  thread with *no running loop*, so node code may call ``asyncio.run`` itself. A sync job that
-  arrives while async runs are in flight goes to the loop's default thread pool instead (also a
-  thread with no running loop), so it neither waits behind them nor blocks them.
+* **idle** - the loop has no task at all; the thread blocks on its inbox (a C-level
+  ``SimpleQueue``), no loop running. A sync-dispatchable job (see ``execute.py``) runs right
+  here, on this thread with *no running loop*, so node code may call ``asyncio.run`` itself;
+  handing it over costs one queue put, no self-pipe and no event-loop turn.
+* **looping** - an async job arrived: the loop runs until it has no task left (runs, and
+  anything they spawned). Jobs now arrive through ``call_soon_threadsafe``; async ones become
+  tasks interleaving on the loop, sync ones go to the loop's default thread pool (also threads
+  with no running loop), so they neither wait behind async runs nor block them.
+
+Hand-over is race-free because ``post`` always enqueues first and only then, if the worker is
+looping, schedules a drain; the worker flips to looping *before* its first drain and back to
+idle *before* its last, so every job is seen by a drain or by the blocking ``get``.
 
 Runs execute in a copy of the worker's own context, never the submitter's: a run started from
 inside another LangGraph run must not inherit that run's callback/config context variables.
@@ -24,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -57,6 +61,9 @@ class Job:
         self.task: asyncio.Task[Any] | None = None
 
 
+_STOP = object()
+
+
 class LoopWorker:
     """A dedicated thread with a persistent event loop; see the module docstring."""
 
@@ -76,10 +83,11 @@ class LoopWorker:
         self._setup_context = setup_context
         self._context: contextvars.Context | None = None
         self._ready = threading.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._sync_jobs: deque[tuple[Job, Target]] = deque()
-        self._phase: asyncio.Future[None] | None = None
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._looping = False
         self._stopping = False
+        self._runs: set[asyncio.Task[Any]] = set()
+        self._idle: asyncio.Future[None] | None = None
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- host side ---------------------------------------------------------------------------
@@ -87,9 +95,14 @@ class LoopWorker:
         self.thread.start()
         self._ready.wait()
 
-    def post(self, job: Job) -> None:
-        """Hand a job to this worker from any thread."""
-        self.loop.call_soon_threadsafe(self._accept, job, context=self._context)
+    def post(self, job: Any) -> None:
+        """Hand a job (or the stop sentinel) to this worker, from any thread."""
+        self._inbox.put(job)
+        if self._looping:
+            try:
+                self.loop.call_soon_threadsafe(self._drain, context=self._context)
+            except RuntimeError:  # loop closed meanwhile: the worker is gone
+                pass
 
     def cancel(self, job: Job) -> None:
         """Cancel a job's task on this worker's loop, from any thread (no-op once finished)."""
@@ -105,15 +118,12 @@ class LoopWorker:
 
     def stop(self) -> None:
         """Ask the worker to finish its jobs, close its resources and exit; see ``join``."""
-        try:
-            self.loop.call_soon_threadsafe(self._request_stop, context=self._context)
-        except RuntimeError:
-            pass
+        self.post(_STOP)
 
     def join(self, timeout: float | None = None) -> None:
         self.thread.join(timeout)
 
-    # -- worker thread ---------------------------------------------------------------------
+    # -- worker thread: idle state -------------------------------------------------------------
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         if self._setup_context is not None:
@@ -121,49 +131,35 @@ class LoopWorker:
         self._context = contextvars.copy_context()
         self._ready.set()
         try:
-            while True:
-                self._phase = self.loop.create_future()
-                if self._sync_jobs or (self._stopping and not self._tasks):
-                    self._phase.set_result(None)
-                self.loop.run_until_complete(self._phase)
-                while self._sync_jobs:
-                    job, target = self._sync_jobs.popleft()
-                    self._run_sync(job, target)
-                if self._stopping and not self._tasks:
-                    break
+            self._serve()
         finally:
             shutdown_loop(self.loop, self.runtime.aclose)
 
-    def _wake_for_sync(self) -> None:
-        if self._phase is not None and not self._phase.done():
-            self._phase.set_result(None)
+    def _serve(self) -> None:
+        while not (self._stopping and self._inbox.empty()):
+            item = self._inbox.get()
+            if item is _STOP:
+                self._stopping = True
+                continue
+            target = self._admit(item)
+            if target is None:
+                continue
+            if self.runtime.runs_sync(target, item.cfg):
+                self._run_sync(item, target)
+            else:
+                self._loop_until_quiet(item, target)
 
-    def _request_stop(self) -> None:
-        self._stopping = True
-        if not self._tasks:
-            self._wake_for_sync()
-
-    def _accept(self, job: Job) -> None:
+    def _admit(self, job: Job) -> Target | None:
+        """Mark the job running and resolve its target; None when it is already settled."""
         if not job.outcome.set_running_or_notify_cancel():
             self._finished(job)
-            return
+            return None
         try:
-            target = self.runtime.plan(job.cfg)
-            sync = self.runtime.runs_sync(target, job.cfg)
+            return self.runtime.plan(job.cfg)
         except BaseException as exc:
             job.outcome.set_exception(exc)
             self._finished(job)
-            return
-        if sync and not self._tasks:
-            self._sync_jobs.append((job, target))
-            self._wake_for_sync()
-        elif sync:
-            ctx = contextvars.copy_context()
-            self.loop.run_in_executor(None, ctx.run, self._run_sync, job, target)
-        else:
-            task = self.loop.create_task(self._run_async(job, target))
-            job.task = task
-            self._tasks.add(task)
+            return None
 
     def _run_sync(self, job: Job, target: Target) -> None:
         try:
@@ -176,6 +172,47 @@ class LoopWorker:
             job.outcome.set_result(result)
         self._finished(job)
 
+    # -- worker thread: looping state ----------------------------------------------------------
+    def _loop_until_quiet(self, first: Job, target: Target) -> None:
+        self._looping = True
+        self._idle = self.loop.create_future()
+        self._start_task(first, target)
+        self.loop.call_soon(self._drain)
+        try:
+            self.loop.run_until_complete(self._idle)
+        finally:
+            self._looping = False
+
+    def _drain(self) -> None:
+        """On the loop: take every queued job."""
+        if self._idle is None or self._idle.done():
+            # Leaving the looping state (or not in it): a drain scheduled by a late ``post``
+            # may still run in the loop's last iteration; a job it took would become a task on
+            # a loop about to stop, never run. Leave the jobs to ``_serve``'s blocking get.
+            return
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._stopping = True
+                continue
+            target = self._admit(item)
+            if target is None:
+                continue
+            if self.runtime.runs_sync(target, item.cfg):
+                ctx = contextvars.copy_context()
+                self.loop.run_in_executor(None, ctx.run, self._run_sync, item, target)
+            else:
+                self._start_task(item, target)
+        self._check_quiet()
+
+    def _start_task(self, job: Job, target: Target) -> None:
+        task = self.loop.create_task(self._run_async(job, target))
+        job.task = task
+        self._runs.add(task)
+
     async def _run_async(self, job: Job, target: Target) -> None:
         try:
             result = await self.runtime.run_async(target, job.cfg)
@@ -184,10 +221,19 @@ class LoopWorker:
         else:
             job.outcome.set_result(result)
         finally:
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
-            if self._stopping and not self._tasks:
-                self._wake_for_sync()
-        self._finished(job)
+            self._runs.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._finished(job)
+            self.loop.call_soon(self._check_quiet)
+
+    def _check_quiet(self) -> None:
+        """Leave the looping state once no run is in flight and nothing else is scheduled."""
+        if self._runs or self._idle is None or self._idle.done():
+            return
+        if not self._stopping and asyncio.all_tasks(self.loop):
+            # Tasks a run spawned and left running keep the loop turning; they end with the
+            # worker (cancelled at close) unless they finish by themselves first.
+            return
+        self._idle.set_result(None)
 
     def _finished(self, job: Job) -> None:
         if self._on_finished is not None:

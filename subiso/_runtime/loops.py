@@ -24,27 +24,34 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def cancel_leftovers(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for them on ``loop`` (which must not be running)."""
-    pending = [t for t in tasks if not t.done()]
-    if not pending:
-        return
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+async def _finalise(
+    loop: asyncio.AbstractEventLoop, before_close: Callable[[], Awaitable[None]] | None
+) -> None:
+    """One pass on the loop: close resources, cancel leftover tasks, finalise, join the pool."""
+    try:
+        if before_close is not None:
+            await before_close()
+    finally:
+        current = asyncio.current_task()
+        while pending := [t for t in asyncio.all_tasks(loop) if t is not current]:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await loop.shutdown_asyncgens()
+        await loop.shutdown_default_executor()
 
 
 def shutdown_loop(
     loop: asyncio.AbstractEventLoop,
     before_close: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Finalise and close a stopped loop: resources, leftover tasks, async gens, thread pool."""
+    """Finalise and close a stopped loop: resources, leftover tasks, async gens, thread pool.
+
+    Done in a single ``run_until_complete`` (each turn of a loop costs; a fresh loop per run
+    pays this on every run).
+    """
     try:
-        if before_close is not None:
-            loop.run_until_complete(before_close())
-        cancel_leftovers(loop, asyncio.all_tasks(loop))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.run_until_complete(_finalise(loop, before_close))
     finally:
         loop.close()
 

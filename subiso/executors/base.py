@@ -32,6 +32,10 @@ class Executor:
     """
 
     tier: ClassVar[str] = "?"
+    #: Why this tier was chosen when something other than the caller chose it (the "auto"
+    #: tier sets it before ``__init__``); tiers pass it to ``WorkerRuntime(selected_by=...)``
+    #: so it lands in every ``RunReport.selected_by``.
+    selected_by: str | None = None
 
     def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:
         if timeout is not None and not timeout > 0:
@@ -119,9 +123,11 @@ class Executor:
         """Await a run without blocking the caller's loop; cancelling the caller cancels it."""
         future = self.submit_execute(cfg)
         try:
-            return await asyncio.shield(asyncio.wrap_future(future))
+            # wrap_future cancels ``future`` when we are cancelled; that only works while it
+            # is still queued, so a running one is cancelled on its worker.
+            return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            if not future.cancel():
+            if future.running():
                 self._cancel_running(future)
             raise
 

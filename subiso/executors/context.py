@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextvars
+import sys
 import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
@@ -36,9 +37,14 @@ from subiso.report import RunResult
 
 _run_tasks: ContextVar[set[asyncio.Task[Any]] | None] = ContextVar("subiso_run_tasks", default=None)
 
+# 3.12+ tasks expose their context, so a run's leftovers are found by scanning the loop's
+# pending tasks for the run's scope marker: no task factory on the host loop at all. Older
+# Pythons record each task at creation through a chaining task factory.
+_TASKS_KNOW_CONTEXT = sys.version_info >= (3, 12)
+
 
 class _TaskTracking:
-    """A chaining task factory, installed on a loop while tracked runs are active on it.
+    """Python < 3.12: a chaining task factory, installed while tracked runs are active.
 
     The factory is called synchronously by ``create_task`` in the creating task's context, so
     it sees the creating run's ``_run_tasks`` set and records the new task there; tasks
@@ -122,10 +128,11 @@ class ContextExecutor(Executor):
         loop = asyncio.get_running_loop()
         runtime = WorkerRuntime(self.tier, targets=self._targets)
         target = runtime.plan(cfg)
-        tracked: set[asyncio.Task[Any]] = set()
+        scope: set[asyncio.Task[Any]] = set()
         context = contextvars.Context()
-        context.run(_run_tasks.set, tracked)
-        _TaskTracking.acquire(loop)
+        context.run(_run_tasks.set, scope)
+        if not _TASKS_KNOW_CONTEXT:
+            _TaskTracking.acquire(loop)
         try:
             task = context.run(loop.create_task, runtime.run_async(target, cfg))
             try:
@@ -135,15 +142,29 @@ class ContextExecutor(Executor):
                 raise
         finally:
             try:
-                await self._settle(tracked, runtime)
+                await self._settle(loop, scope, runtime)
             finally:
-                _TaskTracking.release(loop)
+                if not _TASKS_KNOW_CONTEXT:
+                    _TaskTracking.release(loop)
 
     @staticmethod
-    async def _settle(tracked: set[asyncio.Task[Any]], runtime: WorkerRuntime) -> None:
+    async def _settle(
+        loop: asyncio.AbstractEventLoop, scope: set[asyncio.Task[Any]], runtime: WorkerRuntime
+    ) -> None:
         """Cancel and await whatever the run left behind, then close its checkpointers."""
-        while pending := [t for t in tracked if not t.done()]:
+        while pending := _leftovers(loop, scope):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await runtime.aclose()
+
+
+def _leftovers(loop: asyncio.AbstractEventLoop, scope: set[asyncio.Task[Any]]) -> list[Any]:
+    """Pending tasks created inside the run whose scope is ``scope``."""
+    if _TASKS_KNOW_CONTEXT:
+        return [
+            t
+            for t in asyncio.all_tasks(loop)
+            if t.get_context().get(_run_tasks) is scope  # type: ignore[attr-defined]
+        ]
+    return [t for t in scope if not t.done()]

@@ -1,0 +1,98 @@
+"""Per-run overhead of each tier against InlineExecutor, warm, same call style.
+
+    python benchmarks/bench_tiers.py [--runs 200] [--rounds 7] [--tiers inline,context,thread]
+
+For each workload (trivial 3-node sync graph, the same with async nodes, the contract-review
+demo) and each call style (``run`` from sync code; ``arun`` from a running loop), every tier
+runs ``--runs`` runs per round; rounds interleave the tiers. Prints medians per run and the
+ratio to inline measured in the same rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import signal
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import subiso  # noqa: E402
+from benchmarks._common import interleaved, median, python_tag, table  # noqa: E402
+from subiso import GraphConfig  # noqa: E402
+
+WORKLOADS = {
+    "sync 3-node": GraphConfig(graph="tests.workloads:sync_graph", input={"x": 1}),
+    "async 3-node": GraphConfig(graph="tests.workloads:async_graph", input={"x": 1}),
+    "demo": GraphConfig(
+        graph="examples.contract_review.graph:graph",
+        input={"path": "examples/contract_review/sample_contract.txt"},
+    ),
+}
+
+
+def sync_style(ex: subiso.Executor, cfg: GraphConfig, runs: int) -> Callable[[], None]:
+    def go() -> None:
+        for _ in range(runs):
+            ex.run(cfg)
+
+    return go
+
+
+def async_style(
+    ex: subiso.Executor, cfg: GraphConfig, runs: int, loop: asyncio.AbstractEventLoop
+) -> Callable[[], None]:
+    async def many() -> None:
+        for _ in range(runs):
+            await ex.arun(cfg)
+
+    return lambda: loop.run_until_complete(many())
+
+
+def main() -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--tiers", default="inline,context,thread")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = parser.parse_args()
+    tiers = args.tiers.split(",")
+    if tiers[0] != "inline":
+        tiers.insert(0, "inline")
+    executors = {t: subiso.get_executor(t, **({"max_workers": 1} if t != "inline" and t != "context" else {})) for t in tiers}
+    loop = asyncio.new_event_loop()
+    rows = []
+    try:
+        for wname in args.workloads.split(","):
+            cfg = WORKLOADS[wname]
+            runs = args.runs if wname != "demo" else max(1, args.runs // 4)
+            for style in ("run", "arun"):
+                contenders = {
+                    t: sync_style(ex, cfg, runs) if style == "run" else async_style(ex, cfg, runs, loop)
+                    for t, ex in executors.items()
+                }
+                times = interleaved(contenders, args.rounds)
+                base = median(times["inline"]) / runs
+                for t in tiers:
+                    per_run = median(times[t]) / runs
+                    rows.append((wname, style, t, runs, per_run * 1e6, per_run / base))
+    finally:
+        for ex in executors.values():
+            ex.close()
+        loop.close()
+    print(
+        table(
+            f"subiso per-run cost vs inline, warm ({python_tag()}, {os.cpu_count()} cores, "
+            f"{args.rounds} interleaved rounds)",
+            ["workload", "style", "tier", "runs/round", "us/run (median)", "x inline"],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

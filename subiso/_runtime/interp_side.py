@@ -1,0 +1,296 @@
+"""Runtime that lives inside every pool subinterpreter: decode a request, call, encode the reply.
+
+Free-standing on purpose: it is imported inside own-GIL subinterpreters, where msgspec,
+pydantic-core and langgraph refuse to load, so it uses the standard library only and imports
+nothing from the ``subiso`` package (whose ``__init__`` is lazy, so importing this module does
+not drag anything else in). The host side lives in ``subiso._subinterp``.
+
+Wire contract (both directions are ``bytes``, so nothing but bytes crosses the boundary):
+
+* request  = ``marshal.dumps((op, *fields))`` with ``op`` one of
+
+  - ``("call", ref, payload, timeout)``: ``ref`` is ``"module:qualname"`` (imported here and
+    cached) or an ``int`` key of a function defined earlier with ``"define"``; ``payload`` is
+    ``codec.dumps((args, kwargs))``; ``timeout`` is seconds or ``None``.
+  - ``("define", key, code, spec)``: build a function from a marshalled code object (a
+    self-contained function whose own module cannot load here) and cache it under ``key``.
+  - ``("configure", codec_name)``: pick the payload codec (``"marshal"`` or ``"msgpack"``).
+
+* reply = ``marshal.dumps((status, body))`` with ``status`` one of ``"ok"`` (body: codec
+  payload of the return value), ``"error"`` (body: ``(module, qualname, message, traceback,
+  pickled-exception-or-None)``), ``"timeout"`` (body: message), ``"serialization"`` (body:
+  message naming the key path), ``"missing"`` (body: unknown function key; the host resends
+  ``define``).
+
+Values that cross are *data*: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
+``bytes``, and ``list``/``tuple``/``dict``/``set``/``frozenset`` of those, exact types only
+(marshal refuses subclasses such as enums or ``NamedTuple``). The stdlib codec is marshal, not
+json: measured 5-7x faster on both directions for dict/list/str/int/float payloads (50 small
+documents: 5 us vs 36 us to encode, 7 us vs 25 us to decode on 3.14) and it carries tuples and
+bytes, which json cannot. msgspec's msgpack is used instead once msgspec imports in a
+subinterpreter (the host probes that once per process and sends ``configure``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import importlib
+import inspect
+import marshal
+import pickle
+import time
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+#: Exact types the marshal codec accepts; used to name the key path of a value it refuses.
+MARSHAL_SCALARS: tuple[type, ...] = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+)
+MARSHAL_CONTAINERS: tuple[type, ...] = (list, tuple, dict, set, frozenset)
+
+
+class Codec:
+    """Encodes call payloads and results; ``name`` travels in ``configure`` requests."""
+
+    name = "marshal"
+
+    def dumps(self, value: Any) -> bytes:
+        return marshal.dumps(value)
+
+    def loads(self, data: bytes) -> Any:
+        return marshal.loads(data)
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` itself (not its items) is encodable; drives key-path reporting."""
+        kind = type(value)
+        return kind in MARSHAL_SCALARS or kind in MARSHAL_CONTAINERS or kind is bytearray
+
+
+class MsgpackCodec(Codec):
+    """msgspec msgpack; only chosen where msgspec imports (host always, interpreters maybe)."""
+
+    name = "msgpack"
+
+    def __init__(self) -> None:
+        import msgspec  # optional: refuses to load in most interpreters
+
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder()
+
+    def dumps(self, value: Any) -> bytes:
+        return self._encoder.encode(value)
+
+    def loads(self, data: bytes) -> Any:
+        return self._decoder.decode(data)
+
+    def accepts(self, value: Any) -> bool:
+        kind = type(value)
+        return kind in MARSHAL_SCALARS or kind in (list, tuple, dict, set, frozenset, bytearray)
+
+
+def make_codec(name: str) -> Codec:
+    """Codec by wire name; ``ValueError`` for an unknown one."""
+    if name == "marshal":
+        return Codec()
+    if name == "msgpack":
+        return MsgpackCodec()
+    raise ValueError(f"unknown codec {name!r}")
+
+
+def find_unencodable(value: Any, codec: Codec, path: str) -> str | None:
+    """Key path of the first value ``codec`` cannot carry (e.g. ``args[0]["docs"][3]``)."""
+    if not codec.accepts(value):
+        return f"{path} ({type(value).__module__}.{type(value).__qualname__})"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = find_unencodable(key, codec, f"{path} key {format_key(key)}")
+            found = found or find_unencodable(item, codec, f"{path}[{format_key(key)}]")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = find_unencodable(item, codec, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(value, (set, frozenset)):
+        for item in value:
+            found = find_unencodable(item, codec, f"{path}{{{item!r}}}")
+            if found:
+                return found
+    return None
+
+
+def format_key(key: Any) -> str:
+    """``"docs"`` for string keys (reads like the JSON the data came from), repr otherwise."""
+    if type(key) is str:
+        return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(key)
+
+
+def encode_checked(codec: Codec, value: Any, path: str) -> bytes:
+    """Encode, or raise ``TypeError`` whose message names the key path that failed."""
+    try:
+        return codec.dumps(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        where = find_unencodable(value, codec, path) or path
+        raise TypeError(f"cannot encode {where} with {codec.name}: {exc}") from None
+
+
+# --- interpreter state: one codec, one event loop, resolved callables ----------------------
+
+_codec: Codec = Codec()
+_loop: asyncio.AbstractEventLoop | None = None
+_by_ref: dict[str, Callable[..., Any]] = {}
+_by_key: dict[int, Callable[..., Any]] = {}
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The interpreter's persistent event loop, created on first use and reused by every call.
+
+    One loop per interpreter keeps async clients (connection pools, caches) alive across
+    calls and avoids ~100 us of loop setup that ``asyncio.run`` would pay per call.
+    """
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop
+
+
+def unwrap_offload(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function under ``@subiso.offload``: inside an interpreter it runs in place."""
+    while getattr(fn, "__subiso_offload__", None) is not None and hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    return fn
+
+
+def resolve_ref(ref: str) -> Callable[..., Any]:
+    """Import ``module:qualname`` once per interpreter and cache the (unwrapped) callable."""
+    fn = _by_ref.get(ref)
+    if fn is None:
+        module_name, _, qualname = ref.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        fn = _by_ref[ref] = unwrap_offload(obj)
+    return fn
+
+
+def define(key: int, code: types.CodeType, spec: tuple) -> None:
+    """Build a shipped self-contained function and cache it under ``key``.
+
+    ``spec`` is ``(name, qualname, module, defaults, kwdefaults, imports, self_names)``:
+    ``imports`` maps global names to modules to import here (module-level ``import x`` the
+    function relies on, verified isolatable by the host), ``self_names`` are globals that
+    refer to the function itself (recursion).
+    """
+    name, qualname, module, defaults, kwdefaults, imports, self_names = spec
+    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": module}
+    for global_name, module_name in imports.items():
+        namespace[global_name] = importlib.import_module(module_name)
+    fn = types.FunctionType(code, namespace, name, defaults)
+    fn.__qualname__ = qualname
+    fn.__kwdefaults__ = kwdefaults
+    for self_name in self_names:
+        namespace[self_name] = fn
+    _by_key[key] = fn
+
+
+def invoke(fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float | None) -> Any:
+    """Call ``fn``; coroutine functions run on the persistent loop, cancelled at ``timeout``.
+
+    A sync function cannot be pre-empted inside an interpreter; its ``timeout`` is checked
+    when it returns (the result is discarded). The host pool also fails the caller's future at
+    the deadline, so callers are not held hostage by a runaway sync call.
+    """
+    if inspect.iscoroutinefunction(fn):
+        loop = get_loop()
+        return loop.run_until_complete(asyncio.wait_for(fn(*args, **kwargs), timeout))
+    if timeout is None:
+        return fn(*args, **kwargs)
+    started = loop_time()
+    result = fn(*args, **kwargs)
+    if loop_time() - started > timeout:
+        raise TimeoutError(f"sync call took longer than its {timeout}s timeout")
+    if inspect.isawaitable(result):  # a sync function that returned an awaitable
+        return get_loop().run_until_complete(asyncio.wait_for(result, timeout))
+    return result
+
+
+def loop_time() -> float:
+    """Monotonic clock, same as the loop's, so timeouts mean the same on both paths."""
+    return time.monotonic()
+
+
+def encode_error(exc: BaseException) -> bytes:
+    """Reply for an exception: type name, message, traceback text, pickle when possible."""
+    kind = type(exc)
+    text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+    try:
+        pickled: bytes | None = pickle.dumps(exc)
+    except Exception:
+        pickled = None
+    body = (kind.__module__, kind.__qualname__, str(exc), text, pickled)
+    return marshal.dumps(("error", body))
+
+
+def do_call(ref: str | int, payload: bytes, timeout: float | None) -> bytes:
+    """Run one call request and return the encoded reply (never raises)."""
+    if isinstance(ref, int):
+        fn = _by_key.get(ref)
+        if fn is None:
+            return marshal.dumps(("missing", ref))
+    else:
+        try:
+            fn = resolve_ref(ref)
+        except BaseException as exc:
+            return encode_error(exc)
+    try:
+        args, kwargs = _codec.loads(payload)
+        result = invoke(fn, tuple(args), dict(kwargs), timeout)
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        if timeout is not None:
+            return marshal.dumps(("timeout", f"{ref} exceeded its {timeout}s timeout"))
+        return encode_error(exc)
+    except BaseException as exc:
+        return encode_error(exc)
+    try:
+        body = encode_checked(_codec, result, "result")
+    except TypeError as exc:
+        return marshal.dumps(("serialization", str(exc)))
+    return marshal.dumps(("ok", body))
+
+
+def handle(request: bytes) -> bytes:
+    """Entry point the host calls for every request; always returns reply bytes."""
+    global _codec
+    try:
+        op, *fields = marshal.loads(request)
+        if op == "call":
+            return do_call(*fields)
+        if op == "define":
+            define(*fields)
+        elif op == "configure":
+            _codec = make_codec(fields[0])
+        else:
+            raise ValueError(f"unknown request {op!r}")
+        return marshal.dumps(("ok", None))
+    except BaseException as exc:
+        return encode_error(exc)
+
+
+def entry(request: bytes) -> bytes:
+    """Stateless trampoline for ``Interpreter.call`` (3.14): no globals, so it is shared by
+    code object instead of by pickle, and resolves ``handle`` in the target interpreter."""
+    from subiso._runtime.interp_side import handle as _handle
+
+    return _handle(request)
