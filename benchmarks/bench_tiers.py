@@ -11,18 +11,18 @@ ratio to inline measured in the same rounds.
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import signal
 import asyncio
+import faulthandler
 import os
+import signal
 import sys
 from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import subiso  # noqa: E402
-from benchmarks._common import interleaved, median, python_tag, table  # noqa: E402
-from subiso import GraphConfig  # noqa: E402
+import subiso
+from benchmarks._common import interleaved, median, python_tag, table
+from subiso import GraphConfig
 
 WORKLOADS = {
     "sync 3-node": GraphConfig(graph="tests.workloads:sync_graph", input={"x": 1}),
@@ -63,7 +63,12 @@ def main() -> None:
     tiers = args.tiers.split(",")
     if tiers[0] != "inline":
         tiers.insert(0, "inline")
-    executors = {t: subiso.get_executor(t, **({"max_workers": 1} if t != "inline" and t != "context" else {})) for t in tiers}
+    executors = {
+        t: subiso.get_executor(
+            t, **({"max_workers": 1} if t != "inline" and t != "context" else {})
+        )
+        for t in tiers
+    }
     loop = asyncio.new_event_loop()
     rows = []
     try:
@@ -72,7 +77,9 @@ def main() -> None:
             runs = args.runs if wname != "demo" else max(1, args.runs // 4)
             for style in ("run", "arun"):
                 contenders = {
-                    t: sync_style(ex, cfg, runs) if style == "run" else async_style(ex, cfg, runs, loop)
+                    t: sync_style(ex, cfg, runs)
+                    if style == "run"
+                    else async_style(ex, cfg, runs, loop)
                     for t, ex in executors.items()
                 }
                 times = interleaved(contenders, args.rounds)

@@ -1,0 +1,705 @@
+"""ProcessExecutor ("process"): warm worker processes, msgspec payloads, crash recovery, hard
+timeouts.
+
+The strongest isolation tier: each run executes in a worker process, on that worker's own
+persistent event loop (the same :class:`~subiso._runtime.loop_worker.LoopWorker` the thread tier
+uses, so per-loop checkpointers and cached targets live as long as the worker).
+
+Host side, per worker: one pipe (a socketpair carrying length-prefixed msgpack frames, see
+:mod:`subiso._runtime.process_worker`) and one dedicated reader thread that starts the process,
+reads its replies and notices its death (EOF). Callers write requests directly under a
+per-worker send lock, so a run costs no thread creation and no pickle. One lazily started
+supervisor thread owns the timers (timeouts, kill grace).
+
+Dispatch: the least-busy ready worker gets the run at once (async runs interleave on its loop,
+as in the thread tier); the pool grows in the background while every worker is busy; a run
+waits in the host queue only while no worker is ready yet.
+
+Failure handling:
+
+* a worker that dies fails only the runs it held, with ``WorkerCrashed`` naming the exit code or
+  signal; it is replaced and every submitted future resolves;
+* a run past its ``timeout`` (counted from dispatch) is cancelled on its worker loop; if no
+  reply comes within ``kill_grace`` the worker is killed and replaced and the caller gets
+  ``RunTimeout``. A run cancelled in time but whose sync node still spins in a thread taints its
+  worker, which is retired (drained, stopped, killed after ``kill_grace`` if it hangs);
+* ``max_tasks_per_worker`` retires a worker after that many runs, the same way.
+
+Start-up: workers start with ``forkserver`` (Linux) or ``spawn``, never ``fork`` (the host runs
+threads). subiso adds its worker module and langgraph to the forkserver's preload, so a worker
+forked from it starts in milliseconds instead of importing langgraph again. Each worker gets the
+host's ``sys.path`` and working directory at its start (a forkserver started earlier would
+otherwise hand out stale ones). As with any forkserver/spawn pool, a script that creates an
+executor at import time must guard it with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures as cf
+import heapq
+import itertools
+import multiprocessing
+import multiprocessing.util  # registers its atexit join before ours, so ours runs first
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from subiso import codec
+from subiso._runtime import process_worker as wire
+from subiso.config import GraphConfig
+from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
+from subiso.executors.base import Executor
+from subiso.report import RunResult
+
+#: Modules the forkserver imports once, so every worker forked from it starts warm.
+FORKSERVER_PRELOAD = (
+    "subiso._runtime.process_worker",
+    "langgraph.graph",
+    "langgraph.checkpoint.memory",
+)
+
+_START_LOCK = threading.Lock()  # Process.start() from several reader threads: one at a time
+_LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+def default_start_method() -> str:
+    """forkserver where it exists (Linux, macOS), else spawn; never fork once threads exist."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _configure_forkserver(ctx: Any) -> None:
+    """Add subiso's worker code and langgraph to the forkserver's preload, keeping the user's.
+
+    Only effective before the forkserver starts; afterwards workers import them on their own.
+    """
+    from multiprocessing import forkserver
+
+    current = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
+    wanted = current + [m for m in FORKSERVER_PRELOAD if m not in current]
+    if wanted != current:
+        ctx.set_forkserver_preload(wanted)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "ended with an unknown status"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name} (exit code {exitcode})"
+    return f"exited with code {exitcode}"
+
+
+# -- host-side records -----------------------------------------------------------------------
+class _Pending:
+    """One submitted run, from submit until its future resolves."""
+
+    __slots__ = (
+        "encode_s",
+        "frame",
+        "future",
+        "graph",
+        "rid",
+        "t_sent",
+        "timed_out",
+        "timeout",
+        "worker",
+    )
+
+    def __init__(self, rid: int, cfg: GraphConfig, frame: bytes, encode_s: float) -> None:
+        self.rid = rid
+        self.future: cf.Future[RunResult] = cf.Future()
+        self.frame = frame
+        self.graph = cfg.graph
+        self.timeout = cfg.timeout
+        self.encode_s = encode_s
+        self.t_sent = 0.0
+        self.timed_out = False
+        self.worker: _Worker | None = None
+
+
+class _Worker:
+    """Host-side handle of one worker process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: Any = None
+        self.conn: Connection | None = None
+        self.pid: int | None = None
+        self.send_lock = threading.Lock()
+        self.ready = False
+        self.retiring = False  # takes no new runs; stops once drained; already replaced
+        self.stopping = False  # Stop sent
+        self.broken = False  # a send failed: it is dying, its reader thread will bury it
+        self.kill_reason: str | None = None
+        self.preload_error: str | None = None
+        self.start_error: str | None = None
+        self.in_flight: dict[int, _Pending] = {}
+        self.dispatched = 0
+        self.thread: threading.Thread | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self.ready and not (self.retiring or self.stopping or self.broken)
+
+
+Send = tuple[_Worker, bytes, "_Pending | None"]
+
+
+class ProcessExecutor(Executor):
+    """Run each GraphConfig in one of ``max_workers`` warm worker processes.
+
+    Options: ``max_workers`` (default: CPU count), ``timeout`` and ``checkpointer`` (defaults
+    for configs that name none), ``start_method`` (``"forkserver"`` on Linux, else
+    ``"spawn"``; ``"fork"`` is refused), ``prestart`` (start every worker in the constructor and
+    wait until they are ready), ``preload`` (modules ``"pkg.mod"`` to import, or targets
+    ``"pkg.mod:attr"`` to resolve, in each worker before it takes runs),
+    ``max_tasks_per_worker`` (recycle a worker after that many runs) and ``kill_grace``
+    (seconds a worker gets to react to a cancellation or a stop before it is killed).
+    """
+
+    tier = "process"
+
+    def __init__(
+        self,
+        *,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        checkpointer: str | None = None,
+        start_method: str | None = None,
+        prestart: bool = False,
+        preload: Iterable[str] = (),
+        max_tasks_per_worker: int | None = None,
+        kill_grace: float = 3.0,
+    ) -> None:
+        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        name = type(self).__name__
+        self.max_workers = _positive_int(
+            os.cpu_count() or 1 if max_workers is None else max_workers, f"{name}: max_workers"
+        )
+        if max_tasks_per_worker is not None:
+            _positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
+        if not (isinstance(kill_grace, (int, float)) and kill_grace > 0):
+            raise ConfigError(f"{name}: kill_grace must be > 0 seconds, got {kill_grace!r}")
+        if isinstance(preload, str):
+            preload = [preload]
+        self.preload = [str(p) for p in preload]
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self.kill_grace = float(kill_grace)
+        self.start_method = start_method or default_start_method()
+        self._ctx = _context(self.start_method, name)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # worker ready / exited
+        self._workers: list[_Worker] = []
+        self._queue: deque[_Pending] = deque()
+        self._rids = itertools.count()
+        self._indexes = itertools.count()
+        self._closing = False
+        self._timers: list[tuple[float, int, str, Any]] = []
+        self._timer_seq = itertools.count()
+        self._timer_cv = threading.Condition(self._lock)
+        self._supervisor: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        _LIVE.add(self)
+        if prestart:
+            self._prestart()
+
+    # -- starting workers ----------------------------------------------------------------------
+    def _prestart(self) -> None:
+        with self._lock:
+            workers = [self._spawn_locked() for _ in range(self.max_workers)]
+            while any(not w.ready and w in self._workers for w in workers):
+                self._changed.wait()
+        problems = [w.preload_error or w.start_error for w in workers]
+        problem = next((p for p in problems if p), None)
+        if problem is not None:
+            self.close(wait=True, cancel_pending=True)
+            raise ConfigError(f"{type(self).__name__}: {problem}")
+
+    def _spawn_locked(self) -> _Worker:
+        worker = _Worker(next(self._indexes))
+        worker.thread = threading.Thread(
+            target=self._worker_life,
+            args=(worker,),
+            name=f"subiso-process-{worker.index}",
+            daemon=True,
+        )
+        self._workers.append(worker)
+        self._threads.append(worker.thread)
+        worker.thread.start()
+        return worker
+
+    def _active_count_locked(self) -> int:
+        return sum(1 for w in self._workers if not w.retiring and not w.stopping)
+
+    def _worker_life(self, worker: _Worker) -> None:
+        """The worker's reader thread: start the process, read its replies, bury it."""
+        try:
+            hello = self._start_process(worker)
+        except BaseException as exc:
+            if worker.process is not None and worker.process.is_alive():
+                worker.process.kill()  # half-started: never leave it behind
+                worker.process.join()
+            self._on_start_failed(worker, f"could not start a worker process: {exc}")
+            return
+        try:
+            self._on_ready(worker, hello)
+            self._read_replies(worker)
+        except BaseException as exc:  # a bug here must not strand the worker's runs
+            worker.kill_reason = f"was killed by subiso after a host-side error: {exc!r}"
+            worker.process.kill()
+            raise
+        finally:
+            self._on_exit(worker)
+
+    def _start_process(self, worker: _Worker) -> wire.Hello:
+        if self.start_method == "forkserver":
+            _configure_forkserver(self._ctx)
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=wire.worker_main,
+            args=(child, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
+            name=f"subiso-process-worker-{worker.index}",
+        )
+        with _START_LOCK:
+            process.start()
+        child.close()
+        worker.process, worker.conn, worker.pid = process, parent, process.pid
+        try:
+            frame = parent.recv_bytes()
+        except (EOFError, OSError):
+            process.join()
+            raise RuntimeError(
+                f"worker process {process.pid} {describe_exit(process.exitcode)} while starting"
+            ) from None
+        return codec.decode(frame, wire.Hello)  # type: ignore[no-any-return]
+
+    def _on_start_failed(self, worker: _Worker, reason: str) -> None:
+        worker.start_error = reason
+        with self._lock:
+            self._workers.remove(worker)
+            orphans: list[_Pending] = []
+            if not any(w.ready for w in self._workers):
+                orphans, self._queue = list(self._queue), deque()
+            self._changed.notify_all()
+        for pending in orphans:
+            _resolve(pending.future, exc=WorkerCrashed(f"run of {pending.graph!r}: {reason}"))
+
+    def _on_ready(self, worker: _Worker, hello: wire.Hello) -> None:
+        worker.preload_error = hello.preload_error
+        with self._lock:
+            worker.ready = True
+            sends = self._drain_queue_locked()
+            sends += self._maybe_stop_locked(worker)
+            self._changed.notify_all()
+        self._send_all(sends)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        rid = next(self._rids)
+        start = time.perf_counter()
+        try:
+            frame = codec.encode((wire.TAG_RUN, rid, cfg), label="state", part=cfg.input)
+        except Exception as exc:
+            failed: cf.Future[RunResult] = cf.Future()
+            _resolve(failed, exc=exc)
+            return failed
+        pending = _Pending(rid, cfg, frame, time.perf_counter() - start)
+        with self._lock:
+            if self._closing:
+                raise ExecutorClosed(f"cannot run on a closed {type(self).__name__}")
+            sends = self._dispatch_locked(pending)
+        pending.future.add_done_callback(lambda f: self._on_future_done(pending, f))
+        self._send_all(sends)
+        return pending.future
+
+    def _dispatch_locked(self, pending: _Pending) -> list[Send]:
+        """Give the run to the least-busy serving worker, or queue it until one is ready."""
+        best: _Worker | None = None
+        for w in self._workers:
+            if w.serving and (best is None or len(w.in_flight) < len(best.in_flight)):
+                best = w
+        if (best is None or best.in_flight) and self._active_count_locked() < self.max_workers:
+            self._spawn_locked()  # grow in the background; this run does not wait for it
+        if best is None:
+            self._queue.append(pending)
+            return []
+        return self._assign_locked(best, pending)
+
+    def _assign_locked(self, worker: _Worker, pending: _Pending) -> list[Send]:
+        pending.worker = worker
+        pending.t_sent = time.perf_counter()
+        worker.in_flight[pending.rid] = pending
+        worker.dispatched += 1
+        if pending.timeout is not None:
+            self._schedule_locked(pending.timeout, "timeout", pending)
+        if self.max_tasks_per_worker and worker.dispatched >= self.max_tasks_per_worker:
+            self._retire_locked(worker)
+        return [(worker, pending.frame, pending)]
+
+    def _drain_queue_locked(self) -> list[Send]:
+        sends: list[Send] = []
+        while self._queue:
+            pending = self._queue.popleft()
+            if pending.future.cancelled():
+                continue
+            sends += self._dispatch_locked(pending)
+            if self._queue and self._queue[-1] is pending:  # no serving worker left
+                break
+        return sends
+
+    def _send_all(self, sends: list[Send]) -> None:
+        for worker, frame, pending in sends:
+            try:
+                with worker.send_lock:
+                    worker.conn.send_bytes(frame)  # type: ignore[union-attr]
+            except (OSError, ValueError):
+                if pending is not None:
+                    self._redispatch(worker, pending)
+            else:
+                if pending is not None:
+                    pending.frame = b""  # a large state is not kept alive until the reply
+
+    def _redispatch(self, worker: _Worker, pending: _Pending) -> None:
+        """The worker died before the run reached it: give the run to another one."""
+        with self._lock:
+            if worker.in_flight.pop(pending.rid, None) is None:
+                return  # its death was handled already, the run resolved
+            worker.broken = True
+            sends = self._dispatch_locked(pending)
+        self._send_all(sends)
+
+    def _on_future_done(self, pending: _Pending, future: cf.Future[RunResult]) -> None:
+        """A caller cancelled the run: drop it from the queue or cancel it in its worker."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            worker = pending.worker
+            if worker is None:
+                try:
+                    self._queue.remove(pending)
+                except ValueError:
+                    pass
+                return
+            if pending.rid not in worker.in_flight:
+                return
+        self._send_all([(worker, codec.encode(wire.Cancel(pending.rid)), None)])
+
+    def _cancel_running(self, future: cf.Future[RunResult]) -> None:
+        """Nothing to do: these futures stay cancellable until resolved, and cancelling one
+        cancels its run on the worker loop (see ``_on_future_done``)."""
+
+    # -- replies ---------------------------------------------------------------------------------
+    def _read_replies(self, worker: _Worker) -> None:
+        conn = worker.conn
+        assert conn is not None
+        decoder = codec.decoder(wire.ToHost)
+        while True:
+            try:
+                frame = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            t_recv = time.perf_counter()
+            msg = decoder.decode(frame)
+            with self._lock:
+                pending = worker.in_flight.pop(msg.rid, None)
+                sends = self._after_run_locked(worker, msg)
+            self._send_all(sends)
+            if pending is not None:
+                self._complete(pending, msg, t_recv)
+
+    def _after_run_locked(self, worker: _Worker, msg: Any) -> list[Send]:
+        if isinstance(msg, wire.Failed) and msg.tainted and not worker.retiring:
+            self._retire_locked(worker)
+        return self._maybe_stop_locked(worker)
+
+    def _complete(self, pending: _Pending, msg: Any, t_recv: float) -> None:
+        if isinstance(msg, wire.Done):
+            start = time.perf_counter()
+            try:
+                output = codec.decode(msg.output, label=f"the output of {pending.graph!r}")
+            except Exception as exc:
+                _resolve(pending.future, exc=exc)
+                return
+            host_decode = time.perf_counter() - start
+            report = msgspec.structs.replace(
+                msg.report,
+                encode_s=pending.encode_s + msg.encode_s,
+                decode_s=msg.decode_s + host_decode,
+                transfer_s=max(0.0, t_recv - pending.t_sent - msg.span_s),
+            )
+            _resolve(pending.future, RunResult(output, report))
+        elif isinstance(msg, wire.Failed):
+            exc = codec.exception_from_wire(msg.error)
+            if pending.timed_out and isinstance(exc, (asyncio.CancelledError, RunTimeout)):
+                exc = self._timeout_error(pending, killed=False)
+            elif isinstance(exc, asyncio.CancelledError):
+                _cancel(pending.future)
+                return
+            _resolve(pending.future, exc=exc)
+        elif pending.timed_out:  # Cancelled: it never started within its timeout
+            _resolve(pending.future, exc=self._timeout_error(pending, killed=False))
+        else:
+            _cancel(pending.future)
+
+    def _timeout_error(self, pending: _Pending, *, killed: bool) -> RunTimeout:
+        pid = pending.worker.pid if pending.worker else None
+        what = (
+            f"ignored cancellation for kill_grace={self.kill_grace:g}s, so its worker "
+            f"process {pid} was killed and replaced"
+            if killed
+            else f"was cancelled on its worker process {pid}"
+        )
+        return RunTimeout(
+            f"run of {pending.graph!r} exceeded its timeout of {pending.timeout:g}s and {what}"
+        )
+
+    # -- retiring, stopping, dying ---------------------------------------------------------------
+    def _retire_locked(self, worker: _Worker) -> None:
+        """No new runs for this worker; start its replacement now; stop it once drained."""
+        worker.retiring = True
+        if not self._closing and self._active_count_locked() < self.max_workers:
+            self._spawn_locked()
+
+    def _maybe_stop_locked(self, worker: _Worker) -> list[Send]:
+        if worker.stopping or not worker.ready or worker.in_flight:
+            return []
+        if not (worker.retiring or (self._closing and not self._queue)):
+            return []
+        worker.stopping = True
+        self._schedule_locked(self.kill_grace, "stop", worker)
+        return [(worker, codec.encode(wire.Stop()), None)]
+
+    def _on_exit(self, worker: _Worker) -> None:
+        worker.process.join()
+        exitcode = worker.process.exitcode
+        worker.conn.close()  # type: ignore[union-attr]
+        with self._lock:
+            self._workers.remove(worker)
+            held = list(worker.in_flight.values())
+            worker.in_flight.clear()
+            if not self._closing and not worker.retiring and not worker.stopping:
+                if self._active_count_locked() < self.max_workers:
+                    self._spawn_locked()
+            elif self._queue and not any(not w.retiring for w in self._workers):
+                self._spawn_locked()  # queued runs still need a worker
+            self._changed.notify_all()
+            self._timer_cv.notify_all()
+        if held:
+            cause = worker.kill_reason or describe_exit(exitcode)
+            for pending in held:
+                if pending.timed_out and worker.kill_reason is not None:
+                    _resolve(pending.future, exc=self._timeout_error(pending, killed=True))
+                else:
+                    _resolve(
+                        pending.future,
+                        exc=WorkerCrashed(
+                            f"worker process {worker.pid} {cause} while running "
+                            f"{pending.graph!r}; the pool replaced it"
+                        ),
+                    )
+
+    # -- timers ----------------------------------------------------------------------------------
+    def _schedule_locked(self, delay: float, kind: str, subject: Any) -> None:
+        entry = (time.monotonic() + delay, next(self._timer_seq), kind, subject)
+        heapq.heappush(self._timers, entry)
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="subiso-process-supervisor", daemon=True
+            )
+            self._supervisor.start()
+        elif self._timers[0] is entry:
+            self._timer_cv.notify()
+
+    def _supervise(self) -> None:
+        with self._lock:
+            while True:
+                if self._closing and not self._workers:
+                    self._timers.clear()
+                    return
+                now = time.monotonic()
+                actions: list[Callable[[], None]] = []
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, kind, subject = heapq.heappop(self._timers)
+                    actions += self._fire_locked(kind, subject)
+                if actions:
+                    self._lock.release()
+                    try:
+                        for action in actions:
+                            action()
+                    finally:
+                        self._lock.acquire()
+                    continue
+                wait = self._timers[0][0] - now if self._timers else None
+                self._timer_cv.wait(wait)
+
+    def _fire_locked(self, kind: str, subject: Any) -> list[Callable[[], None]]:
+        if kind == "timeout":
+            pending: _Pending = subject
+            worker = pending.worker
+            if worker is None or pending.rid not in worker.in_flight or pending.timed_out:
+                return []
+            pending.timed_out = True
+            self._schedule_locked(self.kill_grace, "kill", pending)
+            frame = codec.encode(wire.Cancel(pending.rid))
+            return [lambda: self._send_all([(worker, frame, None)])]
+        if kind == "kill":
+            pending = subject
+            worker = pending.worker
+            if worker is None or pending.rid not in worker.in_flight:
+                return []
+            worker.kill_reason = (
+                f"was killed by subiso: run {pending.graph!r} ignored cancellation for "
+                f"kill_grace={self.kill_grace:g}s after its timeout of {pending.timeout:g}s"
+            )
+            return [worker.process.kill]
+        worker = subject  # "stop"
+        if worker not in self._workers:
+            return []
+        worker.kill_reason = (
+            f"was killed by subiso: it did not exit within kill_grace={self.kill_grace:g}s "
+            "of being asked to stop"
+        )
+        return [worker.process.kill]
+
+    # -- closing ---------------------------------------------------------------------------------
+    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        with self._lock:
+            self._closing = True
+            cancelled: list[_Pending] = []
+            sends: list[Send] = []
+            if cancel_pending:
+                cancelled, self._queue = list(self._queue), deque()
+                sends += [
+                    (w, codec.encode(wire.CancelQueued()), None)
+                    for w in self._workers
+                    if w.ready and w.in_flight
+                ]
+            for worker in list(self._workers):
+                sends += self._maybe_stop_locked(worker)
+            self._timer_cv.notify_all()
+        for pending in cancelled:
+            _cancel(pending.future)
+        self._send_all(sends)
+        if wait:
+            self._join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every worker process has exited (after ``close(wait=False)``).
+
+        Returns False if ``timeout`` passed first. ``close(wait=True)`` does this itself.
+        """
+        if not self.closed:
+            raise RuntimeError(f"join() before close() would wait forever on {self!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._workers:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(left)
+        self._join()
+        return True
+
+    def _join(self) -> None:
+        with self._lock:
+            while self._workers:
+                self._changed.wait()
+            self._timer_cv.notify_all()
+            supervisor = self._supervisor
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join()
+
+    def _kill_all(self) -> None:
+        """Interpreter exit with the executor still open: end the workers now."""
+        with self._lock:
+            self._closing = True
+            processes = [w.process for w in self._workers if w.process is not None]
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(5)
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def worker_pids(self) -> list[int]:
+        """Pids of the live worker processes (for diagnostics and tests)."""
+        with self._lock:
+            return [w.pid for w in self._workers if w.pid is not None]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "workers": len(self._workers),
+                "ready": sum(1 for w in self._workers if w.ready),
+                "in_flight": [len(w.in_flight) for w in self._workers],
+                "queued": len(self._queue),
+            }
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _positive_int(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{field} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _context(method: str, owner: str) -> Any:
+    if method == "fork":
+        raise ConfigError(
+            f"{owner}: start_method 'fork' is refused: forking a process that runs threads and "
+            "event loops can deadlock the child; use 'forkserver' or 'spawn'"
+        )
+    try:
+        return multiprocessing.get_context(method)
+    except ValueError:
+        choices = ", ".join(m for m in multiprocessing.get_all_start_methods() if m != "fork")
+        raise ConfigError(
+            f"{owner}: unknown start_method {method!r}; choose one of: {choices}"
+        ) from None
+
+
+def _resolve(
+    future: cf.Future[Any], result: Any = None, *, exc: BaseException | None = None
+) -> None:
+    """Settle a PENDING future unless its caller cancelled it meanwhile."""
+    try:
+        if not future.set_running_or_notify_cancel():
+            return
+    except RuntimeError:  # already settled
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _cancel(future: cf.Future[Any]) -> None:
+    """Cancel a future we own and notify its waiters (``wait``/``as_completed``)."""
+    if future.cancel():
+        try:
+            future.set_running_or_notify_cancel()
+        except RuntimeError:  # already notified
+            pass
+
+
+@atexit.register
+def _end_open_executors() -> None:
+    for executor in list(_LIVE):
+        executor._kill_all()

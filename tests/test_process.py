@@ -1,0 +1,394 @@
+"""ProcessExecutor with real worker processes: runs, crashes, hard timeouts, payloads, lifecycle.
+
+Synchronisation is by events only (futures, FIFOs a workload opens); nothing sleeps to wait
+and nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from subiso import GraphConfig
+from subiso.codec import RemoteError, decode, encode
+from subiso.errors import (
+    ConfigError,
+    ExecutorClosed,
+    RemoteTraceback,
+    RunTimeout,
+    SerializationError,
+    WorkerCrashed,
+)
+from subiso.executors import get_executor
+from subiso.executors.process import ProcessExecutor
+from tests.workloads import WorkflowFailed, expected
+
+pytestmark = pytest.mark.timeout(60)
+
+W = "tests.workloads"
+P = "tests.process_workloads"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live (non-zombie) process, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def workers_below_us() -> set[int]:
+    """Our descendant processes except multiprocessing's own helpers (the forkserver and the
+    resource tracker, children of ours that live as long as the interpreter)."""
+    parents = _parents()
+    found: set[int] = set()
+    frontier = [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                frontier.append(pid)
+    helpers = set()
+    for pid, ppid in parents.items():
+        if ppid == os.getpid():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"multiprocessing.forkserver" in cmd or b"multiprocessing.resource_tracker" in cmd:
+                helpers.add(pid)
+    return found - helpers
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Hold:
+    """Two FIFOs: the ``hold`` workload says it started, then blocks until released."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.started = str(tmp_path / "started")
+        self.release = str(tmp_path / "release")
+        os.mkfifo(self.started)
+        os.mkfifo(self.release)
+        self.cfg = {"graph": f"{P}:hold", "input": [self.started, self.release]}
+
+    def wait_started(self) -> None:
+        with open(self.started) as f:
+            assert f.read() == "started"
+
+    def let_go(self) -> None:
+        with open(self.release, "w") as f:
+            f.write("released")
+
+
+@pytest.fixture(scope="module")
+def ex() -> Iterator[ProcessExecutor]:
+    executor = ProcessExecutor(max_workers=2, prestart=True, kill_grace=1.0)
+    pids = executor.worker_pids()
+    assert len(pids) == 2
+    yield executor
+    executor.close()
+    assert not any(alive(pid) for pid in pids + executor.worker_pids())
+
+
+# -- runs from sync code, from a running loop, many at once ------------------------------------
+@pytest.mark.parametrize("graph", ["sync_graph", "async_graph", "sync_builder", "make_sync_graph"])
+def test_graphs_from_sync_code(ex: ProcessExecutor, graph: str) -> None:
+    assert ex.run({"graph": f"{W}:{graph}", "input": {"x": 4}}) == {"x": expected(4)}
+
+
+@pytest.mark.parametrize("fn", ["square", "asquare"])
+def test_plain_functions_from_sync_code(ex: ProcessExecutor, fn: str) -> None:
+    assert ex.run(GraphConfig(graph=f"{W}:{fn}", input=12)) == 144
+
+
+def test_report_names_the_worker_and_the_transfer_costs(ex: ProcessExecutor) -> None:
+    output, report = ex.execute({"graph": f"{W}:sync_graph", "input": {"x": 1}})
+    assert output == {"x": expected(1)}
+    assert report.tier == "process" and report.mode == "full"
+    assert report.pid in ex.worker_pids() and report.pid != os.getpid()
+    assert isinstance(report.loop_id, int)
+    assert report.encode_s > 0 and report.decode_s > 0 and report.transfer_s >= 0
+    where = ex.run({"graph": f"{W}:awhere"})
+    assert where["pid"] in ex.worker_pids()
+
+
+def test_runs_from_inside_a_running_loop(ex: ProcessExecutor) -> None:
+    async def main() -> list[Any]:
+        before = asyncio.all_tasks()
+        loop = asyncio.get_running_loop()
+        cfg = {"graph": f"{W}:async_graph", "input": {"x": 2}}
+        results = [
+            await ex.arun(cfg),
+            await ex.arun({"graph": f"{W}:asquare", "input": 3}),
+            await loop.run_in_executor(None, ex.run, cfg),
+            await loop.run_in_executor(None, ex.run, {"graph": f"{W}:square", "input": 5}),
+        ]
+        assert asyncio.all_tasks() - before == set()
+        return results
+
+    assert asyncio.run(main()) == [{"x": expected(2)}, 9, {"x": expected(2)}, 25]
+
+
+def test_forty_concurrent_runs(ex: ProcessExecutor) -> None:
+    cfgs = []
+    for i in range(40):
+        graph = ("sync_graph", "async_graph", "square", "asquare")[i % 4]
+        cfgs.append({"graph": f"{W}:{graph}", "input": {"x": i} if "graph" in graph else i})
+    outputs = list(ex.map(cfgs))
+    want = [{"x": expected(i)} if i % 4 < 2 else i * i for i in range(40)]
+    assert outputs == want
+
+
+def test_forty_concurrent_aruns(ex: ProcessExecutor) -> None:
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(ex.arun({"graph": f"{W}:async_graph", "input": {"x": i}}) for i in range(40))
+        )
+
+    assert asyncio.run(main()) == [{"x": expected(i)} for i in range(40)]
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def test_workflow_error_keeps_its_type_and_the_worker_traceback(ex: ProcessExecutor) -> None:
+    with pytest.raises(WorkflowFailed, match="node exploded at x=2") as info:
+        ex.run({"graph": f"{W}:failing_graph", "input": {"x": 1}})
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "_explode" in cause.tb and "WorkflowFailed" in cause.tb
+    with pytest.raises(ConfigError, match="unknown module"):
+        ex.run({"graph": "no_such_module_xyz:graph"})
+    assert ex.run({"graph": f"{W}:square", "input": 2}) == 4
+
+
+def test_exception_that_cannot_be_rebuilt_becomes_remote_error(ex: ProcessExecutor) -> None:
+    with pytest.raises(RemoteError, match=r"PickyError: code 7: picky") as info:
+        ex.run({"graph": f"{P}:raise_picky"})
+    assert "raise_picky" in str(info.value.__cause__)
+
+
+def test_timeout_cancels_on_the_worker_loop_and_the_worker_stays(ex: ProcessExecutor) -> None:
+    pids = set(ex.worker_pids())
+    with pytest.raises(RunTimeout, match="exceeded its timeout"):
+        ex.run({"graph": f"{W}:hang", "timeout": 0.2})
+    assert set(ex.worker_pids()) == pids
+    assert ex.run({"graph": f"{W}:asquare", "input": 6}) == 36
+
+
+def test_cancelled_arun_cancels_the_run_in_the_worker(ex: ProcessExecutor) -> None:
+    pids = set(ex.worker_pids())
+
+    async def main() -> int:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ex.arun({"graph": f"{W}:hang"}), 0.2)
+        return await ex.arun({"graph": f"{W}:asquare", "input": 7})  # type: ignore[no-any-return]
+
+    assert asyncio.run(main()) == 49
+    assert set(ex.worker_pids()) == pids
+
+
+# -- payloads ------------------------------------------------------------------------------------
+def test_unserialisable_state_names_its_key_path(ex: ProcessExecutor) -> None:
+    pids = set(ex.worker_pids())
+    state = {"docs": ["a", "b", "c", threading.Lock()]}
+    with pytest.raises(SerializationError, match=r'state\["docs"\]\[3\]'):
+        ex.run({"graph": f"{P}:echo", "input": state})
+    with pytest.raises(SerializationError, match=r'output\["lock"\].*lock'):
+        ex.run({"graph": f"{P}:make_lock"})
+    assert set(ex.worker_pids()) == pids
+    assert ex.run({"graph": f"{P}:echo", "input": {"docs": [1, 2]}}) == {"docs": [1, 2]}
+
+
+def test_aimessage_state_round_trips_equal(ex: ProcessExecutor) -> None:
+    messages = [
+        HumanMessage(content="Is clause 4 risky?", id="h1"),
+        AIMessage(
+            content="Checking.",
+            id="a1",
+            tool_calls=[{"name": "score", "args": {"clause": 4}, "id": "call-1"}],
+            additional_kwargs={"note": [1, 2.5, None]},
+        ),
+        HumanMessage(content="And clause 5?", id="h2"),
+    ]
+    assert ex.run({"graph": f"{P}:echo", "input": messages}) == messages
+    out = ex.run({"graph": f"{P}:chat_graph", "input": {"messages": messages, "turns": 0}})
+    assert out["messages"] == [*messages, AIMessage(content="re: And clause 5?", id="ai-3")]
+    assert out["turns"] == 1
+
+
+def test_codec_key_paths_and_round_trip() -> None:
+    value = {"a": [1, {"b": (2, 3)}], "msg": AIMessage(content="hi", id="x")}
+    assert decode(encode(value)) == {
+        "a": [1, {"b": [2, 3]}],
+        "msg": AIMessage(content="hi", id="x"),
+    }
+    with pytest.raises(SerializationError, match=r'state\["a"\]\[1\]\["f"\]: builtins.function'):
+        encode({"a": [0, {"f": lambda: 1}]}, label="state")
+    with pytest.raises(SerializationError, match=r"state\[0\]: builtins.int"):
+        encode([2**70], label="state")
+
+
+# -- crashes and runaway nodes ------------------------------------------------------------------
+def test_os_exit_fails_only_its_run_and_the_pool_recovers(
+    ex: ProcessExecutor, tmp_path: Path
+) -> None:
+    hold = Hold(tmp_path)
+    held = ex.submit(hold.cfg)
+    hold.wait_started()  # one worker is busy with it; the crash goes to the other
+    with pytest.raises(WorkerCrashed, match="exited with code 3"):
+        ex.run({"graph": f"{P}:exit_graph", "input": {"x": 1}})
+    hold.let_go()
+    assert held.result() == "released"
+    assert ex.run({"graph": f"{W}:sync_graph", "input": {"x": 5}}) == {"x": expected(5)}
+
+
+def test_segfault_fails_its_run_with_the_signal(ex: ProcessExecutor) -> None:
+    before = set(ex.worker_pids())
+    with pytest.raises(WorkerCrashed, match="SIGSEGV") as info:
+        ex.run({"graph": f"{P}:segfault_graph", "input": {"x": 1}})
+    crashed = int(str(info.value).split()[2])
+    assert crashed in before and not alive(crashed)
+    results = list(ex.map({"graph": f"{W}:square", "input": i} for i in range(6)))
+    assert results == [i * i for i in range(6)]
+    assert crashed not in ex.worker_pids()
+
+
+def test_cpu_bound_sync_node_past_timeout_gets_worker_replaced() -> None:
+    with ProcessExecutor(max_workers=1, kill_grace=0.5) as ex:
+        first = ex.run({"graph": f"{P}:pid"})
+        with pytest.raises(RunTimeout):
+            ex.run({"graph": f"{P}:spin_graph", "input": {"x": 0}, "timeout": 0.3})
+        # the tainted worker is retired: a fresh one serves while it is stopped (or killed)
+        assert ex.run({"graph": f"{P}:pid"}) != first
+        assert ex.run({"graph": f"{W}:sync_graph", "input": {"x": 1}}) == {"x": expected(1)}
+    assert not alive(first)
+
+
+def test_node_hogging_the_worker_loop_is_killed_after_kill_grace() -> None:
+    with ProcessExecutor(max_workers=1, kill_grace=0.5) as ex:
+        first = ex.run({"graph": f"{P}:pid"})
+        with pytest.raises(RunTimeout, match="killed and replaced"):
+            ex.run({"graph": f"{P}:spin_async_graph", "input": {"x": 0}, "timeout": 0.3})
+        assert not alive(first)
+        assert ex.run({"graph": f"{P}:pid"}) != first
+
+
+# -- checkpoints across workers -------------------------------------------------------------------
+def test_sqlite_checkpoints_written_by_one_worker_read_by_another(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'checkpoints.db'}"
+    cfg = {
+        "graph": f"{W}:log_builder",
+        "input": {"entries": []},
+        "config": {"configurable": {"thread_id": "contract-7"}},
+        "checkpointer": db,
+    }
+    with ProcessExecutor(max_workers=1, max_tasks_per_worker=1) as ex:  # a new worker per run
+        runs = [ex.execute(cfg) for _ in range(3)]
+    assert [r.output["entries"] for r in runs] == [
+        ["run-0"],
+        ["run-0", "run-1"],
+        ["run-0", "run-1", "run-2"],
+    ]
+    assert len({r.report.pid for r in runs}) == 3
+
+
+def test_concurrent_sqlite_setup_by_several_workers(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fresh.db'}"
+    with ProcessExecutor(max_workers=4, prestart=True) as ex:
+        futures = [
+            ex.submit_execute(
+                {
+                    "graph": f"{W}:log_builder",
+                    "input": {"entries": []},
+                    "config": {"configurable": {"thread_id": f"t{i}"}},
+                    "checkpointer": db,
+                }
+            )
+            for i in range(4)
+        ]
+        results = [f.result() for f in futures]
+    assert all(r.output == {"entries": ["run-0"]} for r in results)
+    assert len({r.report.pid for r in results}) == 4
+
+
+# -- lifecycle -------------------------------------------------------------------------------------
+def test_recycling_after_n_runs() -> None:
+    with ProcessExecutor(max_workers=1, max_tasks_per_worker=2) as ex:
+        pids = [ex.run({"graph": f"{P}:pid"}) for _ in range(6)]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[4] == pids[5]
+    assert len(set(pids)) == 3
+    assert not any(alive(p) for p in pids)
+
+
+def test_close_drains_and_leaves_no_process_behind() -> None:
+    before = workers_below_us()
+    ex = get_executor("process", max_workers=2)
+    first = ex.execute({"graph": f"{W}:where"})
+    assert first.report.pid in workers_below_us()  # the /proc check sees our workers
+    cfgs = [{"graph": f"{W}:async_graph", "input": {"x": i}} for i in range(10)]
+    futures = [ex.submit_execute(cfg) for cfg in cfgs]
+    ex.close(wait=True)
+    results = [f.result(timeout=0) for f in futures]
+    assert [r.output for r in results] == [{"x": expected(i)} for i in range(10)]
+    pids = {first.report.pid} | {r.report.pid for r in results}
+    assert not any(alive(p) for p in pids)
+    assert workers_below_us() <= before
+    with pytest.raises(ExecutorClosed):
+        ex.run({"graph": f"{W}:square", "input": 1})
+
+
+def test_close_without_wait_cancels_queued_runs(tmp_path: Path) -> None:
+    hold = Hold(tmp_path)
+    ex = ProcessExecutor(max_workers=1, prestart=True)
+    (pid,) = ex.worker_pids()
+    held = ex.submit(hold.cfg)
+    hold.wait_started()
+    queued = [ex.submit({"graph": f"{W}:square", "input": i}) for i in range(5)]
+    ex.close(wait=False, cancel_pending=True)
+    _, not_done = cf.wait(queued, timeout=30)
+    assert not not_done and all(f.cancelled() for f in queued)
+    hold.let_go()
+    assert held.result() == "released"
+    assert ex.join(timeout=30)
+    assert not alive(pid)
+
+
+def test_prestart_preload_and_options() -> None:
+    with ProcessExecutor(max_workers=1, prestart=True, preload=[f"{W}:sync_graph", "json"]) as ex:
+        assert ex.run({"graph": f"{W}:sync_graph", "input": {"x": 0}}) == {"x": expected(0)}
+    with pytest.raises(ConfigError, match="no_such_module_xyz"):
+        ProcessExecutor(max_workers=1, prestart=True, preload=["no_such_module_xyz"])
+    with pytest.raises(ConfigError, match="fork"):
+        ProcessExecutor(start_method="fork")
+    with pytest.raises(ConfigError, match="max_workers"):
+        ProcessExecutor(max_workers=0)
+
+
+def test_spawn_start_method_gets_the_host_sys_path() -> None:
+    with ProcessExecutor(max_workers=1, start_method="spawn") as ex:
+        output, report = ex.execute({"graph": f"{W}:square", "input": 9})
+    assert output == 81 and not alive(report.pid)
