@@ -17,6 +17,8 @@ BUILTIN_TIERS: dict[str, str] = {
     "thread": "subiso.executors.thread:ThreadExecutor",
     "subinterpreter": "subiso.executors.subinterpreter:SubinterpreterExecutor",
     "process": "subiso.executors.process:ProcessExecutor",
+    # not a tier of its own: a factory returning the tier it picks (see subiso.auto)
+    "auto": "subiso.auto:AutoExecutor",
 }
 
 

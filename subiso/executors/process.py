@@ -437,6 +437,7 @@ class ProcessExecutor(Executor):
             host_decode = time.perf_counter() - start
             report = msgspec.structs.replace(
                 msg.report,
+                selected_by=self.selected_by,
                 encode_s=pending.encode_s + msg.encode_s,
                 decode_s=msg.decode_s + host_decode,
                 transfer_s=max(0.0, t_recv - pending.t_sent - msg.span_s),

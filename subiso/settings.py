@@ -1,0 +1,505 @@
+"""Choose and configure the executor from a settings file, so tiers swap without code changes.
+
+``load_executor()`` reads the first settings source it finds, in this order:
+
+1. the ``path`` argument;
+2. the file named by the environment variable ``SUBISO_CONFIG``;
+3. ``subiso.toml`` in the working directory (its top level holds the keys);
+4. the ``[tool.subiso]`` table of ``pyproject.toml`` in the working directory.
+
+No file at all means the defaults (the ``"thread"`` tier). Precedence, highest first: keyword
+overrides given to ``load_executor`` (the CLI's ``--executor`` is one), the environment variable
+``SUBISO_EXECUTOR`` (tier name only), the file, the defaults::
+
+    [tool.subiso]
+    executor = "subinterpreter"    # inline | context | thread | subinterpreter | process | auto
+    fallback = ["process", "thread"]
+    max_workers = 4
+    timeout = 300
+    checkpointer = "sqlite:///runs.db"
+
+    [tool.subiso.process]          # options for one tier; they win over the shared keys
+    start_method = "forkserver"
+    max_tasks_per_worker = 200
+
+The shared keys (``max_workers``, ``timeout``, ``checkpointer``, ``fallback``) go to whichever
+tier is selected *if that tier takes them* - a file written for ``process`` keeps working after
+``executor = "inline"`` - while a key inside a tier's own table must be one that tier takes.
+Plugin tiers (entry-point group ``subiso.executors``) are selectable by name and get their own
+table, e.g. ``[tool.subiso.mytier]``, passed to their constructor as keyword arguments.
+
+Every problem is a :class:`~subiso.errors.ConfigError` naming the key, the file and the valid
+choices, because a settings mistake should be fixed from the message alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import msgspec
+
+from subiso.config import read_mapping, validate_checkpointer
+from subiso.errors import ConfigError
+
+ENV_CONFIG = "SUBISO_CONFIG"
+ENV_EXECUTOR = "SUBISO_EXECUTOR"
+DEFAULT_TIER = "thread"
+AUTO = "auto"
+
+StartMethod = Literal["spawn", "forkserver", "fork"]
+
+
+# -- typed settings ------------------------------------------------------------------------------
+class _Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of the per-tier tables; ``None`` means "not set here"."""
+
+    def set_options(self) -> dict[str, Any]:
+        """The options actually written (so defaults stay the tier's own)."""
+        return {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
+
+
+class InlineOptions(_Options):
+    """``[tool.subiso.inline]``."""
+
+    timeout: float | None = None
+    checkpointer: str | None = None
+
+
+class ContextOptions(_Options):
+    """``[tool.subiso.context]``."""
+
+    timeout: float | None = None
+    checkpointer: str | None = None
+
+
+class ThreadOptions(_Options):
+    """``[tool.subiso.thread]``."""
+
+    max_workers: int | None = None
+    timeout: float | None = None
+    checkpointer: str | None = None
+    thread_name_prefix: str | None = None
+
+
+class ProcessOptions(_Options):
+    """``[tool.subiso.process]``."""
+
+    max_workers: int | None = None
+    timeout: float | None = None
+    checkpointer: str | None = None
+    start_method: StartMethod | None = None
+    max_tasks_per_worker: int | None = None
+    prestart: bool | None = None
+    kill_grace: float | None = None
+
+
+class SubinterpreterOptions(_Options):
+    """``[tool.subiso.subinterpreter]``."""
+
+    max_workers: int | None = None
+    timeout: float | None = None
+    checkpointer: str | None = None
+    fallback: list[str] | None = None
+    max_tasks_per_worker: int | None = None
+
+
+TIER_OPTIONS: dict[str, type[_Options]] = {
+    "inline": InlineOptions,
+    "context": ContextOptions,
+    "thread": ThreadOptions,
+    "process": ProcessOptions,
+    "subinterpreter": SubinterpreterOptions,
+}
+
+SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback")
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The validated contents of ``[tool.subiso]`` / ``subiso.toml``.
+
+    ``plugins`` holds the tables of plugin tiers by name (their keys are checked by the plugin's
+    constructor, which is the only place that knows them).
+    """
+
+    executor: str = DEFAULT_TIER
+    fallback: list[str] | None = None
+    max_workers: int | None = None
+    timeout: float | None = None
+    checkpointer: str | None = None
+    inline: InlineOptions = msgspec.field(default_factory=InlineOptions)
+    context: ContextOptions = msgspec.field(default_factory=ContextOptions)
+    thread: ThreadOptions = msgspec.field(default_factory=ThreadOptions)
+    process: ProcessOptions = msgspec.field(default_factory=ProcessOptions)
+    subinterpreter: SubinterpreterOptions = msgspec.field(default_factory=SubinterpreterOptions)
+    plugins: dict[str, dict[str, Any]] = {}
+
+    def shared_options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SHARED_KEYS if getattr(self, k) is not None}
+
+    def tier_table(self, tier: str) -> dict[str, Any]:
+        """The options written in ``tier``'s own table."""
+        if tier in TIER_OPTIONS:
+            return getattr(self, tier).set_options()  # type: ignore[no-any-return]
+        return dict(self.plugins.get(tier, {}))
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """Settings plus where they came from: what ``subiso info`` prints and errors cite."""
+
+    settings: Settings
+    source: Path | None  # None: defaults, no file
+    origin: str  # "explicit path", "SUBISO_CONFIG", "subiso.toml", "pyproject.toml", "defaults"
+    tier_from: str = "file"  # which layer chose the tier: "override", "SUBISO_EXECUTOR", ...
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tier(self) -> str:
+        return self.settings.executor
+
+    def describe(self) -> str:
+        return _describe(self.source)
+
+
+def _describe(source: Path | None) -> str:
+    """How errors and ``subiso info`` name a settings source."""
+    if source is None:
+        return "defaults (no settings file)"
+    if source.name == "pyproject.toml":
+        return f"{source} [tool.subiso]"
+    return str(source)
+
+
+# -- discovery -----------------------------------------------------------------------------------
+def find_settings_file(
+    path: str | os.PathLike[str] | None = None, *, cwd: Path | None = None
+) -> tuple[Path | None, str, dict[str, Any]]:
+    """``(file, origin, raw table)`` of the settings in effect (file None: defaults)."""
+    cwd = Path.cwd() if cwd is None else cwd
+    if path is not None:
+        p = Path(path)
+        return p, "explicit path", _table_of(p, required=True)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        p = Path(env)
+        if not p.is_absolute():
+            p = cwd / p
+        if not p.exists():
+            raise ConfigError(f"{ENV_CONFIG}={env!r}: no such file")
+        return p, ENV_CONFIG, _table_of(p, required=True)
+    local = cwd / "subiso.toml"
+    if local.is_file():
+        return local, "subiso.toml", _table_of(local, required=True)
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        table = _table_of(pyproject, required=False)
+        if table is not None:
+            return pyproject, "pyproject.toml", table
+    return None, "defaults", {}
+
+
+def _table_of(p: Path, *, required: bool) -> Any:
+    """The settings table of a file: ``[tool.subiso]`` of a pyproject.toml, else the top level."""
+    if not p.exists():
+        raise ConfigError(f"{p}: settings file not found")
+    data = read_mapping(p)
+    if p.name == "pyproject.toml" or set(data) == {"tool"}:
+        table = data.get("tool", {}).get("subiso") if isinstance(data.get("tool"), dict) else None
+        if table is None:
+            if required:
+                raise ConfigError(f"{p}: no [tool.subiso] table")
+            return None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{p}: [tool.subiso] must be a table")
+        return table
+    return data
+
+
+# -- validation ----------------------------------------------------------------------------------
+def known_tiers() -> list[str]:
+    """Every selectable tier name: built-ins, installed plugins, and ``"auto"``."""
+    from subiso.executors import BUILTIN_TIERS
+    from subiso.plugins import plugin_tiers
+
+    return sorted({*BUILTIN_TIERS, *plugin_tiers(), AUTO})
+
+
+def _field_names(struct: type[msgspec.Struct]) -> list[str]:
+    return [f.name for f in msgspec.structs.fields(struct)]
+
+
+def _literal_choices(struct: type[msgspec.Struct], name: str) -> list[str] | None:
+    for f in msgspec.structs.fields(struct):
+        if f.name != name:
+            continue
+        for arg in (f.type, *get_args(f.type)):
+            if get_origin(arg) is Literal:
+                return [str(a) for a in get_args(arg)]
+    return None
+
+
+_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def validate(table: Mapping[str, Any], source: str) -> Settings:
+    """Check keys and types of one settings table; ``ConfigError`` names key, file and choices."""
+    tiers = known_tiers()
+    raw = dict(table)
+    plugins: dict[str, dict[str, Any]] = {}
+    top_keys = [k for k in _field_names(Settings) if k != "plugins"]
+    for key in list(raw):
+        if key in top_keys:
+            continue
+        if key in tiers and key not in TIER_OPTIONS and key != AUTO:
+            value = raw.pop(key)
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: key {key!r} must be a table of {key} options")
+            plugins[key] = value
+            continue
+        valid = ", ".join(top_keys + [t for t in tiers if t not in top_keys and t != AUTO])
+        raise ConfigError(f"{source}: unknown key {key!r}; valid keys: {valid}")
+    for tier, options in TIER_OPTIONS.items():
+        sub = raw.get(tier)
+        if sub is None:
+            continue
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{source}: key {tier!r} must be a table of {tier} options")
+        for key in sub:
+            if key not in _field_names(options):
+                valid = ", ".join(_field_names(options))
+                raise ConfigError(
+                    f"{source}: unknown key '{tier}.{key}'; valid keys for the {tier} tier: {valid}"
+                )
+    try:
+        settings = msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as exc:
+        raise _type_error(exc, source) from None
+    settings = msgspec.structs.replace(settings, plugins=plugins)
+    _check_values(settings, source, tiers)
+    return settings
+
+
+def _type_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
+    match = _MSGSPEC_PATH.match(str(exc))
+    msg = match.group("msg") if match else str(exc)
+    path = (match.group("path") or "") if match else ""
+    parts = [p for p in re.split(r"\.|\[\d+\]", path) if p]
+    key = ".".join(parts) or "?"
+    struct: type[msgspec.Struct] = Settings
+    if len(parts) == 2 and parts[0] in TIER_OPTIONS:
+        struct = TIER_OPTIONS[parts[0]]
+    choices = _literal_choices(struct, parts[-1]) if parts else None
+    hint = f"; choose one of: {', '.join(choices)}" if choices else ""
+    return ConfigError(f"{source}: key {key!r}: {msg}{hint}")
+
+
+def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
+    if settings.executor not in tiers:
+        raise ConfigError(
+            f"{source}: key 'executor': unknown executor {settings.executor!r}; choose one of: "
+            f"{', '.join(tiers)}"
+        )
+    fallbacks = [
+        ("fallback", settings.fallback),
+        ("subinterpreter.fallback", settings.subinterpreter.fallback),
+    ]
+    for key, value in fallbacks:
+        for name in value or ():
+            if name not in tiers or name == AUTO:
+                valid = ", ".join(t for t in tiers if t != AUTO)
+                raise ConfigError(
+                    f"{source}: key {key!r}: unknown tier {name!r}; choose from: {valid}"
+                )
+    for key, value in _numbers(settings):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{source}: key {key!r}: must be > 0, got {value!r}")
+    for key, spec in [("checkpointer", settings.checkpointer)] + [
+        (f"{t}.checkpointer", getattr(settings, t).checkpointer) for t in TIER_OPTIONS
+    ]:
+        if spec is not None:
+            validate_checkpointer(spec, f"{source}: key {key!r}")
+
+
+def _numbers(settings: Settings) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = [
+        ("max_workers", settings.max_workers),
+        ("timeout", settings.timeout),
+    ]
+    for tier in TIER_OPTIONS:
+        table = getattr(settings, tier)
+        for name in ("max_workers", "timeout", "max_tasks_per_worker", "kill_grace"):
+            if hasattr(table, name):
+                out.append((f"{tier}.{name}", getattr(table, name)))
+    return out
+
+
+# -- loading -------------------------------------------------------------------------------------
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides win; a table override merges key by key into the file's table."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_settings(
+    path: str | os.PathLike[str] | None = None, **overrides: Any
+) -> ResolvedSettings:
+    """The settings in effect: discovered file, then ``SUBISO_EXECUTOR``, then ``overrides``."""
+    source, origin, table = find_settings_file(path)
+    where = _describe(source)
+    merged = dict(table)
+    tier_from = "file" if "executor" in table else "default"
+    env_tier = os.environ.get(ENV_EXECUTOR)
+    if env_tier:
+        merged["executor"] = env_tier
+        tier_from = ENV_EXECUTOR
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if "executor" in clean:
+        tier_from = "override"
+    merged = _merge(merged, clean)
+    if tier_from == ENV_EXECUTOR:
+        where += f" (executor from {ENV_EXECUTOR}={env_tier!r})"
+    settings = validate(merged, where)
+    return ResolvedSettings(settings, source, origin, tier_from, clean)
+
+
+def tier_options(settings: Settings, tier: str, cls: type[Any]) -> dict[str, Any]:
+    """Constructor keywords for ``tier``: shared keys it accepts, then its own table."""
+    shared = settings.shared_options()
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    options = {k: v for k, v in shared.items() if takes_any or k in params}
+    options.update(settings.tier_table(tier))
+    return options
+
+
+def build_executor(resolved: ResolvedSettings) -> Any:
+    """Construct the executor the resolved settings describe ("auto" decides here)."""
+    from subiso.executors import tier_class
+
+    settings = resolved.settings
+    tier = settings.executor
+    if tier == AUTO:
+        from subiso.auto import build_auto
+
+        return build_auto(settings)
+    cls = tier_class(tier)
+    options = tier_options(settings, tier, cls)
+    return construct(tier, cls, options, resolved.describe())
+
+
+def construct(
+    tier: str,
+    cls: type[Any],
+    options: dict[str, Any],
+    source: str,
+    *,
+    selected_by: str | None = None,
+) -> Any:
+    """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file.
+
+    ``selected_by`` is set on the instance *before* ``__init__`` runs, so a tier that starts
+    workers in its constructor (``prestart``) already hands it to their runtimes.
+    """
+    try:
+        if selected_by is None:
+            return cls(**options)
+        if cls.__new__ is object.__new__:
+            executor = cls.__new__(cls)
+            executor.selected_by = selected_by
+            executor.__init__(**options)
+        else:
+            executor = cls(**options)
+            executor.selected_by = selected_by
+        return executor
+    except TypeError as exc:
+        try:
+            valid = ", ".join(
+                n for n, p in inspect.signature(cls).parameters.items() if p.kind is p.KEYWORD_ONLY
+            )
+        except (TypeError, ValueError):
+            valid = "?"
+        raise ConfigError(
+            f"{source}: executor {tier!r} rejected its options {sorted(options)}: {exc}; "
+            f"valid options: {valid}"
+        ) from None
+
+
+def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:
+    """Build the executor described by the settings in effect (see the module docstring).
+
+    ``overrides`` take settings keys and win over the file and ``SUBISO_EXECUTOR``:
+    ``load_executor(executor="process", process={"start_method": "spawn"})``. A ``None``
+    override means "not overridden".
+    """
+    return build_executor(resolve_settings(path, **overrides))
+
+
+# -- the option dict of the design this replaces -------------------------------------------------
+LEGACY_KEYS = ("use_process_isolation", "use_forced_thread_isolation", "use_thread_isolation")
+
+
+def legacy_tier(opts: Mapping[str, Any]) -> str:
+    """The tier an old-style option dict asked for.
+
+    ==========================  ============================  ======================  =========
+    ``use_process_isolation``   ``use_forced_thread_isolation``  ``use_thread_isolation``  tier
+    ==========================  ============================  ======================  =========
+    True                        any                           any                     process
+    False (default)             True (default)                any                     thread
+    False                       False                         True (default)          context
+    False                       False                         False                   inline
+    ==========================  ============================  ======================  =========
+
+    The checks run in that order, exactly as the old design applied them: forced thread
+    isolation was on by default, so ``{"use_thread_isolation": False}`` alone still meant a
+    dedicated thread there and still means ``"thread"`` here; both thread flags must be off for
+    ``"inline"``. Other keys of the dict (the old "analysis options") are ignored.
+    """
+    flags: dict[str, bool] = {}
+    for key, default in zip(LEGACY_KEYS, (False, True, True), strict=True):
+        value = opts.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"legacy options: key {key!r} must be true or false, got {value!r}")
+        flags[key] = value
+    if flags["use_process_isolation"]:
+        return "process"
+    if flags["use_forced_thread_isolation"]:
+        return "thread"
+    if flags["use_thread_isolation"]:
+        return "context"
+    return "inline"
+
+
+def executor_from_options(opts: Mapping[str, Any], **overrides: Any) -> Any:
+    """An executor for the option dict of the design subiso replaces - the migration path.
+
+    The dict picks the tier (see :func:`legacy_tier`); everything else (``max_workers``,
+    ``timeout``, per-tier tables) comes from the settings file in effect and ``overrides``,
+    as with :func:`load_executor`. Migrating is then one step at a time:
+
+    1. replace ``execute_...(workflow, options)`` with
+       ``subiso.executor_from_options(options).run(GraphConfig(...))`` - same tiers as before;
+    2. move the choice into ``[tool.subiso] executor = "thread"`` (or ``subiso.toml``) and call
+       ``subiso.load_executor()`` - or just ``subiso.run(cfg)``;
+    3. drop ``use_*_isolation`` from the option dicts.
+
+    The tier comes from the dict even when ``SUBISO_EXECUTOR`` is set: code that still passes
+    the old flags asked for one tier explicitly.
+    """
+    if not isinstance(opts, Mapping):
+        raise ConfigError(f"legacy options: expected a dict, got {type(opts).__name__}")
+    return load_executor(**{**overrides, "executor": legacy_tier(opts)})

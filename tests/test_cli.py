@@ -1,0 +1,425 @@
+"""The ``subiso`` command, run as a real subprocess (``python -m subiso``): output, RunReports,
+exit codes 0 / 1 / 2, ``info`` and ``doctor``.
+
+The commands are independent, so one module fixture starts them all at once and each test
+checks its own; most targets live in a small langgraph-free module written to the work
+directory so each process starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from subiso.auto import choose_tier, current_capabilities
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TARGETS = '''
+"""CLI test targets without langgraph, so the subprocesses start fast."""
+import asyncio
+
+
+def square(value):
+    return value * value
+
+
+def fail(message):
+    raise LookupError(message)
+
+
+async def hang(_):
+    await asyncio.Event().wait()
+
+
+def bump(state):
+    return {"x": state["x"] + 1}
+'''
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def _layout(base: Path) -> dict[str, Path]:
+    work = base / "work"
+    work.mkdir()
+    (work / "cli_targets.py").write_text(TARGETS, encoding="utf-8")
+    (work / "run.toml").write_text('graph = "cli_targets:bump"\n[input]\nx = 2\n')
+    (work / "inline.toml").write_text('executor = "inline"\n', encoding="utf-8")
+    (work / "hang.toml").write_text('graph = "cli_targets:hang"\ntimeout = 0.2\n')
+    (work / "input.json").write_text('{"x": 10}', encoding="utf-8")
+    bad = base / "bad"
+    bad.mkdir()
+    (bad / "cli_targets.py").write_text(TARGETS, encoding="utf-8")
+    (bad / "subiso.toml").write_text('executor = "thread"\nmax_worker = 4\n', encoding="utf-8")
+    auto = base / "auto"
+    auto.mkdir()
+    (auto / "cli_targets.py").write_text(TARGETS, encoding="utf-8")
+    (auto / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.subiso]\nexecutor = "auto"\nmax_workers = 2\n',
+        encoding="utf-8",
+    )
+    return {"work": work, "bad": bad, "auto": auto}
+
+
+# name -> (arguments, directory, extra environment)
+COMMANDS: dict[str, tuple[list[str], str, dict[str, str]]] = {
+    "help": (["--help"], "work", {}),
+    "info": (["info"], "work", {}),
+    "info_json": (["info", "--json"], "work", {}),
+    "info_env": (["info", "--json"], "work", {"SUBISO_EXECUTOR": "context"}),
+    "info_auto": (["info", "--json"], "auto", {}),
+    "info_bad": (["info"], "bad", {}),
+    "run_graph": (["run", "tests.workloads:sync_graph", "--input", '{"x": 3}'], "work", {}),
+    "run_graph_json_inline": (
+        ["run", "cli_targets:bump", "--input", "@input.json", "-e", "inline", "--json"],
+        "work",
+        {},
+    ),
+    "run_file": (["run", "run.toml", "--json"], "work", {}),
+    "run_repeat": (
+        ["run", "cli_targets:square", "--input", "3", "--repeat", "6", "--concurrency", "3"],
+        "work",
+        {},
+    ),
+    "run_repeat_json": (
+        [
+            "run",
+            "cli_targets:square",
+            "--input",
+            "4",
+            "--repeat",
+            "5",
+            "--concurrency",
+            "2",
+            "--json",
+        ],
+        "work",
+        {},
+    ),
+    "run_env_executor": (
+        ["run", "cli_targets:square", "--input", "2", "--json"],
+        "work",
+        {"SUBISO_EXECUTOR": "context"},
+    ),
+    "run_flag_beats_env": (
+        ["run", "cli_targets:square", "--input", "2", "--json", "--executor", "inline"],
+        "work",
+        {"SUBISO_EXECUTOR": "context"},
+    ),
+    "run_auto": (["run", "cli_targets:square", "--input", "2", "--json"], "auto", {}),
+    "run_fail": (["run", "cli_targets:fail", "--input", '"boom"'], "work", {}),
+    "run_fail_v": (["-v", "run", "cli_targets:fail", "--input", '"boom"'], "work", {}),
+    "run_fail_v_after": (["run", "cli_targets:fail", "--input", '"boom"', "-v"], "work", {}),
+    "run_fail_repeat": (
+        ["run", "cli_targets:fail", "--input", '"boom"', "--repeat", "4", "--concurrency", "2"],
+        "work",
+        {},
+    ),
+    "run_timeout": (["run", "hang.toml"], "work", {}),
+    "run_unknown_module": (["run", "nosuch.module:graph"], "work", {}),
+    "run_not_a_target": (["run", "justaword"], "work", {}),
+    "run_missing_file": (["run", "missing.toml"], "work", {}),
+    "run_bad_executor": (["run", "cli_targets:square", "--executor", "warp"], "work", {}),
+    "run_bad_input": (["run", "cli_targets:square", "--input", "{nope"], "work", {}),
+    "run_missing_input_file": (["run", "cli_targets:square", "--input", "@nope.json"], "work", {}),
+    "run_bad_repeat": (["run", "cli_targets:square", "--repeat", "0"], "work", {}),
+    "run_bad_settings": (["run", "cli_targets:square", "--input", "2"], "bad", {}),
+    "run_explicit_settings": (
+        [
+            "run",
+            "cli_targets:square",
+            "--input",
+            "2",
+            "--json",
+            "--settings",
+            "inline.toml",
+        ],
+        "work",
+        {},
+    ),
+    "no_such_command": (["frobnicate"], "work", {}),
+    "doctor_pure": (["doctor", "cli_targets:square", "--json"], "work", {}),
+    "doctor_graph": (["doctor", "tests.workloads:sync_graph"], "work", {}),
+    "doctor_bad": (["doctor", "nosuch:thing"], "work", {}),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    dirs = _layout(tmp_path_factory.mktemp("cli"))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SUBISO_")}
+    base_env["PYTHONPATH"] = str(ROOT)
+
+    def launch(item: tuple[str, tuple[list[str], str, dict[str, str]]]) -> tuple[str, Outcome]:
+        name, (args, where, extra) = item
+        proc = subprocess.run(
+            [sys.executable, "-m", "subiso", *args],
+            cwd=dirs[where],
+            env={**base_env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return name, Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) * 2)) as pool:
+        return dict(pool.map(launch, COMMANDS.items()))
+
+
+def ok(outcome: Outcome) -> Outcome:
+    assert outcome.code == 0, outcome.err
+    return outcome
+
+
+# -- help and usage ------------------------------------------------------------------------------
+def test_help(results: dict[str, Outcome]) -> None:
+    out = ok(results["help"]).out
+    for command in ("run", "info", "doctor"):
+        assert command in out
+
+
+def test_unknown_command_is_usage_error(results: dict[str, Outcome]) -> None:
+    assert results["no_such_command"].code == 2
+    assert "No such command" in results["no_such_command"].err
+
+
+# -- info ----------------------------------------------------------------------------------------
+def test_info_text(results: dict[str, Outcome]) -> None:
+    out = ok(results["info"]).out
+    caps = current_capabilities()
+    assert caps.python in out
+    assert f"free-threaded:   {'yes' if caps.free_threaded else 'no'}" in out
+    assert "GIL:" in out and "subinterpreters:" in out
+    assert "settings:        none (defaults)" in out
+    assert f"auto picks:      {choose_tier(caps)[0]}" in out
+    for tier in ("inline", "context", "thread", "subinterpreter", "process", "auto"):
+        assert any(line.strip().startswith(tier) for line in out.splitlines()), tier
+
+
+def test_info_json(results: dict[str, Outcome]) -> None:
+    doc = ok(results["info_json"]).json()
+    caps = current_capabilities()
+    assert doc["python"] == caps.python and doc["gil_enabled"] == caps.gil_enabled
+    assert doc["auto"]["tier"] == choose_tier(caps)[0]
+    tiers = doc["tiers"]
+    for name in ("inline", "context", "thread"):
+        assert tiers[name]["available"] is True
+    if caps.subinterpreters is None:
+        assert tiers["subinterpreter"]["available"] is False
+        assert tiers["subinterpreter"]["reason"]
+    assert tiers["auto"]["reason"].startswith(f"-> {doc['auto']['tier']}")
+    assert doc["settings"] == {
+        "file": None,
+        "origin": "defaults",
+        "executor": "thread",
+        "executor_from": "default",
+    }
+
+
+def test_info_shows_env_override(results: dict[str, Outcome]) -> None:
+    settings = ok(results["info_env"]).json()["settings"]
+    assert (settings["executor"], settings["executor_from"]) == ("context", "SUBISO_EXECUTOR")
+
+
+def test_info_shows_settings_file_and_auto(results: dict[str, Outcome]) -> None:
+    settings = ok(results["info_auto"]).json()["settings"]
+    assert settings["file"].endswith("pyproject.toml") and settings["origin"] == "pyproject.toml"
+    assert settings["executor"] == "auto"
+    assert settings["auto_picks"] == choose_tier(current_capabilities())[0]
+
+
+def test_info_with_bad_settings_exits_2(results: dict[str, Outcome]) -> None:
+    outcome = results["info_bad"]
+    assert outcome.code == 2
+    assert "python:" in outcome.out  # the rest is still reported
+    assert "max_worker" in outcome.err and "subiso.toml" in outcome.err
+
+
+# -- run -----------------------------------------------------------------------------------------
+def test_run_prints_output_and_report(results: dict[str, Outcome]) -> None:
+    out = ok(results["run_graph"]).out
+    head, _, report = out.partition("report:")
+    assert json.loads(head.removeprefix("output:")) == {"x": 5}
+    fields = dict(line.split(None, 1) for line in report.strip().splitlines())
+    assert fields["tier"] == "thread" and fields["mode"] == "full"
+    assert int(fields["pid"]) > 0 and float(fields["duration_s"]) >= 0
+
+
+def test_run_json_input_file_and_executor_flag(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_graph_json_inline"]).json()
+    assert doc["output"] == {"x": 11}
+    assert doc["report"]["tier"] == "inline"
+
+
+def test_run_graph_config_file(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_file"]).json()
+    assert doc["output"] == {"x": 3} and doc["report"]["tier"] == "thread"
+
+
+def test_run_repeat_text(results: dict[str, Outcome]) -> None:
+    outcome = ok(results["run_repeat"])
+    assert "output:\n9\n" in outcome.out
+    assert "report (run 6 of 6):" in outcome.out
+    table = outcome.out.split("durations:", 1)[1].strip().splitlines()
+    header = "tier mode runs min ms median ms mean ms p95 ms max ms"
+    assert table[0].split() == header.split()
+    assert table[1].split()[:3] == ["thread", "full", "6"]
+    assert "6 runs in" in table[-1] and "concurrency 3" in table[-1]
+    assert "6 runs" in outcome.err  # the progress bar's label goes to stderr
+
+
+def test_run_repeat_json(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_repeat_json"]).json()
+    assert doc["output"] == 16
+    assert len(doc["reports"]) == 5
+    summary = doc["summary"]
+    assert (summary["runs"], summary["concurrency"]) == (5, 2)
+    (row,) = summary["durations"]
+    assert row["tier"] == "thread" and row["runs"] == 5
+    assert row["min_s"] <= row["median_s"] <= row["max_s"]
+
+
+def test_env_executor_and_flag_precedence(results: dict[str, Outcome]) -> None:
+    assert ok(results["run_env_executor"]).json()["report"]["tier"] == "context"
+    assert ok(results["run_flag_beats_env"]).json()["report"]["tier"] == "inline"
+
+
+def test_run_auto_states_its_choice(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_auto"]).json()
+    assert doc["output"] == 4
+    assert doc["report"]["selected_by"].startswith("auto: ")
+
+
+def test_run_with_explicit_settings(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_explicit_settings"]).json()
+    assert doc["report"]["tier"] == "inline"
+
+
+def test_failed_run_exits_1_without_traceback(results: dict[str, Outcome]) -> None:
+    outcome = results["run_fail"]
+    assert outcome.code == 1
+    assert "LookupError: boom" in outcome.err
+    assert "Traceback" not in outcome.err
+
+
+@pytest.mark.parametrize("name", ["run_fail_v", "run_fail_v_after"])
+def test_verbose_failed_run_shows_traceback(results: dict[str, Outcome], name: str) -> None:
+    outcome = results[name]
+    assert outcome.code == 1
+    assert "Traceback" in outcome.err and "raise LookupError(message)" in outcome.err
+
+
+def test_failed_repeat_exits_1(results: dict[str, Outcome]) -> None:
+    outcome = results["run_fail_repeat"]
+    assert outcome.code == 1 and "LookupError" in outcome.err
+
+
+def test_timeout_exits_1(results: dict[str, Outcome]) -> None:
+    outcome = results["run_timeout"]
+    assert outcome.code == 1
+    assert "RunTimeout" in outcome.err and "0.2s" in outcome.err
+
+
+@pytest.mark.parametrize(
+    ("name", "needles"),
+    [
+        ("run_unknown_module", ["ConfigError", "unknown module 'nosuch.module'"]),
+        ("run_not_a_target", ["neither a GraphConfig file", "package.module:attribute"]),
+        ("run_missing_file", ["missing.toml", "cannot read"]),
+        ("run_bad_executor", ["unknown executor 'warp'", "choose one of", "subinterpreter"]),
+        ("run_bad_input", ["--input", "not valid JSON"]),
+        ("run_missing_input_file", ["--input", "cannot read nope.json"]),
+        ("run_bad_repeat", ["--repeat", "0"]),
+        ("run_bad_settings", ["subiso.toml", "unknown key 'max_worker'", "max_workers"]),
+        ("doctor_bad", ["unknown module 'nosuch'"]),
+    ],
+)
+def test_usage_and_config_errors_exit_2(
+    results: dict[str, Outcome], name: str, needles: list[str]
+) -> None:
+    outcome = results[name]
+    assert outcome.code == 2, (outcome.out, outcome.err)
+    for needle in needles:
+        assert needle in outcome.err, (needle, outcome.err)
+    assert "Traceback" not in outcome.err
+
+
+# -- doctor --------------------------------------------------------------------------------------
+def test_doctor_on_an_isolatable_target(results: dict[str, Outcome]) -> None:
+    doc = ok(results["doctor_pure"]).json()
+    caps = current_capabilities()
+    assert doc["target"] == "cli_targets:square"
+    assert doc["auto"]["tier"] == choose_tier(caps)[0]
+    if caps.subinterpreters is None:
+        assert doc["mode"] == "fallback" and doc["modules"] == []
+    else:
+        assert doc["modules"][0] == {
+            "module": "cli_targets",
+            "ok": True,
+            "blocked_by": None,
+            "reason": doc["modules"][0]["reason"],
+        }
+        assert doc["blocking"] == [] and doc["mode"] == "full"
+
+
+def test_doctor_on_a_langgraph_target(results: dict[str, Outcome]) -> None:
+    out = ok(results["doctor_graph"]).out
+    caps = current_capabilities()
+    assert "target:          tests.workloads:sync_graph" in out
+    assert f"auto picks:      {choose_tier(caps)[0]}" in out
+    if caps.subinterpreters is None:
+        assert "modules cannot be probed here" in out
+        assert "subinterpreter executor mode: fallback" in out
+    else:
+        # langgraph pulls in extensions that refuse subinterpreters: the module is blocked
+        assert "BLOCKED  tests.workloads" in out
+        assert "subinterpreter executor mode: hybrid" in out
+
+
+def test_doctor_lists_imported_modules(tmp_path: Path) -> None:
+    """Directly, not via subprocess: the module list a doctor run would probe."""
+    from subiso.cli import _target_modules
+
+    (tmp_path / "doc_mod.py").write_text(
+        textwrap.dedent(
+            """
+            import json, msgspec
+            from subiso.offload import offload
+
+            @offload
+            def heavy(x):
+                return x
+
+            def plain(x):
+                return x
+            """
+        )
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import doc_mod  # type: ignore[import-not-found]
+
+        names, offloaded = _target_modules(doc_mod, doc_mod.plain)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("doc_mod", None)
+    assert names[0] == "doc_mod"
+    assert "msgspec" in names and "json" not in names  # stdlib is not worth probing
+    assert [f.__name__ for f in offloaded] == ["heavy"]
