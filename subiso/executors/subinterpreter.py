@@ -1,0 +1,598 @@
+"""SubinterpreterExecutor ("subinterpreter"): own-GIL interpreters between threads and processes.
+
+Three ways a run can go, decided once per target and said in every ``RunReport.mode``:
+
+* **full** - the target is a workflow function ``f(input)`` / ``async f(input)`` whose module
+  imports in an isolated subinterpreter (probed once per process, in a scratch interpreter,
+  under a time limit): the whole run executes inside one of the pool's interpreters, its input
+  and output crossing as bytes. ``interpreter_id`` is that interpreter's.
+* **hybrid** - anything else (every LangGraph graph today: langgraph, langchain-core and
+  pydantic-core refuse to load in a subinterpreter): the run goes to the thread tier's machinery
+  with ``max_workers`` host worker threads, each with its own long-lived loop, and every node
+  decorated with ``@subiso.offload`` runs in the same pool of ``max_workers`` interpreters (one
+  size to tune). ``fallback_reason`` names the module that blocked full mode.
+* **fallback** - no interpreters API on this Python (3.10-3.12, or 3.13 without the
+  ``interpreters-pep-734`` backport): the tiers named in ``fallback`` are tried in order and the
+  first that constructs runs everything. Its reports say ``tier`` = the tier that actually ran
+  (so pids, worker threads and costs are read against the right tier), ``mode="fallback"`` and
+  ``fallback_reason`` = why no subinterpreter ran. ``fallback=[]`` raises
+  :class:`~subiso.errors.TierUnavailable` at construction instead.
+
+Interpreters are created at construction, in the background (the constructor does not wait),
+so their ~50 ms start overlaps the first target's probe; they live until ``close()``, which
+destroys every one of them (``max_tasks_per_worker`` recycles them earlier). Deciding a new
+target's mode (probing and importing it) also happens off the caller's thread, so ``arun``
+never blocks the caller's loop, not even on a target's first run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import inspect
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from subiso._runtime.execute import WorkerRuntime
+from subiso._runtime.offload_route import PoolRoute, RunState, current_run, describe_in_place
+from subiso._runtime.targets import Target, _is_builder, _is_compiled_graph, _positional_arity
+from subiso._runtime.targets import import_attr as _import_attr
+from subiso._subinterp import (
+    CallSpec,
+    InterpreterFuture,
+    InterpreterPool,
+    OffloadPlan,
+    backend,
+    probe_module,
+    resolve_offload,
+)
+from subiso.config import GraphConfig
+from subiso.errors import ConfigError, TierUnavailable
+from subiso.executors.base import Executor
+from subiso.executors.thread import ThreadExecutor
+from subiso.offload import current_route, is_offloaded
+from subiso.report import RunReport, RunResult
+
+DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")
+#: Tiers that cannot stand in for this one: itself, and "auto" (which may pick this one).
+_NOT_FALLBACKS = frozenset({"subinterpreter", "auto"})
+
+
+@dataclass(frozen=True)
+class _TargetPlan:
+    """How runs of one ``GraphConfig.graph`` execute, decided once per executor."""
+
+    mode: Literal["full", "hybrid"]
+    call: OffloadPlan | None = None  # full: the pool's plan for ``module:qualname``
+
+
+class SubinterpreterExecutor(Executor):
+    """Run GraphConfigs with own-GIL subinterpreters: full, hybrid or fallback mode (see module).
+
+    Options: ``max_workers`` (interpreters, and host threads for hybrid runs; default: CPU
+    count), ``timeout`` and ``checkpointer`` (defaults for configs naming none), ``fallback``
+    (tiers tried in order where no interpreters exist; ``[]`` raises ``TierUnavailable``),
+    ``max_tasks_per_worker`` (recycle an interpreter after that many calls; passed on to a
+    fallback tier that takes it).
+    """
+
+    tier = "subinterpreter"
+
+    def __init__(
+        self,
+        *,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        checkpointer: str | None = None,
+        fallback: Iterable[str] | None = DEFAULT_FALLBACK,
+        max_tasks_per_worker: int | None = None,
+    ) -> None:
+        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        name = type(self).__name__
+        self.max_workers = _positive(
+            os.cpu_count() or 1 if max_workers is None else max_workers, f"{name}: max_workers"
+        )
+        if max_tasks_per_worker is not None:
+            _positive(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self.fallback = _fallback_names(DEFAULT_FALLBACK if fallback is None else fallback)
+        self.fallback_tier: str | None = None
+        self.fallback_reason: str | None = None
+        self._delegate: Executor | None = None
+        self._links: dict[cf.Future[RunResult], tuple[cf.Future[RunResult], Executor | None]] = {}
+        self._links_lock = threading.Lock()
+        self._helpers: list[threading.Thread] = []
+        self._cancelling = False  # close(cancel_pending=True) began: undispatched runs cancel
+        found = backend()
+        self.backend = found.name
+        if not found:
+            self._start_fallback(found.reason)
+            return
+        self._plans: dict[str, cf.Future[_TargetPlan]] = {}
+        self._plans_lock = threading.Lock()
+        self._reasons: dict[str, cf.Future[str]] = {}  # hybrid targets: why not full
+        self._pool_future: cf.Future[InterpreterPool] = _running_future()
+        self._spawn("subiso-interp-start", self._start_pool)
+        self._route = PoolRoute(self._pool_future)
+        self._hybrid = _HybridThreads(self)
+
+    # -- public introspection ------------------------------------------------------------------
+    @property
+    def pool(self) -> InterpreterPool | None:
+        """The interpreter pool, once started (None in fallback mode or while it starts)."""
+        if self._delegate is not None or not self._pool_future.done():
+            return None
+        return None if self._pool_future.exception() else self._pool_future.result()
+
+    @property
+    def interpreter_ids(self) -> list[int]:
+        """Ids of the pool's live interpreters (empty in fallback mode)."""
+        pool = self.pool
+        return [] if pool is None else pool.interpreter_ids
+
+    def mode_for(self, graph: str) -> tuple[str, str | None]:
+        """``(mode, reason)`` runs of ``graph`` ("pkg.mod:attr") get; decides it if needed."""
+        if self._delegate is not None:
+            return "fallback", self.fallback_reason
+        plan = self._plan(graph).result()
+        if plan.mode == "full":
+            return "full", None
+        return "hybrid", self._reasons[graph].result()
+
+    # -- fallback ------------------------------------------------------------------------------
+    def _start_fallback(self, reason: str) -> None:
+        """Construct the first ``fallback`` tier that works here, or raise TierUnavailable."""
+        from subiso.executors import tier_class
+
+        name = type(self).__name__
+        if not self.fallback:
+            raise TierUnavailable(f"{name}: {reason}; no fallback tier allowed (fallback=[])")
+        problems: list[str] = []
+        for tier in self.fallback:
+            try:
+                cls = tier_class(tier)
+                delegate = cls(**self._fallback_options(cls))
+            except (ImportError, TierUnavailable) as exc:
+                problems.append(f"{tier} tier unavailable ({exc})")
+                continue
+            self._delegate, self.fallback_tier = delegate, tier
+            skipped = "".join(f"; {p}" for p in problems)
+            self.fallback_reason = f"{reason}; ran on the {tier} tier instead{skipped}"
+            return
+        raise TierUnavailable(
+            f"{name}: {reason}; and no fallback tier works: {'; '.join(problems)}"
+        )
+
+    def _fallback_options(self, cls: type[Any]) -> dict[str, Any]:
+        """The options of ours that ``cls`` also takes (timeouts/checkpointers are applied by
+        ``prepare`` before a config reaches the fallback tier)."""
+        accepted = inspect.signature(cls.__init__).parameters
+        options = {"max_workers": self.max_workers}
+        if self.max_tasks_per_worker is not None:
+            options["max_tasks_per_worker"] = self.max_tasks_per_worker
+        return {k: v for k, v in options.items() if k in accepted}
+
+    def _fallback_report(self, report: RunReport) -> RunReport:
+        return msgspec.structs.replace(
+            report,
+            mode="fallback",
+            fallback_reason=self.fallback_reason,
+            selected_by=self.selected_by or report.selected_by,
+        )
+
+    # -- interpreters ----------------------------------------------------------------------------
+    def _start_pool(self) -> None:
+        try:
+            pool = InterpreterPool(self.max_workers, max_tasks_per_worker=self.max_tasks_per_worker)
+        except BaseException as exc:
+            self._pool_future.set_exception(exc)
+        else:
+            self._pool_future.set_result(pool)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        """A short-lived helper thread, joined at close (so close leaves no thread behind)."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._links_lock:
+            self._helpers = [t for t in self._helpers if t.is_alive()]
+            self._helpers.append(thread)
+        thread.start()
+
+    # -- deciding a target's mode ------------------------------------------------------------------
+    def _plan(self, graph: str) -> cf.Future[_TargetPlan]:
+        """The (possibly still running) decision for ``graph``; started once per target."""
+        plan = self._plans.get(graph)
+        if plan is None:
+            with self._plans_lock:
+                plan = self._plans.get(graph)
+                if plan is None:
+                    plan = self._plans[graph] = _running_future()
+                    self._spawn("subiso-interp-plan", self._decide, graph, plan)
+        return plan
+
+    def _decide(self, graph: str, plan: cf.Future[_TargetPlan]) -> None:
+        """Probe the module in a scratch interpreter while importing the target on the host.
+
+        Only a workflow function can run in full mode, so anything else (a graph, a builder,
+        a factory) is dispatched to hybrid workers right away, without waiting for the probe:
+        the probe then only names the blocking module for the reports, and finishes while the
+        first run executes (the report waits for it, the run does not).
+        """
+        module = graph.partition(":")[0]
+        probe: cf.Future[Any] = _running_future()
+        self._spawn("subiso-interp-probe", _fill, probe, probe_module, module)
+        try:
+            obj = _import_attr(graph)
+            self._spawn("subiso-interp-prewarm", _prewarm_offloads, obj, module)
+            if _is_workflow_function(obj):
+                decided = self._decide_function(graph, module, probe.result())
+            else:
+                self._reasons[graph] = _then(probe, lambda v: _hybrid_reason(graph, obj, v))
+                decided = _TargetPlan("hybrid")
+        except BaseException as exc:
+            with self._plans_lock:  # not cached: a module that appears later gets a new try
+                self._plans.pop(graph, None)
+            plan.set_exception(exc)
+            return
+        plan.set_result(decided)
+
+    def _decide_function(self, graph: str, module: str, verdict: Any) -> _TargetPlan:
+        if verdict.ok:
+            self._pool_future.result()  # full runs go straight to the pool after this
+            return _TargetPlan("full", OffloadPlan("import", graph))
+        self._reasons[graph] = _done_future(_hybrid_reason(graph, None, verdict))
+        return _TargetPlan("hybrid")
+
+    # -- dispatch --------------------------------------------------------------------------------
+    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        if self._delegate is not None:
+            inner = self._delegate._submit(cfg)
+            return self._link(inner, self._delegate, self._fallback_report)
+        plan = self._plan(cfg.graph)
+        if plan.done():
+            return self._dispatch(plan, cfg)
+        outer: cf.Future[RunResult] = cf.Future()
+        plan.add_done_callback(lambda done: self._dispatch_later(done, cfg, outer))
+        return outer
+
+    def _dispatch(self, plan: cf.Future[_TargetPlan], cfg: GraphConfig) -> cf.Future[RunResult]:
+        decided = plan.result()  # raises ConfigError & co. for a target that cannot load
+        if decided.mode == "hybrid":
+            return self._hybrid._submit(cfg)
+        return self._submit_full(decided, cfg)
+
+    def _dispatch_later(
+        self, plan: cf.Future[_TargetPlan], cfg: GraphConfig, outer: cf.Future[RunResult]
+    ) -> None:
+        """Runs on the planning thread once a new target's mode is known."""
+        if self._cancelling:
+            outer.cancel()
+        if outer.done():  # cancelled while its target was being probed
+            return
+        try:
+            inner = self._dispatch(plan, cfg)
+        except BaseException as exc:
+            _settle(outer, exc=exc)
+            return
+        self._link(inner, self._hybrid, None, outer)
+
+    def _submit_full(self, decided: _TargetPlan, cfg: GraphConfig) -> cf.Future[RunResult]:
+        pool = self._pool_future.result()  # ready: _decide waited for it
+        outer: cf.Future[RunResult] = cf.Future()
+        try:
+            inner = pool.submit(CallSpec(decided.call, (cfg.input,), {}, cfg.timeout))
+        except BaseException as exc:  # SerializationError, ExecutorClosed
+            _settle(outer, exc=exc)
+            return outer
+        inner.add_done_callback(lambda done: self._finish_full(done, outer))
+        outer.add_done_callback(lambda done: done.cancelled() and inner.cancel())
+        return outer
+
+    def _finish_full(self, inner: InterpreterFuture, outer: cf.Future[RunResult]) -> None:
+        if inner.cancelled():
+            outer.cancel()
+            return
+        exc = inner.exception()
+        if exc is not None:
+            _settle(outer, exc=exc)
+            return
+        started = inner.started_at or time.perf_counter()
+        report = RunReport(
+            tier=self.tier,
+            mode="full",
+            pid=os.getpid(),
+            thread_id=inner.thread_id or threading.get_ident(),
+            interpreter_id=inner.interpreter_id,
+            duration_s=time.perf_counter() - started,
+            selected_by=self.selected_by,
+        )
+        _settle(outer, value=RunResult(inner.result(), report))
+
+    def _link(
+        self,
+        inner: cf.Future[RunResult],
+        owner: Executor | None,
+        rewrite: Callable[[RunReport], RunReport] | None,
+        outer: cf.Future[RunResult] | None = None,
+    ) -> cf.Future[RunResult]:
+        """Relay ``inner`` into ``outer``; cancelling ``outer`` cancels ``inner``, on its
+        worker when it already runs (``owner._cancel_running``)."""
+        outer = outer if outer is not None else cf.Future()
+        with self._links_lock:
+            self._links[outer] = (inner, owner)
+
+        def relay(done: cf.Future[RunResult]) -> None:
+            with self._links_lock:
+                self._links.pop(outer, None)
+            if done.cancelled():
+                outer.cancel()
+            elif (exc := done.exception()) is not None:
+                _settle(outer, exc=exc)
+            else:
+                result = done.result()
+                if rewrite is not None:
+                    result = RunResult(result.output, rewrite(result.report))
+                _settle(outer, value=result)
+
+        def cancel_inner(done: cf.Future[RunResult]) -> None:
+            if done.cancelled() and not inner.cancel() and owner is not None:
+                owner._cancel_running(inner)
+
+        outer.add_done_callback(cancel_inner)
+        inner.add_done_callback(relay)
+        return outer
+
+    def _cancel_running(self, future: cf.Future[RunResult]) -> None:
+        with self._links_lock:
+            inner, owner = self._links.get(future, (future, None))
+        if owner is not None:
+            owner._cancel_running(inner)
+        elif self._delegate is None:
+            self._hybrid._cancel_running(inner)  # no-op unless it is a hybrid run
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        if wait:
+            self._close_all(cancel_pending)
+            return
+        closer = threading.Thread(
+            target=self._close_all, args=(cancel_pending,), name="subiso-interp-close", daemon=True
+        )
+        closer.start()
+
+    def _close_all(self, cancel_pending: bool) -> None:
+        """Let pending target decisions dispatch, drain (or cancel) hybrid runs, then destroy
+        every interpreter (hybrid runs may offload until they end, so the pool closes last)."""
+        if self._delegate is not None:
+            self._delegate.close(wait=True, cancel_pending=cancel_pending)
+            return
+        if cancel_pending:
+            self._cancelling = True
+            with self._links_lock:
+                links = list(self._links.items())
+            for outer, (inner, _) in links:
+                if inner.cancel():  # still queued; the relay cancels ``outer``
+                    outer.cancel()
+        self._join_helpers()
+        self._hybrid.close(wait=True, cancel_pending=cancel_pending)
+        try:
+            pool = self._pool_future.result()
+        except BaseException:
+            pool = None
+        if pool is not None:
+            pool.close(wait=True, cancel_pending=cancel_pending)
+        self._join_helpers()
+
+    def _join_helpers(self) -> None:
+        while True:
+            with self._links_lock:
+                alive = [t for t in self._helpers if t.is_alive()]
+            if not alive:
+                return
+            for thread in alive:
+                thread.join()
+
+    def stats(self) -> dict[str, Any]:
+        """Diagnostics: which mode per known target, hybrid worker load, live interpreters."""
+        if self._delegate is not None:
+            return {"mode": "fallback", "tier": self.fallback_tier, "reason": self.fallback_reason}
+        modes = {g: p.result().mode for g, p in list(self._plans.items()) if _ok(p)}
+        return {
+            "targets": modes,
+            "hybrid": self._hybrid.stats(),
+            "interpreters": self.interpreter_ids,
+        }
+
+
+class _HybridRuntime(WorkerRuntime):
+    """A hybrid worker's runtime: each run gets a :class:`RunState` (deadline, in-place
+    offloads) for its offloaded calls, and its report names what kept it out of full mode."""
+
+    def __init__(self, reasons: dict[str, cf.Future[str]], selected_by: str | None) -> None:
+        super().__init__("subinterpreter", mode="hybrid", selected_by=selected_by)
+        self._reasons = reasons
+
+    def run_sync(self, target: Target, cfg: GraphConfig, loop_id: int | None) -> RunResult:
+        state = RunState(cfg.timeout)
+        token = current_run.set(state)
+        try:
+            result = super().run_sync(target, cfg, loop_id)
+        finally:
+            current_run.reset(token)
+        return self._annotate(result, cfg, state)
+
+    async def run_async(self, target: Target, cfg: GraphConfig) -> RunResult:
+        state = RunState(cfg.timeout)
+        token = current_run.set(state)
+        try:
+            result = await super().run_async(target, cfg)
+        finally:
+            current_run.reset(token)
+        reason = self._reasons.get(cfg.graph)
+        if reason is not None and not reason.done():  # first run of a target: probe finishing
+            await asyncio.wrap_future(reason)
+        return self._annotate(result, cfg, state)
+
+    def _annotate(self, result: RunResult, cfg: GraphConfig, state: RunState) -> RunResult:
+        known = self._reasons.get(cfg.graph)
+        reason = None if known is None else known.result()
+        if state.in_place:
+            reason = f"{reason}; {describe_in_place(state.in_place)}"
+        report = msgspec.structs.replace(result.report, fallback_reason=reason)
+        return RunResult(result.output, report)
+
+
+class _HybridThreads(ThreadExecutor):
+    """The thread tier's workers, with the offload route set on each worker thread."""
+
+    tier = "subinterpreter"
+
+    def __init__(self, owner: SubinterpreterExecutor) -> None:
+        super().__init__(max_workers=owner.max_workers, thread_name_prefix="subiso-hybrid")
+        self._owner = owner
+
+    def _make_runtime(self) -> WorkerRuntime:
+        return _HybridRuntime(self._owner._reasons, self._owner.selected_by)
+
+    def _worker_context_setup(self) -> Callable[[], None]:
+        route = self._owner._route
+
+        def install_route() -> None:
+            current_route.set(route)
+
+        return install_route
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _positive(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
+    """Validated fallback tier names (unknown ones are a ConfigError, not a silent skip)."""
+    from subiso.executors import BUILTIN_TIERS
+
+    names = (fallback,) if isinstance(fallback, str) else tuple(fallback)
+    for name in names:
+        if name in _NOT_FALLBACKS or not isinstance(name, str):
+            raise ConfigError(f"SubinterpreterExecutor: fallback: {name!r} cannot be a fallback")
+        if name not in BUILTIN_TIERS:
+            from subiso.plugins import plugin_tiers
+
+            if name not in plugin_tiers():
+                valid = ", ".join(t for t in BUILTIN_TIERS if t not in _NOT_FALLBACKS)
+                raise ConfigError(
+                    f"SubinterpreterExecutor: fallback: unknown tier {name!r}; choose from: {valid}"
+                )
+    return names
+
+
+def _is_workflow_function(obj: Any) -> bool:
+    """A plain ``f(input)``: not a graph, builder or zero-argument factory (which would have to
+    build a graph, and graphs cannot load in an interpreter today)."""
+    if _is_compiled_graph(obj) or _is_builder(obj) or not callable(obj):
+        return False
+    return _positional_arity(obj) in (1, None)
+
+
+def _running_future() -> cf.Future[Any]:
+    """A future only its producer resolves: RUNNING, so no consumer's cancel() reaches it."""
+    future: cf.Future[Any] = cf.Future()
+    future.set_running_or_notify_cancel()
+    return future
+
+
+def _hybrid_reason(graph: str, obj: Any, verdict: Any) -> str:
+    """Why ``graph`` runs hybrid: the module that blocked it, else what kind of object it is."""
+    module = graph.partition(":")[0]
+    if not verdict.ok:
+        blocker = verdict.blocked_by or verdict.reason
+        return f"{module} cannot load in a subinterpreter: blocked by {blocker}"
+    return (
+        f"{graph} is a {type(obj).__name__}, not a workflow function f(input); only functions "
+        "run whole inside an interpreter"
+    )
+
+
+def _done_future(value: Any) -> cf.Future[Any]:
+    future: cf.Future[Any] = cf.Future()
+    future.set_result(value)
+    return future
+
+
+def _then(source: cf.Future[Any], fn: Callable[[Any], str]) -> cf.Future[str]:
+    """A future resolved with ``fn(source.result())`` once ``source`` is. Never fails: it only
+    feeds report text, and a failed probe must not fail the runs waiting for it."""
+    derived = _running_future()
+
+    def chain(done: cf.Future[Any]) -> None:
+        try:
+            derived.set_result(fn(done.result()))
+        except BaseException as exc:
+            derived.set_result(f"its module could not be probed in a subinterpreter: {exc!r}")
+
+    source.add_done_callback(chain)
+    return derived
+
+
+def _fill(future: cf.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+def _settle(future: cf.Future[Any], *, value: Any = None, exc: BaseException | None = None) -> None:
+    """Resolve ``future`` unless a cancel got there first."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+    except cf.InvalidStateError:
+        pass
+
+
+def _ok(future: cf.Future[Any]) -> bool:
+    return future.done() and future.exception() is None
+
+
+def _prewarm_offloads(obj: Any, module_name: str) -> None:
+    """Decide, in the background and while the target itself is probed, how the ``@offload``
+    functions of its graph nodes and module reach an interpreter, so the first offloaded call
+    does not wait for their modules' probes (~70 ms each)."""
+    for fn in _offloaded_functions(obj, sys.modules.get(module_name)):
+        try:
+            resolve_offload(fn)
+        except Exception:  # NotIsolatable is cached; the call itself reports it
+            pass
+
+
+def _offloaded_functions(obj: Any, module: Any) -> list[Any]:
+    """``@offload`` functions among a graph's (or builder's) node callables and a module's
+    globals; duck-typed, so no LangGraph import is needed here."""
+    candidates: list[Any] = []
+    nodes = getattr(obj, "nodes", None)
+    for node in nodes.values() if isinstance(nodes, dict) else ():
+        runnable = getattr(node, "bound", None) or getattr(node, "runnable", None)
+        candidates += [getattr(runnable, "func", None), getattr(runnable, "afunc", None)]
+    candidates += list(vars(module).values()) if module is not None else []
+    found: dict[int, Any] = {}
+    for value in candidates:
+        if isinstance(value, types.FunctionType) and is_offloaded(value):
+            found.setdefault(id(value), value)
+    return list(found.values())
+
+
+__all__ = ["DEFAULT_FALLBACK", "SubinterpreterExecutor"]
