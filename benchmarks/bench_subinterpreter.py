@@ -93,9 +93,9 @@ def bench_overhead(rounds: int, calls: int) -> dict[str, list[float]]:
     """us per call of an offloaded trivial function vs raw pools, interleaved by round."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from subiso._offload import current_route
     from subiso._subinterp import CallSpec
     from subiso.executors.subinterpreter import SubinterpreterExecutor
-    from subiso.offload import current_route
     from tests.isolation_targets import pure
     from tests.isolation_targets.workflows import echo
 

@@ -18,9 +18,9 @@ _EXPORTS: dict[str, str] = {
     "GraphConfig": "subiso.config",
     "RunReport": "subiso.report",
     "RunResult": "subiso.report",
-    "capabilities": "subiso.capabilities",
-    "Capabilities": "subiso.capabilities",
-    "offload": "subiso.offload",
+    "capabilities": "subiso._capabilities",
+    "Capabilities": "subiso._capabilities",
+    "offload": "subiso._offload",
     "SubisoError": "subiso.errors",
     "ConfigError": "subiso.errors",
     "RunTimeout": "subiso.errors",
@@ -59,7 +59,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
-    from subiso.capabilities import Capabilities, capabilities
+    from subiso._capabilities import Capabilities, capabilities
+    from subiso._offload import offload
     from subiso.config import GraphConfig
     from subiso.default import arun, run
     from subiso.errors import (
@@ -79,6 +80,5 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.executors.process import ProcessExecutor
     from subiso.executors.subinterpreter import SubinterpreterExecutor
     from subiso.executors.thread import ThreadExecutor
-    from subiso.offload import offload
     from subiso.report import RunReport, RunResult
     from subiso.settings import executor_from_options, load_executor

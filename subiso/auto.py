@@ -8,7 +8,7 @@ The rule, first match wins:
    parallelism without process start-up or pickling);
 3. otherwise -> ``"process"``.
 
-The decision is :func:`choose_tier`, a pure function of a :class:`~subiso.capabilities.Capabilities`
+The decision is :func:`choose_tier`, a pure function of a :class:`~subiso._capabilities.Capabilities`
 value, so every row of the table is unit-tested by constructing one. The choice is stated three
 ways: a log record on the ``subiso.auto`` logger, ``RunReport.selected_by`` on every run (the
 executor carries it as ``executor.selected_by`` and its workers copy it into their reports), and
@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from subiso.capabilities import Capabilities, gil_enabled, is_free_threaded_build
+from subiso._capabilities import Capabilities, gil_enabled, is_free_threaded_build
 from subiso.errors import ConfigError
 
 log = logging.getLogger("subiso.auto")
@@ -85,7 +85,7 @@ def current_capabilities() -> Capabilities:
     ``subiso info`` and "auto" must keep working on a Python whose interpreters module is
     broken; the failure is carried in ``subinterpreters_reason`` rather than hidden.
     """
-    from subiso.capabilities import capabilities
+    from subiso._capabilities import capabilities
 
     try:
         return capabilities()

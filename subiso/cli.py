@@ -439,7 +439,7 @@ def _target_modules(module: Any, obj: Any) -> tuple[list[str], list[Any]]:
     Its own module first, then modules of its graph's node functions, then what its module
     imports (module globals and the modules of imported functions and classes).
     """
-    from subiso.offload import is_offloaded
+    from subiso._offload import is_offloaded
 
     stdlib = set(getattr(sys, "stdlib_module_names", ())) | {"builtins", "__main__"}
     names: list[str] = [module.__name__]

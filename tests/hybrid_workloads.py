@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from subiso.offload import offload
+from subiso import offload
 from tests.isolation_targets import workflows as wf
 
 SCALE = 10  # a plain global: functions reading it cannot be shipped to an interpreter

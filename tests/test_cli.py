@@ -401,7 +401,7 @@ def test_doctor_lists_imported_modules(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import json, msgspec
-            from subiso.offload import offload
+            from subiso import offload
 
             @offload
             def heavy(x):

@@ -7,6 +7,7 @@ interpreter boundaries. Imported by path ("tests.workloads:...") inside workers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import operator
 import os
 import threading
@@ -49,10 +50,10 @@ async def _aminus_three(state: Counter) -> Counter:
 def _chain(*nodes: Any) -> StateGraph:
     builder = StateGraph(Counter)
     names = [f"n{i}" for i in range(len(nodes))]
-    for name, fn in zip(names, nodes):
+    for name, fn in zip(names, nodes, strict=True):
         builder.add_node(name, fn)
     builder.add_edge(START, names[0])
-    for a, b in zip(names, names[1:]):
+    for a, b in itertools.pairwise(names):
         builder.add_edge(a, b)
     builder.add_edge(names[-1], END)
     return builder
@@ -164,3 +165,99 @@ async def _fire_and_forget(state: Counter) -> Counter:
 
 
 fire_and_forget_graph = _chain(_fire_and_forget).compile()
+
+
+# -- added for tests/test_config.py, test_executors.py, test_checkpoints.py -----------------------
+not_a_graph = 42  # a module-level object of the wrong kind for GraphConfig.graph
+
+
+def two_args(a: Any, b: Any) -> None:
+    """A callable of the wrong shape: neither f(input) nor a zero-argument factory."""
+
+
+# Two sync runs meet here. A sync run occupies its thread-tier worker thread (no loop runs
+# there), so both can only pass the barrier when they run at the same time on two different
+# threads; if dispatch sent both to one worker the second would never start and the barrier
+# breaks after its timeout (the timeout only turns a failure into an error instead of a hang).
+rendezvous = threading.Barrier(2)
+RENDEZVOUS_TIMEOUT_S = 10.0
+
+
+def meet(_: Any) -> int:
+    rendezvous.wait(timeout=RENDEZVOUS_TIMEOUT_S)
+    return threading.get_ident()
+
+
+# Two async runs meet on ONE event loop: each registers, and waits for an asyncio.Event the
+# second one sets. They can only both finish if they interleave on the same loop (asyncio
+# primitives are loop-bound and not thread-safe, so runs on different loops would never see
+# each other's set(); the wait_for bound turns that into an error instead of a hang).
+_ameet_state: dict[str, Any] = {}
+
+
+def ameet_reset() -> None:
+    _ameet_state.clear()
+
+
+async def ameet(_: Any) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    state = _ameet_state.setdefault("state", {"loop": loop, "event": asyncio.Event(), "n": 0})
+    if state["loop"] is not loop:
+        raise RuntimeError("ameet: the two runs are on different event loops")
+    state["n"] += 1
+    if state["n"] == 2:
+        state["event"].set()
+    await asyncio.wait_for(state["event"].wait(), RENDEZVOUS_TIMEOUT_S)
+    return {"thread": threading.get_ident(), "loop": id(loop)}
+
+
+# A context variable for the context tier's isolation tests.
+from contextvars import ContextVar  # noqa: E402
+
+probe_var: ContextVar[str] = ContextVar("subiso_tests_probe", default="unset")
+
+
+def read_probe(_: Any) -> str:
+    return probe_var.get()
+
+
+def set_probe(value: str) -> str:
+    probe_var.set(value)
+    return probe_var.get()
+
+
+async def aread_probe(_: Any) -> str:
+    await asyncio.sleep(0)
+    return probe_var.get()
+
+
+async def aset_probe(value: str) -> str:
+    probe_var.set(value)
+    await asyncio.sleep(0)
+    return probe_var.get()
+
+
+# A log graph whose node fails when the input says so: checkpoints written before must survive.
+class FragileLog(TypedDict, total=False):
+    entries: Annotated[list[str], operator.add]
+    fail: bool
+
+
+def _append_or_fail(state: FragileLog) -> FragileLog:
+    if state.get("fail"):
+        raise WorkflowFailed("log node exploded")
+    return {"entries": [f"run-{len(state.get('entries', []))}"]}
+
+
+fragile_log_builder = StateGraph(FragileLog)
+fragile_log_builder.add_node("append", _append_or_fail)
+fragile_log_builder.add_edge(START, "append")
+fragile_log_builder.add_edge("append", END)
+
+
+async def _aexplode(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    raise WorkflowFailed(f"async node exploded at x={state['x']}")
+
+
+afailing_graph = _chain(_aadd_one, _aexplode).compile()

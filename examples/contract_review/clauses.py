@@ -3,7 +3,7 @@
 Module layout (this is what makes ``@offload`` work, keep it):
 
 * ``clauses.py`` (this module) holds every node function and the text/rule code they use. It
-  imports **only the standard library and** ``from subiso.offload import offload``. That keeps it
+  imports **only the standard library and** ``from subiso import offload``. That keeps it
   loadable inside an own-GIL subinterpreter, where langgraph, pydantic-core and msgspec refuse to
   load. In hybrid mode SubinterpreterExecutor imports this module inside its interpreters and runs
   :func:`split_clauses` (the CPU-bound node, decorated with ``@offload``) there, in parallel with
@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
-from subiso.offload import offload
+from subiso import offload
 
 # --------------------------------------------------------------------------------------------
 # State schema (JSON-like only)

@@ -1,6 +1,6 @@
 """Hybrid mode's offload route: hands every ``@subiso.offload`` call to the interpreter pool.
 
-SubinterpreterExecutor's hybrid workers set :data:`subiso.offload.current_route` to a
+SubinterpreterExecutor's hybrid workers set :data:`subiso._offload.current_route` to a
 :class:`PoolRoute`, so a decorated node function, instead of running in place, becomes one
 :class:`~subiso._subinterp.CallSpec` for the :class:`~subiso._subinterp.InterpreterPool`:
 
@@ -78,7 +78,7 @@ def describe_in_place(notes: list[str]) -> str:
 
 
 class PoolRoute:
-    """An :class:`subiso.offload.OffloadRoute` sending calls to an :class:`InterpreterPool`.
+    """An :class:`subiso._offload.OffloadRoute` sending calls to an :class:`InterpreterPool`.
 
     ``pool`` is a future because the executor starts its interpreters in the background at
     construction; the first offloaded call waits for them (without blocking a loop in

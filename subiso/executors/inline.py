@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures as cf
 import threading
 import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 from subiso._runtime.execute import WorkerRuntime
 from subiso._runtime.loops import (
@@ -26,6 +28,15 @@ from subiso.executors.base import ConfigLike, Executor
 from subiso.report import RunResult
 
 
+async def _close_at_loop_shutdown(runtime: WorkerRuntime) -> AsyncIterator[None]:
+    """An async generator parked on a caller's loop: ``loop.shutdown_asyncgens()`` (which
+    ``asyncio.run`` calls before closing the loop) finalises it, closing ``runtime`` there."""
+    try:
+        yield
+    finally:
+        await runtime.aclose()
+
+
 class InlineExecutor(Executor):
     """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
 
@@ -38,6 +49,9 @@ class InlineExecutor(Executor):
         self._lock = threading.Lock()
         self._thread_loops: list[tuple[asyncio.AbstractEventLoop, WorkerRuntime]] = []
         self._caller_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WorkerRuntime] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._loop_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -86,6 +100,11 @@ class InlineExecutor(Executor):
         runtime = self._caller_loops.get(loop)
         if runtime is None:
             runtime = self._caller_loops[loop] = WorkerRuntime(self.tier, targets=self._targets)
+            # The caller's loop may end (``asyncio.run`` returning) long before this executor
+            # closes; its checkpointer connections (and their threads) must not outlive it.
+            closer = _close_at_loop_shutdown(runtime)
+            await closer.__anext__()
+            self._loop_closers[loop] = closer
         return await runtime.run_async(runtime.plan(cfg), cfg)
 
     def _shutdown(self, wait: bool, cancel_pending: bool) -> None:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from subiso._offload import current_route, is_offloaded
 from subiso._runtime.execute import WorkerRuntime
 from subiso._runtime.offload_route import PoolRoute, RunState, current_run, describe_in_place
 from subiso._runtime.targets import Target, _is_builder, _is_compiled_graph, _positional_arity
@@ -58,7 +59,6 @@ from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
 from subiso.executors.base import Executor
 from subiso.executors.thread import ThreadExecutor
-from subiso.offload import current_route, is_offloaded
 from subiso.report import RunReport, RunResult
 
 DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")

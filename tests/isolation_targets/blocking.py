@@ -9,7 +9,7 @@ import math
 
 import msgspec
 
-from subiso.offload import offload
+from subiso import offload
 
 FACTOR = 3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from subiso.offload import offload
+from subiso import offload
 
 _cancelled: list[str] = []
 

@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
-from subiso.offload import offload
+from subiso import offload
 
 
 class WorkflowError(Exception):
