@@ -7,10 +7,38 @@ are taken between medians of rounds.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def ensure_repo_importable() -> None:
+    """Put the repository root on ``PYTHONPATH`` (re-executing once) and on ``sys.path``.
+
+    Interpreters and worker processes compute their ``sys.path`` when created from the
+    environment, so the targets under ``tests/`` and ``examples/`` must be importable there too.
+    """
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if ROOT not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, paths)])
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+
+
+def raw_interpreter_pool(workers: int) -> Any:
+    """The stdlib's InterpreterPoolExecutor (3.14) or the backport's (3.13): the baseline."""
+    if sys.version_info >= (3, 14):
+        from concurrent.futures import InterpreterPoolExecutor
+    else:
+        from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
+    return InterpreterPoolExecutor(workers)
 
 
 def interleaved(

@@ -23,12 +23,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from _common import ROOT, ensure_repo_importable
+
+ensure_repo_importable()
 
 from subiso import codec  # noqa: E402
 from subiso.executors.inline import InlineExecutor  # noqa: E402

@@ -17,33 +17,14 @@ repository root on ``PYTHONPATH`` for the raw pool's interpreters to import the 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def _ensure_pythonpath() -> None:
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if ROOT not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, paths)])
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-
-
-def _raw_pool(workers: int) -> Executor:
-    if sys.version_info >= (3, 14):
-        from concurrent.futures import InterpreterPoolExecutor
-    else:
-        from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
-    return InterpreterPoolExecutor(workers)  # type: ignore[no-any-return]
+from _common import ensure_repo_importable, raw_interpreter_pool
 
 
 def _per_call_us(call: Callable[[], Any], n: int) -> float:
@@ -59,7 +40,7 @@ def bench_trivial(rounds: int, n: int) -> dict[str, list[float]]:
     from tests.isolation_targets import pure
 
     ours = InterpreterPool(2)
-    raw = _raw_pool(2)
+    raw = raw_interpreter_pool(2)
     threads = ThreadPoolExecutor(2)
     spec = CallSpec("tests.isolation_targets.pure:trivial", (1,))
     contenders: dict[str, Callable[[], Any]] = {
@@ -123,7 +104,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--cpu-n", type=int, default=2_000_000)
     args = parser.parse_args()
-    _ensure_pythonpath()
+    ensure_repo_importable()
 
     from subiso._subinterp import backend, probe_msgspec
 

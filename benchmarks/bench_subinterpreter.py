@@ -33,32 +33,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = str(Path(__file__).resolve().parent.parent)
+from _common import ROOT, ensure_repo_importable, raw_interpreter_pool
+
 GRAPH = "tests.hybrid_workloads:cpu_graph"
 NODE_MS = 40.0
 CEILING = "bare 2-interpreter pool (ceiling)"
-
-
-def _ensure_pythonpath() -> None:
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if ROOT not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, paths)])
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    if str(Path(__file__).resolve().parent) not in sys.path:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _raw_pool(workers: int) -> Any:
-    if sys.version_info >= (3, 14):
-        from concurrent.futures import InterpreterPoolExecutor
-    else:
-        from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
-    return InterpreterPoolExecutor(workers)
 
 
 def _process_tier() -> type[Any] | None:
@@ -100,7 +81,7 @@ def bench_overhead(rounds: int, calls: int) -> dict[str, list[float]]:
     from tests.isolation_targets.workflows import echo
 
     executor = SubinterpreterExecutor(max_workers=2)
-    raw = _raw_pool(2)
+    raw = raw_interpreter_pool(2)
     threads = ThreadPoolExecutor(2)
     token = current_route.set(executor._route)  # what a hybrid worker thread has set
     pool = executor._pool_future.result()
@@ -317,7 +298,7 @@ def main() -> None:
     parser.add_argument("--fresh-rounds", type=int, default=3)
     parser.add_argument("--child", nargs=3, metavar=("TIER", "WHAT", "N"))
     args = parser.parse_args()
-    _ensure_pythonpath()
+    ensure_repo_importable()
     if args.child:
         tier, what, n = args.child
         child_main(tier, what, int(n))

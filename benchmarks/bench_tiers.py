@@ -15,14 +15,14 @@ import asyncio
 import faulthandler
 import os
 import signal
-import sys
 from collections.abc import Callable
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from _common import ensure_repo_importable, interleaved, median, python_tag, table
 
-import subiso
-from benchmarks._common import interleaved, median, python_tag, table
-from subiso import GraphConfig
+ensure_repo_importable()
+
+import subiso  # noqa: E402
+from subiso import GraphConfig  # noqa: E402
 
 WORKLOADS = {
     "sync 3-node": GraphConfig(graph="tests.workloads:sync_graph", input={"x": 1}),

@@ -137,17 +137,25 @@ class LoopWorker:
 
     def _serve(self) -> None:
         while not (self._stopping and self._inbox.empty()):
-            item = self._inbox.get()
-            if item is _STOP:
-                self._stopping = True
+            taken = self._take(self._inbox.get())
+            if taken is None:
                 continue
-            target = self._admit(item)
-            if target is None:
-                continue
-            if self.runtime.runs_sync(target, item.cfg):
-                self._run_sync(item, target)
+            job, target, sync = taken
+            if sync:
+                self._run_sync(job, target)
             else:
-                self._loop_until_quiet(item, target)
+                self._loop_until_quiet(job, target)
+
+    def _take(self, item: Any) -> tuple[Job, Target, bool] | None:
+        """Admit an inbox item: the job, its target and whether it runs sync; None for the
+        stop sentinel and for jobs already settled (cancelled, or a bad target)."""
+        if item is _STOP:
+            self._stopping = True
+            return None
+        target = self._admit(item)
+        if target is None:
+            return None
+        return item, target, self.runtime.runs_sync(target, item.cfg)
 
     def _admit(self, job: Job) -> Target | None:
         """Mark the job running and resolve its target; None when it is already settled."""
@@ -195,17 +203,15 @@ class LoopWorker:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if item is _STOP:
-                self._stopping = True
+            taken = self._take(item)
+            if taken is None:
                 continue
-            target = self._admit(item)
-            if target is None:
-                continue
-            if self.runtime.runs_sync(target, item.cfg):
+            job, target, sync = taken
+            if sync:
                 ctx = contextvars.copy_context()
-                self.loop.run_in_executor(None, ctx.run, self._run_sync, item, target)
+                self.loop.run_in_executor(None, ctx.run, self._run_sync, job, target)
             else:
-                self._start_task(item, target)
+                self._start_task(job, target)
         self._check_quiet()
 
     def _start_task(self, job: Job, target: Target) -> None:
