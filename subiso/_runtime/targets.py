@@ -99,6 +99,13 @@ def _positional_arity(fn: Any) -> int | None:
     return required
 
 
+def is_workflow_function(obj: Any) -> bool:
+    """A plain ``f(input)``: not a graph, a builder or a zero-argument factory."""
+    if _is_compiled_graph(obj) or _is_builder(obj) or not callable(obj):
+        return False
+    return _positional_arity(obj) in (1, None)
+
+
 def classify(path: str, obj: Any, *, from_factory: bool = False) -> Target:
     if _is_compiled_graph(obj):
         return Target(path, "graph", obj, sync_nodes=_nodes_are_sync(obj))

@@ -44,8 +44,7 @@ import msgspec
 from subiso._offload import current_route, is_offloaded
 from subiso._runtime.execute import WorkerRuntime
 from subiso._runtime.offload_route import PoolRoute, RunState, current_run, describe_in_place
-from subiso._runtime.targets import Target, _is_builder, _is_compiled_graph, _positional_arity
-from subiso._runtime.targets import import_attr as _import_attr
+from subiso._runtime.targets import Target, import_attr, is_workflow_function
 from subiso._subinterp import (
     CallSpec,
     InterpreterFuture,
@@ -229,9 +228,9 @@ class SubinterpreterExecutor(Executor):
         probe: cf.Future[Any] = _running_future()
         self._spawn("subiso-interp-probe", _fill, probe, probe_module, module)
         try:
-            obj = _import_attr(graph)
+            obj = import_attr(graph)
             self._spawn("subiso-interp-prewarm", _prewarm_offloads, obj, module)
-            if _is_workflow_function(obj):
+            if is_workflow_function(obj):
                 decided = self._decide_function(graph, module, probe.result())
             else:
                 self._reasons[graph] = _then(probe, lambda v: _hybrid_reason(graph, obj, v))
@@ -496,14 +495,6 @@ def _fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
                     f"SubinterpreterExecutor: fallback: unknown tier {name!r}; choose from: {valid}"
                 )
     return names
-
-
-def _is_workflow_function(obj: Any) -> bool:
-    """A plain ``f(input)``: not a graph, builder or zero-argument factory (which would have to
-    build a graph, and graphs cannot load in an interpreter today)."""
-    if _is_compiled_graph(obj) or _is_builder(obj) or not callable(obj):
-        return False
-    return _positional_arity(obj) in (1, None)
 
 
 def _running_future() -> cf.Future[Any]:
