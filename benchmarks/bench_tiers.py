@@ -16,6 +16,7 @@ import faulthandler
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from _common import ensure_repo_importable, interleaved, median, python_tag, table
 
@@ -32,6 +33,9 @@ WORKLOADS = {
         input={"path": "examples/contract_review/sample_contract.txt"},
     ),
 }
+
+
+FLOOR = "(stdlib thread hop)"
 
 
 def sync_style(ex: subiso.Executor, cfg: GraphConfig, runs: int) -> Callable[[], None]:
@@ -52,6 +56,50 @@ def async_style(
     return lambda: loop.run_until_complete(many())
 
 
+class StdlibFloor:
+    """The cheapest hand-over the stdlib offers to one dedicated thread, doing the same work:
+    ``ThreadPoolExecutor(1).submit(graph.invoke)`` for sync graphs and
+    ``run_coroutine_threadsafe(graph.ainvoke)`` onto a loop thread for async ones. It is no
+    subiso tier; it shows what any thread hop costs on this machine in the same rounds."""
+
+    def __init__(self) -> None:
+        import concurrent.futures as cf
+        import threading
+
+        self.pool = cf.ThreadPoolExecutor(1)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def contender(
+        self, cfg: GraphConfig, runs: int, style: str, caller: asyncio.AbstractEventLoop
+    ) -> Callable[[], None]:
+        from subiso._runtime.targets import import_attr
+
+        graph = import_attr(cfg.graph)
+        sync = all(getattr(n.bound, "func", None) for n in graph.nodes.values())
+
+        def hop() -> Any:
+            if sync:
+                return self.pool.submit(graph.invoke, cfg.input)
+            return asyncio.run_coroutine_threadsafe(graph.ainvoke(cfg.input), self.loop)
+
+        if style == "run":
+            return lambda: [hop().result() for _ in range(runs)] and None
+
+        async def many() -> None:
+            for _ in range(runs):
+                await asyncio.wrap_future(hop())
+
+        return lambda: caller.run_until_complete(many())
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
 def main() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,6 +118,7 @@ def main() -> None:
         for t in tiers
     }
     loop = asyncio.new_event_loop()
+    floor = StdlibFloor() if "thread" in tiers else None
     rows = []
     try:
         for wname in args.workloads.split(","):
@@ -82,14 +131,18 @@ def main() -> None:
                     else async_style(ex, cfg, runs, loop)
                     for t, ex in executors.items()
                 }
+                if floor is not None:
+                    contenders[FLOOR] = floor.contender(cfg, runs, style, loop)
                 times = interleaved(contenders, args.rounds)
                 base = median(times["inline"]) / runs
-                for t in tiers:
+                for t in contenders:
                     per_run = median(times[t]) / runs
                     rows.append((wname, style, t, runs, per_run * 1e6, per_run / base))
     finally:
         for ex in executors.values():
             ex.close()
+        if floor is not None:
+            floor.close()
         loop.close()
     print(
         table(

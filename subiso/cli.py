@@ -185,7 +185,7 @@ def run(
     started = time.perf_counter()
     try:
         with executor:
-            results = _run_many(executor, cfg, repeat, concurrency, show_progress=repeat > 1)
+            results = _run_many(executor, cfg, repeat, concurrency)
     except click.ClickException:
         raise
     except Exception as exc:
@@ -209,9 +209,7 @@ def run(
         click.echo(_summary_table(_summary(results, wall, concurrency)))
 
 
-def _run_many(
-    executor: Any, cfg: Any, repeat: int, concurrency: int, *, show_progress: bool
-) -> list[Any]:
+def _run_many(executor: Any, cfg: Any, repeat: int, concurrency: int) -> list[Any]:
     """Run ``cfg`` ``repeat`` times, at most ``concurrency`` in flight; fail on the first error.
 
     Results come back in submission order. A failure cancels the runs not yet started.
