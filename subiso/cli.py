@@ -319,7 +319,8 @@ def tier_status(caps: Any) -> dict[str, dict[str, Any]]:
         if name == "process":
             import multiprocessing
 
-            methods = multiprocessing.get_all_start_methods()
+            # plain fork is never used once threads exist (the tier refuses it)
+            methods = [m for m in multiprocessing.get_all_start_methods() if m != "fork"]
             if not methods:
                 entry.update(available=False, reason="no multiprocessing start method here")
             else:

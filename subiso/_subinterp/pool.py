@@ -1,27 +1,14 @@
-"""Host side of the subinterpreter tier: backend detection, isolation probes, interpreter pool.
+"""The interpreter pool: call specs, transports, workers, watchdog, exit hook, codec choice.
 
-Layers, lowest first:
-
-* :func:`backend` names the interpreters API this Python offers (3.14 stdlib, 3.13 backport)
-  or says why there is none. The 3.13 backport segfaults on 3.12, so it is never imported there.
-* :func:`probe_module` imports a module in a throw-away interpreter, in a daemon thread joined
-  with a timeout, because importing a non-isolatable extension has hung interpreter pools
-  (cpython#125864) and, with the 3.13 backport, spun worker threads forever. The verdict (and
-  the first module that blocked it) is cached per process; nothing reaches a pool interpreter
-  before its module passed.
-* :func:`resolve_offload` decides once per function how it reaches an interpreter: by import
-  of its module, by shipping its code object (self-contained functions), or not at all
-  (:class:`~subiso.errors.NotIsolatable`).
-* :class:`InterpreterPool` keeps own-GIL interpreters warm for its whole life, each driven by
-  one host thread that calls into it synchronously; requests and replies are ``bytes``
-  (see :mod:`subiso._runtime.interp_side` for the wire contract). There is no polling queue
-  on the hot path (a blocking ``interpreters.Queue.get`` polls, cpython#143017).
+:class:`InterpreterPool` keeps own-GIL interpreters warm for its whole life, each driven by
+one host thread that calls into it synchronously; requests and replies are ``bytes``
+(see :mod:`subiso._runtime.interp_side` for the wire contract). There is no polling queue
+on the hot path (a blocking ``interpreters.Queue.get`` polls, cpython#143017).
 """
 
 from __future__ import annotations
 
 import atexit
-import dis
 import importlib
 import itertools
 import marshal
@@ -30,14 +17,16 @@ import queue
 import sys
 import threading
 import time
-import types
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from subiso._runtime import interp_side
+from subiso._subinterp.backends import _require_backend
+from subiso._subinterp.offload_plans import OffloadPlan, resolve_offload
+from subiso._subinterp.probes import probe_module, probe_msgspec
 from subiso.errors import (
     ExecutorClosed,
     NotIsolatable,
@@ -47,342 +36,9 @@ from subiso.errors import (
     WorkerCrashed,
 )
 
-DEFAULT_PROBE_TIMEOUT = 30.0
 #: Extra time the host grants past a call's timeout before failing its future itself; the
 #: interpreter cancels async calls on time, this only catches sync calls that cannot be cancelled.
 TIMEOUT_GRACE = 0.25
-
-
-# --- backend --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Which interpreters API is available: ``name`` is None when none is, ``reason`` says why."""
-
-    name: Literal["concurrent.interpreters", "interpreters_backport"] | None
-    reason: str
-    module: Any = field(default=None, repr=False, compare=False)
-
-    def __bool__(self) -> bool:
-        return self.name is not None
-
-
-_backend: Backend | None = None
-
-
-def backend() -> Backend:
-    """The interpreters API of this Python, detected once.
-
-    3.14: stdlib ``concurrent.interpreters``. 3.13: the ``interpreters-pep-734`` backport
-    (``interpreters_backport``). 3.10-3.12: none (the backport segfaults on 3.12).
-    """
-    global _backend
-    if _backend is None:
-        _backend = _detect_backend()
-    return _backend
-
-
-def _detect_backend() -> Backend:
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if sys.version_info < (3, 13):
-        return Backend(None, f"Python {version} has no own-GIL subinterpreter API (needs 3.13+)")
-    if sys.version_info >= (3, 14):
-        try:
-            from concurrent import interpreters
-        except ImportError as exc:
-            return Backend(None, f"concurrent.interpreters missing on Python {version}: {exc}")
-        return Backend("concurrent.interpreters", "stdlib", interpreters)
-    try:
-        from interpreters_backport import interpreters
-    except ImportError:
-        return Backend(
-            None, "Python 3.13 needs the 'interpreters-pep-734' package for subinterpreters"
-        )
-    return Backend("interpreters_backport", "interpreters-pep-734 backport", interpreters)
-
-
-def _require_backend() -> Any:
-    found = backend()
-    if not found:
-        from subiso.errors import TierUnavailable
-
-        raise TierUnavailable(found.reason)
-    return found.module
-
-
-# --- probes ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeVerdict:
-    """Whether ``module`` imports in an isolated subinterpreter, and if not, what blocked it."""
-
-    module: str
-    ok: bool
-    blocked_by: str | None = None  # first non-isolatable module, e.g. pydantic_core._pydantic_core
-    reason: str = ""
-    seconds: float = 0.0
-
-
-_probe_cache: dict[str, ProbeVerdict] = {}
-_probe_lock = threading.Lock()  # guards _probe_name_locks only
-# One lock per module name: a module is probed once, while probes of different modules (the
-# target, the codec, offloaded functions' modules) run at the same time in their own scratch
-# interpreters instead of queueing behind each other (each probe costs ~50-80 ms).
-_probe_name_locks: dict[str, threading.Lock] = {}
-
-# Runs inside the scratch interpreter. A finder that records every module import looked for
-# turns the short name in CPython's ImportError ("module _core does not support ...") into the
-# full one (msgspec._core).
-_PROBE_SNIPPET = """\
-import importlib, marshal, sys
-sys.path[:] = marshal.loads(_subiso_path)
-_seen = []
-class _Recorder:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        _seen.append(name)
-sys.meta_path.insert(0, _Recorder)
-try:
-    importlib.import_module(_subiso_module)
-except ImportError as exc:
-    msg = str(exc)
-    blocked = None
-    marker = " does not support loading in subinterpreters"
-    if marker in msg and msg.startswith("module "):
-        short = msg[len("module "):msg.index(marker)]
-        blocked = short
-        for name in reversed(_seen):
-            if name == short or name.endswith("." + short):
-                blocked = name
-                break
-    raise ImportError(repr((blocked, msg))) from None
-finally:
-    sys.meta_path.remove(_Recorder)
-"""
-
-
-def probe_module(name: str, timeout: float = DEFAULT_PROBE_TIMEOUT) -> ProbeVerdict:
-    """Import ``name`` in a scratch interpreter (bounded by ``timeout``), cached per process.
-
-    The scratch interpreter is destroyed afterwards. On timeout the verdict is "not ok" and
-    the daemon thread is abandoned (it closes its interpreter if the import ever returns).
-    """
-    verdict = _probe_cache.get(name)
-    if verdict is not None:
-        return verdict
-    with _probe_lock:
-        name_lock = _probe_name_locks.setdefault(name, threading.Lock())
-    with name_lock:
-        verdict = _probe_cache.get(name)
-        if verdict is None:
-            verdict = _probe_cache[name] = _run_probe(name, timeout)
-    return verdict
-
-
-def _run_probe(name: str, timeout: float) -> ProbeVerdict:
-    interpreters = _require_backend()
-    outcome: list[ProbeVerdict] = []
-    started = time.perf_counter()
-
-    def target() -> None:
-        outcome.append(_probe_in_scratch(interpreters, name, started))
-
-    thread = threading.Thread(target=target, name=f"subiso-probe-{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if outcome:
-        return outcome[0]
-    reason = f"importing {name} in a subinterpreter did not finish within {timeout}s"
-    return ProbeVerdict(name, False, None, reason, time.perf_counter() - started)
-
-
-def _probe_in_scratch(interpreters: Any, name: str, started: float) -> ProbeVerdict:
-    interp = interpreters.create()
-    try:
-        interp.prepare_main(_subiso_path=marshal.dumps(list(sys.path)), _subiso_module=name)
-        interp.exec(_PROBE_SNIPPET)
-    except interpreters.ExecutionFailed as failed:
-        blocked, reason = _parse_probe_failure(failed.excinfo)
-        return ProbeVerdict(name, False, blocked, reason, time.perf_counter() - started)
-    finally:
-        interp.close()
-    elapsed = time.perf_counter() - started
-    return ProbeVerdict(name, True, None, "imports in an isolated subinterpreter", elapsed)
-
-
-def _parse_probe_failure(excinfo: Any) -> tuple[str | None, str]:
-    if excinfo.type.__name__ == "ImportError":
-        try:
-            import ast
-
-            blocked, msg = ast.literal_eval(excinfo.msg)
-            return blocked, f"ImportError: {msg}"
-        except (ValueError, SyntaxError):
-            pass
-    return None, excinfo.formatted
-
-
-def probe_msgspec(timeout: float = DEFAULT_PROBE_TIMEOUT) -> ProbeVerdict:
-    """Whether msgspec loads in a subinterpreter (msgspec 0.22: no, blocked by msgspec._core).
-
-    Drives the payload codec on both sides: msgpack when it loads, stdlib marshal otherwise.
-    """
-    return probe_module("msgspec", timeout)
-
-
-# --- offload plans --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OffloadPlan:
-    """How one function reaches an interpreter, decided once by :func:`resolve_offload`.
-
-    ``kind == "import"``: the interpreter imports ``ref`` (``module:qualname``).
-    ``kind == "ship"``: its code object travels (``key`` names it inside each interpreter);
-    ``reason`` says why its module could not be imported there.
-    """
-
-    kind: Literal["import", "ship"]
-    ref: str
-    key: int = 0
-    code: types.CodeType | None = field(default=None, repr=False)
-    spec: tuple = field(default=(), repr=False)
-    reason: str = ""
-
-
-_plans: dict[Any, OffloadPlan | NotIsolatable] = {}
-_plan_keys = itertools.count(1)
-_plan_lock = threading.Lock()
-_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME"})
-
-
-def resolve_offload(fn: Callable[..., Any]) -> OffloadPlan:
-    """Decide (once per function, cached) how ``fn`` runs in an interpreter.
-
-    In order: import its module there when that module loads (probed); else ship its code when
-    it is self-contained (no closure; globals only builtins, isolatable modules, itself); else
-    raise :class:`NotIsolatable` naming the blocking module and the offending global.
-    """
-    cached = _plans.get(fn)
-    if cached is None:
-        with _plan_lock:
-            cached = _plans.get(fn)
-            if cached is None:
-                try:
-                    cached = _make_plan(fn)
-                except NotIsolatable as exc:
-                    cached = exc
-                _plans[fn] = cached
-    if isinstance(cached, NotIsolatable):
-        raise NotIsolatable(str(cached))
-    return cached
-
-
-def _make_plan(fn: Callable[..., Any]) -> OffloadPlan:
-    inner = interp_side.unwrap_offload(fn)
-    module = getattr(inner, "__module__", None) or "__main__"
-    qualname = getattr(inner, "__qualname__", repr(inner))
-    ref = f"{module}:{qualname}"
-    blocked = _import_blocker(inner, module, qualname)
-    if blocked is None:
-        return OffloadPlan("import", ref)
-    problem = _self_contained_problem(inner)
-    if problem is not None:
-        raise NotIsolatable(
-            f"{module}.{qualname} cannot run in a subinterpreter: {blocked}, and it cannot be "
-            f"shipped on its own because {problem}. Move it to a module that imports only "
-            "isolatable modules, or make it self-contained."
-        )
-    code, spec = _ship_parts(inner)
-    return OffloadPlan("ship", ref, next(_plan_keys), code, spec, blocked)
-
-
-def _import_blocker(inner: Any, module: str, qualname: str) -> str | None:
-    """Why ``inner`` cannot be imported by name inside an interpreter (None: it can)."""
-    if module == "__main__":
-        return "it is defined in __main__, which interpreters cannot import"
-    if "<locals>" in qualname:
-        return "it is a nested function, not reachable by import"
-    verdict = probe_module(module)
-    if not verdict.ok:
-        by = f" (blocked by {verdict.blocked_by})" if verdict.blocked_by else ""
-        return f"its module {module} does not load in a subinterpreter{by}: {verdict.reason}"
-    return None
-
-
-def _global_names(code: types.CodeType) -> list[tuple[str, str]]:
-    """``(opname, name)`` of every global access in ``code`` and its nested code objects."""
-    found = [(ins.opname, ins.argval) for ins in dis.get_instructions(code)]
-    names = [(op, name) for op, name in found if op in _GLOBAL_OPS]
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names.extend(_global_names(const))
-    return names
-
-
-def _self_contained_problem(inner: Any) -> str | None:
-    """What keeps ``inner`` from travelling as a code object, or None when nothing does."""
-    if not isinstance(inner, types.FunctionType):
-        return f"{type(inner).__qualname__} is not a plain function"
-    code = inner.__code__
-    if code.co_freevars:
-        return f"it closes over {', '.join(code.co_freevars)}"
-    for opname, name in _global_names(code):
-        if opname != "LOAD_GLOBAL" and opname != "LOAD_NAME":
-            return f"it assigns the global {name!r}"
-        problem = _global_problem(inner, name)
-        if problem is not None:
-            return problem
-    for label, value in (("defaults", inner.__defaults__), ("kwdefaults", inner.__kwdefaults__)):
-        try:
-            marshal.dumps(value)
-        except ValueError:
-            return f"its {label} {value!r} are not plain data"
-    return None
-
-
-def _global_problem(inner: types.FunctionType, name: str) -> str | None:
-    namespace = inner.__globals__
-    if name not in namespace:
-        return None if hasattr(_builtins(), name) else f"it uses the undefined global {name!r}"
-    value = namespace[name]
-    if value is inner or interp_side.unwrap_offload(value) is inner:
-        return None
-    if isinstance(value, types.ModuleType):
-        verdict = probe_module(value.__name__)
-        if verdict.ok:
-            return None
-        return f"it uses the global module {name!r} ({value.__name__}), which does not load there"
-    return f"it uses the global {name!r} ({type(value).__qualname__})"
-
-
-def _builtins() -> types.ModuleType:
-    import builtins
-
-    return builtins
-
-
-def _ship_parts(inner: types.FunctionType) -> tuple[types.CodeType, tuple]:
-    imports: dict[str, str] = {}
-    self_names: list[str] = []
-    for _, name in _global_names(inner.__code__):
-        value = inner.__globals__.get(name, None)
-        if isinstance(value, types.ModuleType):
-            imports[name] = value.__name__
-        elif name in inner.__globals__:
-            self_names.append(name)
-    spec = (
-        inner.__name__,
-        inner.__qualname__,
-        inner.__module__,
-        inner.__defaults__,
-        inner.__kwdefaults__,
-        imports,
-        tuple(self_names),
-    )
-    return inner.__code__, spec
 
 
 # --- call specs and results -----------------------------------------------------------------
