@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from subiso import _subinterp as si
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Worker processes (process tier) import "tests.workloads" by path: make the repo importable
@@ -30,6 +32,9 @@ if str(ROOT) not in _pp.split(os.pathsep):
 IN_PROCESS_TIERS = ("inline", "context", "thread")
 
 THREAD_EXIT_BOUND_S = 10.0
+
+BACKEND = si.backend()
+needs_backend = pytest.mark.skipif(not BACKEND, reason=f"no subinterpreters: {BACKEND.reason}")
 
 
 def tier_available(name: str) -> bool:

@@ -24,9 +24,7 @@ from subiso.errors import (
     RunTimeout,
     SerializationError,
 )
-
-BACKEND = si.backend()
-needs_backend = pytest.mark.skipif(not BACKEND, reason=f"no subinterpreters: {BACKEND.reason}")
+from tests.conftest import BACKEND, needs_backend
 
 PURE = "tests.isolation_targets.pure"
 BLOCKING = "tests.isolation_targets.blocking"

@@ -30,11 +30,8 @@ from subiso.errors import (
 )
 from subiso.executors import subinterpreter as sub_module
 from subiso.executors.subinterpreter import SubinterpreterExecutor
-from tests.conftest import assert_no_new_threads, tier_available
+from tests.conftest import BACKEND, assert_no_new_threads, needs_backend, tier_available
 from tests.isolation_targets.workflows import WorkflowError
-
-BACKEND = si.backend()
-needs_backend = pytest.mark.skipif(not BACKEND, reason=f"no subinterpreters: {BACKEND.reason}")
 
 WF = "tests.isolation_targets.workflows"
 HY = "tests.hybrid_workloads"
