@@ -96,6 +96,7 @@ class ProcessOptions(_Options):
     start_method: StartMethod | None = None
     max_tasks_per_worker: int | None = None
     prestart: bool | None = None
+    preload: list[str] | None = None
     kill_grace: float | None = None
 
 
