@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,19 @@ THREAD_EXIT_BOUND_S = 10.0
 
 BACKEND = si.backend()
 needs_backend = pytest.mark.skipif(not BACKEND, reason=f"no subinterpreters: {BACKEND.reason}")
+
+
+def list_all_interpreters() -> list[Any]:
+    return list(BACKEND.module.list_all())
+
+
+def make_interpreter_queue() -> Any:
+    """A cross-interpreter queue; its ``id`` crosses as a plain int."""
+    if sys.version_info >= (3, 14):
+        return BACKEND.module.create_queue()
+    from interpreters_backport.interpreters import queues
+
+    return queues.create()
 
 
 def tier_available(name: str) -> bool:

@@ -11,7 +11,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
-from typing import Any
 
 import pytest
 
@@ -24,23 +23,10 @@ from subiso.errors import (
     RunTimeout,
     SerializationError,
 )
-from tests.conftest import BACKEND, needs_backend
+from tests.conftest import BACKEND, list_all_interpreters, make_interpreter_queue, needs_backend
 
 PURE = "tests.isolation_targets.pure"
 BLOCKING = "tests.isolation_targets.blocking"
-
-
-def list_all() -> list[Any]:
-    return list(BACKEND.module.list_all())
-
-
-def make_queue() -> Any:
-    """A cross-interpreter queue; its ``id`` crosses as a plain int."""
-    if sys.version_info >= (3, 14):
-        return BACKEND.module.create_queue()
-    from interpreters_backport.interpreters import queues
-
-    return queues.create()
 
 
 @pytest.fixture
@@ -153,7 +139,7 @@ def test_async_timeout_cancels_on_the_interpreter_loop(single: si.InterpreterPoo
 
 @needs_backend
 def test_sync_timeout_fails_the_future_while_the_call_runs_on(single: si.InterpreterPool) -> None:
-    inbox = make_queue()
+    inbox = make_interpreter_queue()
     future = single.submit(si.CallSpec(f"{PURE}:block_until_message", (inbox.id,), timeout=0.1))
     with pytest.raises(RunTimeout):
         future.result()
@@ -204,11 +190,11 @@ def test_blocking_module_verdict_and_shipping(pool: si.InterpreterPool) -> None:
 
 @needs_backend
 def test_recycles_after_max_tasks() -> None:
-    before = len(list_all())
+    before = len(list_all_interpreters())
     with si.InterpreterPool(1, max_tasks_per_worker=2) as pool:
         ids = [pool.call(f"{PURE}:interp_id") for _ in range(5)]
     assert ids[0] == ids[1] != ids[2] == ids[3] != ids[4]
-    assert len(list_all()) == before
+    assert len(list_all_interpreters()) == before
 
 
 @needs_backend
@@ -216,15 +202,15 @@ def test_close_destroys_interpreters_and_joins_threads() -> None:
     si.probe_msgspec()  # probes run in their own short-lived threads; do them first
     si.probe_module(PURE)
     threads_before = set(threading.enumerate())
-    interps_before = len(list_all())
+    interps_before = len(list_all_interpreters())
     pool = si.InterpreterPool(2)
     assert pool.wait_ready(30)
-    assert len(list_all()) == interps_before + 2
+    assert len(list_all_interpreters()) == interps_before + 2
     futures = [pool.submit(si.CallSpec(f"{PURE}:cpu", (2000,))) for _ in range(20)]
     pool.submit(si.CallSpec(f"{PURE}:wait_forever", ("x",), timeout=0.05))
     pool.close()
     assert all(f.done() and f.result() == futures[0].result() for f in futures)
-    assert len(list_all()) == interps_before
+    assert len(list_all_interpreters()) == interps_before
     assert set(threading.enumerate()) == threads_before
     with pytest.raises(ExecutorClosed):
         pool.submit(si.CallSpec(f"{PURE}:trivial"))
@@ -232,7 +218,7 @@ def test_close_destroys_interpreters_and_joins_threads() -> None:
 
 @needs_backend
 def test_close_cancel_pending_resolves_every_future() -> None:
-    inbox, started = make_queue(), make_queue()
+    inbox, started = make_interpreter_queue(), make_interpreter_queue()
     pool = si.InterpreterPool(1)
     blocker = pool.submit(si.CallSpec(f"{PURE}:block_until_message", (inbox.id, started.id)))
     assert started.get(timeout=30) == "started"  # the blocker runs; the rest stays queued
@@ -252,7 +238,7 @@ def test_close_cancel_pending_resolves_every_future() -> None:
 
 @needs_backend
 def test_two_workers_overlap_on_cpu_work(pool: si.InterpreterPool) -> None:
-    q_a, q_b = make_queue(), make_queue()
+    q_a, q_b = make_interpreter_queue(), make_interpreter_queue()
     first = pool.submit(si.CallSpec(f"{PURE}:rendezvous", ("a", q_a.id, q_b.id, 200_000)))
     second = pool.submit(si.CallSpec(f"{PURE}:rendezvous", ("b", q_b.id, q_a.id, 200_000)))
     peer_a, work_a, id_a = first.result()

@@ -30,7 +30,14 @@ from subiso.errors import (
 )
 from subiso.executors import subinterpreter as sub_module
 from subiso.executors.subinterpreter import SubinterpreterExecutor
-from tests.conftest import BACKEND, assert_no_new_threads, needs_backend, tier_available
+from tests.conftest import (
+    BACKEND,
+    assert_no_new_threads,
+    list_all_interpreters,
+    make_interpreter_queue,
+    needs_backend,
+    tier_available,
+)
 from tests.isolation_targets.workflows import WorkflowError
 
 WF = "tests.isolation_targets.workflows"
@@ -47,19 +54,6 @@ def expect(mode: str) -> str:
 
 def cfg(graph: str, value: Any = None, **extra: Any) -> GraphConfig:
     return GraphConfig(graph=graph, input=value, **extra)
-
-
-def list_all() -> list[Any]:
-    return list(BACKEND.module.list_all())
-
-
-def make_queue() -> Any:
-    """A cross-interpreter queue; its ``id`` crosses as a plain int."""
-    if sys.version_info >= (3, 14):
-        return BACKEND.module.create_queue()
-    from interpreters_backport.interpreters import queues
-
-    return queues.create()
 
 
 def full_text(exc: BaseException) -> str:
@@ -168,7 +162,7 @@ def test_eight_concurrent_runs(ex: SubinterpreterExecutor) -> None:
 def test_offloaded_calls_of_concurrent_runs_overlap(ex: SubinterpreterExecutor) -> None:
     """Two runs' offloaded nodes meet mid-call through queues: both were in flight at once,
     in two interpreters (one after the other, the first would fail with QueueEmpty)."""
-    q_a, q_b = make_queue(), make_queue()
+    q_a, q_b = make_interpreter_queue(), make_interpreter_queue()
     first = ex.submit(cfg(f"{HY}:meet_graph", {"name": "a", "inbox": q_a.id, "outbox": q_b.id}))
     second = ex.submit(cfg(f"{HY}:meet_graph", {"name": "b", "inbox": q_b.id, "outbox": q_a.id}))
     out_a, out_b = first.result(), second.result()
@@ -309,19 +303,19 @@ def test_max_tasks_per_worker_recycles_interpreters(thread_guard: Any) -> None:
 
 def test_close_destroys_interpreters_and_joins_threads() -> None:
     threads_before = set(threading.enumerate())
-    interps_before = len(list_all()) if BACKEND else 0
+    interps_before = len(list_all_interpreters()) if BACKEND else 0
     executor = SubinterpreterExecutor(max_workers=2, fallback=["thread"])
     futures = [executor.submit(cfg(f"{WF}:word_stats", {"text": "a"})) for _ in range(4)]
     futures += [executor.submit(cfg(f"{HY}:where_graph", {"x": i})) for i in range(4)]
     assert [f.result()["words"] for f in futures[:4]] == [1] * 4
     assert [f.result()["x"] for f in futures[4:]] == [2, 4, 6, 8]
     if BACKEND:  # the pool's two; the scratch interpreters of probes are gone already
-        assert len(list_all()) == interps_before + 2
+        assert len(list_all_interpreters()) == interps_before + 2
     futures += [executor.submit(cfg(f"{HY}:where_graph", {"x": i})) for i in range(4)]
     executor.close()
     assert all(f.done() and f.exception() is None for f in futures)
     if BACKEND:
-        assert len(list_all()) == interps_before
+        assert len(list_all_interpreters()) == interps_before
     assert_no_new_threads(threads_before, "SubinterpreterExecutor.close()")
     with pytest.raises(ExecutorClosed):
         executor.run(cfg(f"{WF}:word_stats", {"text": "a"}))
