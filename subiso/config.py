@@ -15,7 +15,6 @@ import msgspec
 from subiso.errors import ConfigError
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-CHECKPOINTER_SCHEMES = ("memory", "sqlite:///")
 
 
 class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -48,9 +48,6 @@ class LoopResources:
             saver = self._savers["memory"] = InMemorySaver()
         return saver
 
-    def cached(self, spec: str) -> Any | None:
-        return self._savers.get(spec)
-
     async def checkpointer(self, spec: str) -> Any:
         """The saver for ``spec`` on the running loop, opened once even under concurrent runs."""
         saver = self._savers.get(spec)

@@ -70,16 +70,15 @@ def _is_builder(obj: Any) -> bool:
     return hasattr(obj, "compile") and hasattr(obj, "add_node") and hasattr(obj, "nodes")
 
 
-def _nodes_are_sync(compiled: Any) -> bool:
+def _nodes_are_sync(runnables: Any) -> bool:
     """True when every node has a sync implementation, so ``invoke`` can run it.
 
     LangGraph wraps each node in a RunnableCallable whose ``func`` is None for async-only
     nodes. Anything else (a subgraph, a custom Runnable) counts as async-only, which is safe:
     ``ainvoke`` runs sync nodes too.
     """
-    for node in compiled.nodes.values():
-        bound = getattr(node, "bound", None)
-        if getattr(bound, "func", None) is None or type(bound).__name__ != "RunnableCallable":
+    for runnable in runnables:
+        if getattr(runnable, "func", None) is None or type(runnable).__name__ != "RunnableCallable":
             return False
     return True
 
@@ -108,9 +107,12 @@ def is_workflow_function(obj: Any) -> bool:
 
 def classify(path: str, obj: Any, *, from_factory: bool = False) -> Target:
     if _is_compiled_graph(obj):
-        return Target(path, "graph", obj, sync_nodes=_nodes_are_sync(obj))
+        nodes = (getattr(node, "bound", None) for node in obj.nodes.values())
+        return Target(path, "graph", obj, sync_nodes=_nodes_are_sync(nodes))
     if _is_builder(obj):
-        return Target(path, "builder", obj, sync_nodes=_nodes_are_sync(obj.compile()))
+        # read the builder's node specs: no throwaway compile (each worker compiles once)
+        nodes = (getattr(spec, "runnable", None) for spec in obj.nodes.values())
+        return Target(path, "builder", obj, sync_nodes=_nodes_are_sync(nodes))
     where = f"factory {path!r} returned" if from_factory else f"{path!r} is"
     if not from_factory and callable(obj):
         arity = _positional_arity(obj)

@@ -23,6 +23,13 @@ from subiso.report import RunResult
 ConfigLike = GraphConfig | Mapping[str, Any]
 
 
+def positive_int(value: Any, field: str) -> int:
+    """``value`` when it is an int >= 1 (bools refused), else ConfigError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{field} must be >= 1 (an integer), got {value!r}")
+    return value
+
+
 class Executor:
     """Run GraphConfigs in one isolation tier.
 

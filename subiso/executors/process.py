@@ -59,7 +59,7 @@ from subiso import codec
 from subiso._runtime import process_worker as wire
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
-from subiso.executors.base import Executor
+from subiso.executors.base import Executor, positive_int
 from subiso.report import RunResult
 
 #: Modules the forkserver imports once, so every worker forked from it starts warm.
@@ -187,11 +187,11 @@ class ProcessExecutor(Executor):
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer)
         name = type(self).__name__
-        self.max_workers = _positive_int(
+        self.max_workers = positive_int(
             os.cpu_count() or 1 if max_workers is None else max_workers, f"{name}: max_workers"
         )
         if max_tasks_per_worker is not None:
-            _positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
+            positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
         if not (isinstance(kill_grace, (int, float)) and kill_grace > 0):
             raise ConfigError(f"{name}: kill_grace must be > 0 seconds, got {kill_grace!r}")
         if isinstance(preload, str):
@@ -655,12 +655,6 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _positive_int(value: Any, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{field} must be an integer >= 1, got {value!r}")
-    return value
-
-
 def _context(method: str, owner: str) -> Any:
     if method == "fork":
         raise ConfigError(

@@ -56,7 +56,7 @@ from subiso._subinterp import (
 )
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
-from subiso.executors.base import Executor
+from subiso.executors.base import Executor, positive_int
 from subiso.executors.thread import ThreadExecutor
 from subiso.report import RunReport, RunResult
 
@@ -96,11 +96,11 @@ class SubinterpreterExecutor(Executor):
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer)
         name = type(self).__name__
-        self.max_workers = _positive(
+        self.max_workers = positive_int(
             os.cpu_count() or 1 if max_workers is None else max_workers, f"{name}: max_workers"
         )
         if max_tasks_per_worker is not None:
-            _positive(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
+            positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
         self.max_tasks_per_worker = max_tasks_per_worker
         self.fallback = _fallback_names(DEFAULT_FALLBACK if fallback is None else fallback)
         self.fallback_tier: str | None = None
@@ -470,12 +470,6 @@ class _HybridThreads(ThreadExecutor):
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _positive(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{what} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def _fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:

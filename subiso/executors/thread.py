@@ -17,8 +17,8 @@ from typing import Any
 from subiso._runtime.execute import WorkerRuntime
 from subiso._runtime.loop_worker import Job, LoopWorker
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, ExecutorClosed
-from subiso.executors.base import Executor
+from subiso.errors import ExecutorClosed
+from subiso.executors.base import Executor, positive_int
 from subiso.report import RunResult
 
 
@@ -43,11 +43,7 @@ class ThreadExecutor(Executor):
         super().__init__(timeout=timeout, checkpointer=checkpointer)
         if max_workers is None:
             max_workers = default_max_workers()
-        if not isinstance(max_workers, int) or max_workers < 1:
-            raise ConfigError(
-                f"{type(self).__name__}: max_workers must be >= 1, got {max_workers!r}"
-            )
-        self.max_workers = max_workers
+        self.max_workers = positive_int(max_workers, f"{type(self).__name__}: max_workers")
         self._name_prefix = thread_name_prefix
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
