@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,6 +210,73 @@ def test_cancelled_arun_cancels_the_run_in_the_worker(ex: ProcessExecutor) -> No
 
     assert asyncio.run(main()) == 49
     assert set(ex.worker_pids()) == pids
+
+
+# -- who reads a reply: the waiting caller, or the worker's reader thread -------------------------
+def test_a_sync_caller_reads_its_own_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    settled_on: list[threading.Thread] = []
+    on_done = ProcessExecutor._on_future_done
+
+    def spy(self: ProcessExecutor, pending: Any, future: cf.Future[Any]) -> None:
+        settled_on.append(threading.current_thread())
+        on_done(self, pending, future)
+
+    monkeypatch.setattr(ProcessExecutor, "_on_future_done", spy)
+    with ProcessExecutor(max_workers=1, prestart=True) as ex:
+        outputs = [ex.run({"graph": f"{W}:square", "input": i}) for i in range(5)]
+        assert outputs == [i * i for i in range(5)]
+        # The first reply is read by the reader thread, which then parks; from the second on,
+        # the calling thread reads (and settles) its own.
+        assert settled_on[1:] == [threading.current_thread()] * 4
+        settled_on.clear()
+        assert ex.submit({"graph": f"{W}:square", "input": 6}).result() == 36
+        assert settled_on[0] is not threading.current_thread()  # futures: the reader reads
+
+
+def test_an_interrupted_caller_hands_its_run_to_the_reader(tmp_path: Path) -> None:
+    hold = Hold(tmp_path)
+    main = threading.get_ident()
+
+    def interrupt_once_started() -> None:
+        hold.wait_started()
+        signal.pthread_kill(main, signal.SIGINT)
+
+    ex = ProcessExecutor(max_workers=1, prestart=True)
+    (pid,) = ex.worker_pids()
+    assert ex.run({"graph": f"{P}:pid"}) == pid  # the reader thread parks: callers read
+    interrupter = threading.Thread(target=interrupt_once_started)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        ex.run(hold.cfg)
+    interrupter.join()
+    hold.let_go()
+    # Nobody waits on the held run any more: only the reader thread can read its reply, and
+    # close() drains it before it stops the worker.
+    ex.close()
+    assert not alive(pid)
+
+
+def test_sync_callers_futures_and_aruns_share_one_worker() -> None:
+    def caller(k: int) -> list[Any]:
+        out = []
+        for i in range(15):
+            out.append(ex.run({"graph": f"{W}:sync_graph", "input": {"x": k * 100 + i}}))
+            out.append(ex.submit({"graph": f"{W}:square", "input": i}).result())
+        return out
+
+    async def aruns() -> list[Any]:
+        return [await ex.arun({"graph": f"{W}:asquare", "input": i}) for i in range(30)]
+
+    with ProcessExecutor(max_workers=1, prestart=True) as ex, cf.ThreadPoolExecutor(6) as pool:
+        callers = [pool.submit(caller, k) for k in range(5)]
+        looped = pool.submit(asyncio.run, aruns())
+        for k, future in enumerate(callers):
+            want = []
+            for i in range(15):
+                want += [{"x": expected(k * 100 + i)}, i * i]
+            assert future.result() == want
+        assert looped.result() == [i * i for i in range(30)]
+        assert ex.stats()["in_flight"] == [0]
 
 
 # -- payloads ------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import itertools
 import multiprocessing
 import multiprocessing.util  # registers its atexit join before ours, so ours runs first
 import os
+import select
 import signal
 import sys
 import threading
@@ -59,7 +60,7 @@ from subiso import codec
 from subiso._runtime import process_worker as wire
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
-from subiso.executors.base import Executor, positive_int
+from subiso.executors.base import ConfigLike, Executor, positive_int
 from subiso.report import RunResult
 
 #: Modules the forkserver imports once, so every worker forked from it starts warm.
@@ -108,6 +109,7 @@ class _Pending:
     """One submitted run, from submit until its future resolves."""
 
     __slots__ = (
+        "direct",
         "encode_s",
         "frame",
         "future",
@@ -128,13 +130,20 @@ class _Pending:
         self.encode_s = encode_s
         self.t_sent = 0.0
         self.timed_out = False
+        self.direct = False  # its caller reads the reply itself (see ``execute``)
         self.worker: _Worker | None = None
 
 
 class _Worker:
-    """Host-side handle of one worker process."""
+    """Host-side handle of one worker process.
 
-    def __init__(self, index: int) -> None:
+    Exactly one thread at a time reads ``conn`` (the *receiver*): the worker's reader thread,
+    or a caller of ``execute`` reading its own reply. The reader thread reads while anything
+    needs it (see ``needs_reader``) and parks when a sync caller asked for the role and the
+    worker has nothing else in flight.
+    """
+
+    def __init__(self, index: int, lock: threading.Lock) -> None:
         self.index = index
         self.process: Any = None
         self.conn: Connection | None = None
@@ -150,10 +159,21 @@ class _Worker:
         self.in_flight: dict[int, _Pending] = {}
         self.dispatched = 0
         self.thread: threading.Thread | None = None
+        self.receiver: int | None = None  # ident of the thread reading conn, if any
+        self.direct = 0  # runs in flight whose callers read their own replies
+        self.wants_direct = False  # a sync caller found the reader thread reading
+        self.eof = False  # a caller reading its reply saw the worker's end close
+        self.reader_wake = threading.Condition(lock)
+        self.poller: Any = None
+        self.decoder = codec.decoder(wire.ToHost)
 
     @property
     def serving(self) -> bool:
         return self.ready and not (self.retiring or self.stopping or self.broken)
+
+    def needs_reader(self) -> bool:
+        """Replies (or the worker's exit) are due that no caller is waiting to read itself."""
+        return self.stopping or self.broken or len(self.in_flight) > self.direct
 
 
 Send = tuple[_Worker, bytes, "_Pending | None"]
@@ -230,7 +250,7 @@ class ProcessExecutor(Executor):
             raise ConfigError(f"{type(self).__name__}: {problem}")
 
     def _spawn_locked(self) -> _Worker:
-        worker = _Worker(next(self._indexes))
+        worker = _Worker(next(self._indexes), self._lock)
         worker.thread = threading.Thread(
             target=self._worker_life,
             args=(worker,),
@@ -300,7 +320,9 @@ class ProcessExecutor(Executor):
 
     def _on_ready(self, worker: _Worker, hello: wire.Hello) -> None:
         worker.preload_error = hello.preload_error
+        worker.poller = _poller(worker.conn)  # type: ignore[arg-type]
         with self._lock:
+            worker.receiver = threading.get_ident()  # this reader thread, from now on
             worker.ready = True
             sends = self._drain_queue_locked()
             sends += self._maybe_stop_locked(worker)
@@ -309,22 +331,73 @@ class ProcessExecutor(Executor):
 
     # -- dispatch ------------------------------------------------------------------------------
     def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        return self._start(cfg, direct=False).future
+
+    def execute(self, cfg: ConfigLike) -> RunResult:
+        """Run to completion; the calling thread reads its own reply when it can.
+
+        A caller blocked on a future would be woken by the worker's reader thread, which was
+        itself woken by the reply: two hand-offs (and a GIL hand-over) per run. So when the
+        chosen worker has no receiver, the caller becomes it until its reply arrives (reading
+        and settling any other reply that comes first), and the reader thread stays parked.
+        """
+        pending = self._start(self.prepare(cfg), direct=True)
+        if pending.direct:
+            self._receive_own_reply(pending)
+        return pending.future.result()
+
+    def _start(self, cfg: GraphConfig, *, direct: bool) -> _Pending:
         rid = next(self._rids)
         start = time.perf_counter()
         try:
             frame = codec.encode((wire.TAG_RUN, rid, cfg), label="state", part=cfg.input)
         except Exception as exc:
-            failed: cf.Future[RunResult] = cf.Future()
-            _resolve(failed, exc=exc)
+            failed = _Pending(rid, cfg, b"", 0.0)
+            _resolve(failed.future, exc=exc)
             return failed
         pending = _Pending(rid, cfg, frame, time.perf_counter() - start)
+        pending.direct = direct  # a wish until _assign_locked grants it
         with self._lock:
             if self._closing:
                 raise ExecutorClosed(f"cannot run on a closed {type(self).__name__}")
             sends = self._dispatch_locked(pending)
         pending.future.add_done_callback(lambda f: self._on_future_done(pending, f))
         self._send_all(sends)
-        return pending.future
+        return pending
+
+    def _receive_own_reply(self, pending: _Pending) -> None:
+        """Read replies on the calling thread until ``pending``'s arrives, then hand back."""
+        worker = pending.worker
+        assert worker is not None and worker.conn is not None
+        conn = worker.conn
+        eof = False
+        try:
+            while not pending.future.done():
+                _wait_readable(worker)  # an interrupt here consumes nothing
+                try:
+                    frame = conn.recv_bytes()
+                except (EOFError, OSError):
+                    eof = True
+                    return
+                except BaseException:
+                    # Interrupted part-way through a frame: the stream is out of step.
+                    worker.kill_reason = (
+                        "was killed by subiso: a host thread reading its reply was interrupted "
+                        "part-way through a message"
+                    )
+                    worker.process.kill()
+                    eof = True
+                    raise
+                self._on_frame(worker, frame, time.perf_counter())
+        finally:
+            with self._lock:
+                worker.receiver = None
+                if eof:
+                    worker.eof = worker.broken = True
+                if pending.direct and pending.rid in worker.in_flight:
+                    pending.direct = False  # interrupted: the reader thread takes it over
+                    worker.direct -= 1
+                self._poke_reader_locked(worker)
 
     def _dispatch_locked(self, pending: _Pending) -> list[Send]:
         """Give the run to the least-busy serving worker, or queue it until one is ready."""
@@ -335,6 +408,7 @@ class ProcessExecutor(Executor):
         if (best is None or best.in_flight) and self._active_count_locked() < self.max_workers:
             self._spawn_locked()  # grow in the background; this run does not wait for it
         if best is None:
+            pending.direct = False  # whoever starts the worker sends it; its reader reads
             self._queue.append(pending)
             return []
         return self._assign_locked(best, pending)
@@ -348,7 +422,20 @@ class ProcessExecutor(Executor):
             self._schedule_locked(pending.timeout, "timeout", pending)
         if self.max_tasks_per_worker and worker.dispatched >= self.max_tasks_per_worker:
             self._retire_locked(worker)
+        if pending.direct:  # the caller asked to read its own reply
+            if worker.receiver is None:
+                worker.receiver = threading.get_ident()
+                worker.direct += 1
+            else:
+                pending.direct = False
+                worker.wants_direct = True  # the reader parks once it has nothing else
+        self._poke_reader_locked(worker)
         return [(worker, pending.frame, pending)]
+
+    def _poke_reader_locked(self, worker: _Worker) -> None:
+        """Wake the worker's parked reader thread if something now needs it."""
+        if worker.receiver is None and (worker.eof or worker.needs_reader()):
+            worker.reader_wake.notify()
 
     def _drain_queue_locked(self) -> list[Send]:
         sends: list[Send] = []
@@ -378,7 +465,12 @@ class ProcessExecutor(Executor):
         with self._lock:
             if worker.in_flight.pop(pending.rid, None) is None:
                 return  # its death was handled already, the run resolved
+            if pending.direct:  # its caller (this thread) gives up reading this worker
+                pending.direct = False
+                worker.direct -= 1
+                worker.receiver = None
             worker.broken = True
+            self._poke_reader_locked(worker)
             sends = self._dispatch_locked(pending)
         self._send_all(sends)
 
@@ -404,22 +496,38 @@ class ProcessExecutor(Executor):
 
     # -- replies ---------------------------------------------------------------------------------
     def _read_replies(self, worker: _Worker) -> None:
+        """The reader thread's loop: read while needed, park while callers read themselves."""
         conn = worker.conn
         assert conn is not None
-        decoder = codec.decoder(wire.ToHost)
+        me = threading.get_ident()
         while True:
             try:
                 frame = conn.recv_bytes()
             except (EOFError, OSError):
                 return
-            t_recv = time.perf_counter()
-            msg = decoder.decode(frame)
+            self._on_frame(worker, frame, time.perf_counter())
             with self._lock:
-                pending = worker.in_flight.pop(msg.rid, None)
-                sends = self._after_run_locked(worker, msg)
-            self._send_all(sends)
-            if pending is not None:
-                self._complete(pending, msg, t_recv)
+                if not worker.wants_direct or worker.needs_reader():
+                    continue
+                worker.wants_direct = False
+                worker.receiver = None
+                while not worker.eof and (worker.receiver is not None or not worker.needs_reader()):
+                    worker.reader_wake.wait()
+                if worker.eof:
+                    return
+                worker.receiver = me
+
+    def _on_frame(self, worker: _Worker, frame: bytes, t_recv: float) -> None:
+        """Settle the run a reply frame answers (on whichever thread is the receiver)."""
+        msg = worker.decoder.decode(frame)
+        with self._lock:
+            pending = worker.in_flight.pop(msg.rid, None)
+            if pending is not None and pending.direct:
+                worker.direct -= 1
+            sends = self._after_run_locked(worker, msg)
+        self._send_all(sends)
+        if pending is not None:
+            self._complete(pending, msg, t_recv)
 
     def _after_run_locked(self, worker: _Worker, msg: Any) -> list[Send]:
         if isinstance(msg, wire.Failed) and msg.tainted and not worker.retiring:
@@ -481,6 +589,7 @@ class ProcessExecutor(Executor):
         if not (worker.retiring or (self._closing and not self._queue)):
             return []
         worker.stopping = True
+        self._poke_reader_locked(worker)  # it must read the worker's exit
         self._schedule_locked(self.kill_grace, "stop", worker)
         return [(worker, codec.encode(wire.Stop()), None)]
 
@@ -668,6 +777,23 @@ def _context(method: str, owner: str) -> Any:
         raise ConfigError(
             f"{owner}: unknown start_method {method!r}; choose one of: {choices}"
         ) from None
+
+
+def _poller(conn: Connection) -> Any:
+    """A ``select.poll`` object watching ``conn`` (None where poll is missing: Windows)."""
+    if not hasattr(select, "poll"):
+        return None
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return poller
+
+
+def _wait_readable(worker: _Worker) -> None:
+    """Block until a reply (or the worker's end) can be read, without reading it."""
+    if worker.poller is not None:
+        worker.poller.poll()
+    else:
+        worker.conn.poll(None)  # type: ignore[union-attr]
 
 
 def _resolve(
