@@ -16,9 +16,12 @@ The thread is in one of two states:
   tasks interleaving on the loop, sync ones go to the loop's default thread pool (also threads
   with no running loop), so they neither wait behind async runs nor block them.
 
-Hand-over is race-free because ``post`` always enqueues first and only then, if the worker is
-looping, schedules a drain; the worker flips to looping *before* its first drain and back to
-idle *before* its last, so every job is seen by a drain or by the blocking ``get``.
+Jobs come from an :class:`Inbox`: a :class:`QueueInbox` that other threads ``post`` to (thread
+tier, hybrid mode), or one the worker reads itself (the process worker reads run frames straight
+from its pipe, so a sync run there involves no thread hand-off at all). Hand-over is race-free
+because ``post`` always enqueues first and only then, if the worker is looping, schedules a
+drain; the worker attaches (flips to looping) *before* its first drain and detaches *before*
+its last, so every job is seen by a drain or by the blocking ``get``.
 
 Runs execute in a copy of the worker's own context, never the submitter's: a run started from
 inside another LangGraph run must not inherit that run's callback/config context variables.
@@ -61,7 +64,60 @@ class Job:
         self.task: asyncio.Task[Any] | None = None
 
 
-_STOP = object()
+#: An inbox item that ends the worker once the jobs before it are done.
+STOP = object()
+
+
+class Inbox(Protocol):
+    """Where a LoopWorker's jobs come from. Items are Jobs, ``STOP``, or None (nothing to do)."""
+
+    def get(self) -> Any:
+        """Block until the next item (idle state: no loop running)."""
+
+    def get_nowait(self) -> Any:
+        """The next item if one is ready, else raise ``queue.Empty`` (looping state)."""
+
+    def empty(self) -> bool: ...
+
+    def attach(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
+        """Looping from now on: make ``loop`` call ``drain`` whenever items may be ready."""
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Idle from now on: items wait for ``get``."""
+
+
+class QueueInbox:
+    """Jobs posted by other threads: a C-level SimpleQueue, plus a drain scheduled on the
+    worker's loop while it is looping."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake: Callable[[], Any] | None = None
+
+    def put(self, item: Any) -> None:
+        self._queue.put(item)
+        wake = self._wake
+        if wake is not None:
+            try:
+                wake()
+            except RuntimeError:  # loop closed meanwhile: the worker is gone
+                pass
+
+    def get(self) -> Any:
+        return self._queue.get()
+
+    def get_nowait(self) -> Any:
+        return self._queue.get_nowait()
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def attach(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
+        context = contextvars.copy_context()  # the worker's own, never a poster's
+        self._wake = lambda: loop.call_soon_threadsafe(drain, context=context)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake = None
 
 
 class LoopWorker:
@@ -74,6 +130,7 @@ class LoopWorker:
         name: str,
         on_finished: Callable[[LoopWorker, Job], None] | None = None,
         setup_context: Callable[[], None] | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self.runtime = runtime
         self.name = name
@@ -81,10 +138,8 @@ class LoopWorker:
         self.in_flight = 0  # maintained by the owner (under its dispatch lock)
         self._on_finished = on_finished
         self._setup_context = setup_context
-        self._context: contextvars.Context | None = None
         self._ready = threading.Event()
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._looping = False
+        self.inbox: Inbox = inbox if inbox is not None else QueueInbox()
         self._stopping = False
         self._runs: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Future[None] | None = None
@@ -95,14 +150,14 @@ class LoopWorker:
         self.thread.start()
         self._ready.wait()
 
+    def run_here(self) -> None:
+        """Serve on the calling thread instead of ``thread``, until stopped (process workers:
+        their main thread reads run frames and runs sync jobs itself)."""
+        self._main()
+
     def post(self, job: Any) -> None:
-        """Hand a job (or the stop sentinel) to this worker, from any thread."""
-        self._inbox.put(job)
-        if self._looping:
-            try:
-                self.loop.call_soon_threadsafe(self._drain, context=self._context)
-            except RuntimeError:  # loop closed meanwhile: the worker is gone
-                pass
+        """Hand a job (or ``STOP``) to this worker, from any thread (a QueueInbox only)."""
+        self.inbox.put(job)  # type: ignore[attr-defined]
 
     def cancel(self, job: Job) -> None:
         """Cancel a job's task on this worker's loop, from any thread (no-op once finished)."""
@@ -118,7 +173,7 @@ class LoopWorker:
 
     def stop(self) -> None:
         """Ask the worker to finish its jobs, close its resources and exit; see ``join``."""
-        self.post(_STOP)
+        self.post(STOP)
 
     def join(self, timeout: float | None = None) -> None:
         self.thread.join(timeout)
@@ -128,7 +183,6 @@ class LoopWorker:
         asyncio.set_event_loop(self.loop)
         if self._setup_context is not None:
             self._setup_context()
-        self._context = contextvars.copy_context()
         self._ready.set()
         try:
             self._serve()
@@ -136,8 +190,8 @@ class LoopWorker:
             shutdown_loop(self.loop, self.runtime.aclose)
 
     def _serve(self) -> None:
-        while not (self._stopping and self._inbox.empty()):
-            taken = self._take(self._inbox.get())
+        while not (self._stopping and self.inbox.empty()):
+            taken = self._take(self.inbox.get())
             if taken is None:
                 continue
             job, target, sync = taken
@@ -148,9 +202,11 @@ class LoopWorker:
 
     def _take(self, item: Any) -> tuple[Job, Target, bool] | None:
         """Admit an inbox item: the job, its target and whether it runs sync; None for the
-        stop sentinel and for jobs already settled (cancelled, or a bad target)."""
-        if item is _STOP:
+        stop sentinel, for nothing, and for jobs already settled (cancelled, bad target)."""
+        if item is STOP:
             self._stopping = True
+            return None
+        if item is None:
             return None
         target = self._admit(item)
         if target is None:
@@ -182,14 +238,14 @@ class LoopWorker:
 
     # -- worker thread: looping state ----------------------------------------------------------
     def _loop_until_quiet(self, first: Job, target: Target) -> None:
-        self._looping = True
         self._idle = self.loop.create_future()
+        self.inbox.attach(self.loop, self._drain)
         self._start_task(first, target)
         self.loop.call_soon(self._drain)
         try:
             self.loop.run_until_complete(self._idle)
         finally:
-            self._looping = False
+            self.inbox.detach(self.loop)
 
     def _drain(self) -> None:
         """On the loop: take every queued job."""
@@ -200,7 +256,7 @@ class LoopWorker:
             return
         while True:
             try:
-                item = self._inbox.get_nowait()
+                item = self.inbox.get_nowait()
             except queue.Empty:
                 break
             taken = self._take(item)

@@ -1,19 +1,25 @@
 """Code that runs inside a ProcessExecutor worker process, and the wire messages both sides share.
 
-The worker is a thin transport around the same worker-side code the thread tier uses: its main
-thread reads framed msgpack requests from the pipe and posts :class:`Job`\\ s to one
-:class:`LoopWorker` (a thread owning the worker's persistent event loop, its checkpointers and
-its cached targets). Each job's outcome is a :class:`_Reply` that encodes the result and writes
-the reply frame itself, from whichever thread finished the run - no extra hop, no per-run
-thread. The main thread stays free while runs execute, so cancellations and a vanished host
-are noticed even while a node hogs the loop thread.
+The worker is a thin transport around the same worker-side code the thread tier uses: one
+:class:`LoopWorker` (the worker's persistent event loop, its checkpointers and its cached
+targets) served by the process's main thread, which reads run frames straight from the *run
+pipe* (:class:`PipeInbox`). A sync run therefore arrives, runs and is answered on one thread,
+with no hand-off; async runs become tasks on the loop, which reads further frames while it
+turns. Each job's outcome is a :class:`_Reply` that encodes the result and writes the reply
+frame itself, from whichever thread finished the run.
+
+Cancellations travel on a second, *control pipe*, read by a small daemon thread that stays
+free while runs execute: a cancel is honoured (and a vanished host noticed) even while a node
+hogs the main thread, and a run whose frame has not been read yet is answered ``Cancelled`` at
+once and skipped when its frame comes.
 
 Wire format (msgspec msgpack, array-like tagged structs, one frame per message):
 
-* host -> worker: :class:`Run` ``(rid, cfg)``, :class:`Cancel` ``(rid)``,
-  :class:`CancelQueued` (cancel every run not started yet), :class:`Stop` (drain and exit);
-* worker -> host: :class:`Hello` ``(pid, preload_error)`` once at start, then per run exactly
-  one of :class:`Done`, :class:`Failed` or :class:`Cancelled`.
+* host -> worker, run pipe: :class:`Run` ``(rid, cfg)``, :class:`Stop` (drain and exit);
+* host -> worker, control pipe: :class:`Cancel` ``(rid)``, :class:`CancelQueued` ``(rids)``
+  (cancel those of the runs that have not started);
+* worker -> host, run pipe: :class:`Hello` ``(pid, preload_error)`` once at start, then per
+  run exactly one of :class:`Done`, :class:`Failed` or :class:`Cancelled`.
 
 Payloads (``cfg`` and the output) travel as ``msgspec.Raw`` so a payload that fails to decode
 fails only its own run, with the run id still known.
@@ -26,6 +32,8 @@ import contextvars
 import faulthandler
 import importlib
 import os
+import queue
+import select
 import signal
 import sys
 import threading
@@ -40,7 +48,7 @@ import msgspec
 
 from subiso import codec
 from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loop_worker import Job, LoopWorker
+from subiso._runtime.loop_worker import STOP, Job, LoopWorker
 from subiso.config import GraphConfig
 from subiso.errors import RunTimeout
 from subiso.report import RunReport, RunResult
@@ -57,7 +65,7 @@ class Cancel(msgspec.Struct, array_like=True, tag=1):
 
 
 class CancelQueued(msgspec.Struct, array_like=True, tag=2):
-    pass
+    rids: list[int]
 
 
 class Stop(msgspec.Struct, array_like=True, tag=3):
@@ -89,7 +97,8 @@ class Cancelled(msgspec.Struct, array_like=True, tag=13):
     rid: int
 
 
-ToWorker = Run | Cancel | CancelQueued | Stop
+ToWorker = Run | Stop
+Control = Cancel | CancelQueued
 ToHost = Hello | Done | Failed | Cancelled
 
 TAG_RUN = 0
@@ -174,17 +183,19 @@ class _Reply:
 
 # -- the worker's channel to the host ------------------------------------------------------------
 class Channel:
-    """Reads requests on the main thread, posts them to the LoopWorker, writes replies."""
+    """Turns run frames into jobs, answers cancellations, writes replies (from any thread)."""
 
-    def __init__(self, conn: Connection, worker: LoopWorker, pool: TrackingExecutor) -> None:
+    def __init__(self, conn: Connection, control: Connection, pool: TrackingExecutor) -> None:
         self.conn = conn
-        self.worker = worker
+        self.control = control
         self.pool = pool
+        self.worker: LoopWorker | None = None
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self._cancelled_early: set[int] = set()
         self._decoder = codec.decoder(ToWorker)
+        self._control_decoder = codec.decoder(Control)
 
     # replies
     def send(self, frame: bytes) -> None:
@@ -236,82 +247,108 @@ class Channel:
             self._jobs.pop(reply.rid, None)
         self.send(frame)
 
-    # requests
-    def serve(self, kill_grace: float) -> None:
-        """Handle requests until Stop (drain, return) or the host's end closing (exit)."""
-        while True:
-            try:
-                frame = self.conn.recv_bytes()
-            except (EOFError, OSError):
-                self._host_gone(kill_grace)
-                return
-            t_recv = time.perf_counter()
-            msg = self._decoder.decode(frame)
-            if isinstance(msg, Run):
-                self._run(msg, t_recv)
-            elif isinstance(msg, Cancel):
-                self.cancel(msg.rid)
-            elif isinstance(msg, CancelQueued):
-                self.cancel_queued()
-            else:
-                self.worker.stop()
-                self.worker.join()
-                return
-
-    def _run(self, msg: Run, t_recv: float) -> None:
+    # run frames (read by the LoopWorker's thread, see PipeInbox)
+    def job_from(self, frame: bytes) -> Any:
+        """The Job a run frame asks for; STOP for Stop; None if it was cancelled or is bad."""
+        t_recv = time.perf_counter()
+        msg = self._decoder.decode(frame)
+        if isinstance(msg, Stop):
+            return STOP
         reply = _Reply(self, msg.rid, t_recv, 0.0)
         try:
             cfg = codec.decode(msg.cfg, GraphConfig, label="the GraphConfig")
         except Exception as exc:
             self.reply_failed(reply, exc)
-            return
+            return None
         reply.decode_s = time.perf_counter() - t_recv
         job = Job(cfg, reply)
         with self._state_lock:
-            if msg.rid in self._cancelled_early:
+            if msg.rid in self._cancelled_early:  # answered Cancelled already
                 self._cancelled_early.discard(msg.rid)
-                reply.state = _OVER
-            else:
-                self._jobs[msg.rid] = job
-        if reply.state == _OVER:
-            self.send(codec.encode(Cancelled(msg.rid)))
-        else:
-            self.worker.post(job)
+                return None
+            self._jobs[msg.rid] = job
+        return job
 
-    def cancel(self, rid: int) -> None:
-        """Not started: answer Cancelled now. Running: cancel its task on the loop."""
+    # control frames (read by the control thread)
+    def serve_control(self, finished: threading.Event, kill_grace: float) -> None:
+        """Handle cancellations until the host's end closes; then never outlive the host."""
+        while True:
+            try:
+                frame = self.control.recv_bytes()
+            except (EOFError, OSError):
+                break
+            msg = self._control_decoder.decode(frame)
+            if isinstance(msg, Cancel):
+                self.cancel(msg.rid, running_too=True)
+            else:
+                for rid in msg.rids:
+                    self.cancel(rid, running_too=False)
+        # The host closed its ends (it stopped us, exited or died): the run pipe says EOF too,
+        # so the worker stops once its runs end; one that hangs is not waited for.
+        if not finished.wait(kill_grace):
+            os._exit(0)
+
+    def cancel(self, rid: int, *, running_too: bool) -> None:
+        """Not started (frame unread, or job not admitted): answer Cancelled now. Running:
+        cancel its task on the loop, if ``running_too``."""
         with self._state_lock:
             job = self._jobs.get(rid)
             if job is None:
-                self._cancelled_early.add(rid)  # the Run frame may still be behind us
-                return
-            queued = job.outcome.state == _QUEUED  # type: ignore[attr-defined]
-            if queued:
-                job.outcome.state = _OVER  # type: ignore[attr-defined]
-                del self._jobs[rid]
+                self._cancelled_early.add(rid)  # its frame is unread (or the run is over)
+                queued = True
+            else:
+                queued = job.outcome.state == _QUEUED  # type: ignore[attr-defined]
+                if queued:
+                    job.outcome.state = _OVER  # type: ignore[attr-defined]
+                    del self._jobs[rid]
         if queued:
             self.send(codec.encode(Cancelled(rid)))
-        else:
-            self.worker.cancel(job)
+        elif running_too and self.worker is not None:
+            self.worker.cancel(job)  # type: ignore[arg-type]
 
-    def cancel_queued(self) -> None:
-        with self._state_lock:
-            rids = [
-                rid
-                for rid, job in self._jobs.items()
-                if job.outcome.state == _QUEUED  # type: ignore[attr-defined]
-            ]
-            for rid in rids:
-                self._jobs.pop(rid).outcome.state = _OVER  # type: ignore[attr-defined]
-        for rid in rids:
-            self.send(codec.encode(Cancelled(rid)))
 
-    def _host_gone(self, kill_grace: float) -> None:
-        """The executor's end closed (the host exited or died): never outlive it."""
-        self.worker.stop()
-        self.worker.join(kill_grace)
-        if self.worker.thread.is_alive():
-            os._exit(0)
+class PipeInbox:
+    """The LoopWorker's inbox in a worker process: run frames read by the worker thread itself
+    (a blocking read while idle, ``loop.add_reader`` while looping)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.conn = channel.conn
+        self._poller = select.poll()
+        self._poller.register(self.conn.fileno(), select.POLLIN)
+        self._ended = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> Any:
+        if self._ended:
+            return STOP
+        try:
+            frame = self.conn.recv_bytes()
+        except (EOFError, OSError):  # the host closed its end: stop once the runs end
+            self._ended = True
+            if self._loop is not None:
+                self._loop.remove_reader(self.conn.fileno())
+                self._loop = None
+            return STOP
+        return self.channel.job_from(frame)
+
+    def get_nowait(self) -> Any:
+        if self._ended or not self._poller.poll(0):
+            raise queue.Empty
+        return self.get()
+
+    def empty(self) -> bool:
+        return self._ended or not self._poller.poll(0)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
+        if not self._ended:
+            self._loop = loop
+            loop.add_reader(self.conn.fileno(), drain)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None:
+            self._loop = None
+            loop.remove_reader(self.conn.fileno())
 
 
 # -- process entry point -----------------------------------------------------------------------
@@ -329,7 +366,12 @@ def preload_modules(runtime: WorkerRuntime, names: list[str]) -> str | None:
 
 
 def worker_main(
-    conn: Connection, sys_path: list[str], cwd: str, preload: list[str], kill_grace: float
+    conn: Connection,
+    control: Connection,
+    sys_path: list[str],
+    cwd: str,
+    preload: list[str],
+    kill_grace: float,
 ) -> None:
     """Entry point of a worker process (started with forkserver or spawn, never fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
@@ -338,11 +380,19 @@ def worker_main(
     os.chdir(cwd)  # relative sqlite paths resolve as in the host
     runtime = WorkerRuntime("process")
     preload_error = preload_modules(runtime, preload)
-    worker = LoopWorker(runtime, name="subiso-process-loop")
     pool = TrackingExecutor(thread_name_prefix="subiso-process-pool")
+    channel = Channel(conn, control, pool)
+    worker = LoopWorker(runtime, name="subiso-process-loop", inbox=PipeInbox(channel))
     worker.loop.set_default_executor(pool)
-    worker.start()
-    channel = Channel(conn, worker, pool)
+    channel.worker = worker
+    finished = threading.Event()
+    threading.Thread(
+        target=channel.serve_control,
+        args=(finished, kill_grace),
+        name="subiso-process-control",
+        daemon=True,
+    ).start()
     channel.send(codec.encode(Hello(os.getpid(), preload_error)))
-    channel.serve(kill_grace)
+    worker.run_here()
+    finished.set()
     conn.close()

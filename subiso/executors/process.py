@@ -146,7 +146,8 @@ class _Worker:
     def __init__(self, index: int, lock: threading.Lock) -> None:
         self.index = index
         self.process: Any = None
-        self.conn: Connection | None = None
+        self.conn: Connection | None = None  # runs out, replies in
+        self.control: Connection | None = None  # cancellations out
         self.pid: int | None = None
         self.send_lock = threading.Lock()
         self.ready = False
@@ -289,15 +290,18 @@ class ProcessExecutor(Executor):
         if self.start_method == "forkserver":
             _configure_forkserver(self._ctx)
         parent, child = self._ctx.Pipe(duplex=True)
+        control_r, control_w = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=wire.worker_main,
-            args=(child, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
+            args=(child, control_r, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
             name=f"subiso-process-worker-{worker.index}",
         )
         with _START_LOCK:
             process.start()
         child.close()
+        control_r.close()
         worker.process, worker.conn, worker.pid = process, parent, process.pid
+        worker.control = control_w
         try:
             frame = parent.recv_bytes()
         except (EOFError, OSError):
@@ -488,7 +492,7 @@ class ProcessExecutor(Executor):
                 return
             if pending.rid not in worker.in_flight:
                 return
-        self._send_all([(worker, codec.encode(wire.Cancel(pending.rid)), None)])
+        _send_control(worker, wire.Cancel(pending.rid))
 
     def _cancel_running(self, future: cf.Future[RunResult]) -> None:
         """Nothing to do: these futures stay cancellable until resolved, and cancelling one
@@ -597,6 +601,7 @@ class ProcessExecutor(Executor):
         worker.process.join()
         exitcode = worker.process.exitcode
         worker.conn.close()  # type: ignore[union-attr]
+        worker.control.close()  # type: ignore[union-attr]
         with self._lock:
             self._workers.remove(worker)
             held = list(worker.in_flight.values())
@@ -664,8 +669,8 @@ class ProcessExecutor(Executor):
                 return []
             pending.timed_out = True
             self._schedule_locked(self.kill_grace, "kill", pending)
-            frame = codec.encode(wire.Cancel(pending.rid))
-            return [lambda: self._send_all([(worker, frame, None)])]
+            cancel = wire.Cancel(pending.rid)
+            return [lambda: _send_control(worker, cancel)]
         if kind == "kill":
             pending = subject
             worker = pending.worker
@@ -691,10 +696,11 @@ class ProcessExecutor(Executor):
             self._closing = True
             cancelled: list[_Pending] = []
             sends: list[Send] = []
+            controls: list[tuple[_Worker, wire.CancelQueued]] = []
             if cancel_pending:
                 cancelled, self._queue = list(self._queue), deque()
-                sends += [
-                    (w, codec.encode(wire.CancelQueued()), None)
+                controls = [
+                    (w, wire.CancelQueued(list(w.in_flight)))
                     for w in self._workers
                     if w.ready and w.in_flight
                 ]
@@ -703,6 +709,8 @@ class ProcessExecutor(Executor):
             self._timer_cv.notify_all()
         for pending in cancelled:
             _cancel(pending.future)
+        for worker, msg in controls:
+            _send_control(worker, msg)
         self._send_all(sends)
         if wait:
             self._join()
@@ -777,6 +785,15 @@ def _context(method: str, owner: str) -> Any:
         raise ConfigError(
             f"{owner}: unknown start_method {method!r}; choose one of: {choices}"
         ) from None
+
+
+def _send_control(worker: _Worker, msg: wire.Cancel | wire.CancelQueued) -> None:
+    """Send a cancellation on the worker's control pipe (read even while a run hogs it)."""
+    try:
+        with worker.send_lock:
+            worker.control.send_bytes(codec.encode(msg))  # type: ignore[union-attr]
+    except (OSError, ValueError):
+        pass  # the worker is gone or going; its reader buries it and settles its runs
 
 
 def _poller(conn: Connection) -> Any:
