@@ -140,3 +140,19 @@ def hold(paths: list[str]) -> str:
         f.write("started")
     with open(release) as f:
         return f.read()
+
+
+def threads(_: Any) -> dict[str, int]:
+    """Which thread of the worker process ran it, and which is that process's main thread."""
+    import threading
+
+    return {"here": threading.get_ident(), "main": threading.main_thread().ident or 0}
+
+
+def start_then_spin(started: str) -> None:
+    """Say it started (write to a FIFO), then hog the worker's main thread, ignoring all."""
+    with open(started, "w") as f:
+        f.write("started")
+    end = time.monotonic() + RUNAWAY_LIMIT_S
+    while time.monotonic() < end:
+        pass

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import os
+import select
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,6 +280,59 @@ def test_sync_callers_futures_and_aruns_share_one_worker() -> None:
             assert future.result() == want
         assert looped.result() == [i * i for i in range(30)]
         assert ex.stats()["in_flight"] == [0]
+
+
+# -- the worker's main thread runs sync jobs; its control thread stays responsive -----------------
+def test_a_sync_run_executes_on_the_worker_main_thread(ex: ProcessExecutor) -> None:
+    seen = ex.run({"graph": f"{P}:threads"})
+    assert seen["here"] == seen["main"]  # read, run and answered there: no hand-off
+
+
+def test_a_run_queued_behind_a_hogging_run_times_out_without_a_kill(tmp_path: Path) -> None:
+    hold = Hold(tmp_path)
+    with ProcessExecutor(max_workers=1, prestart=True, kill_grace=10.0) as ex:
+        (pid,) = ex.worker_pids()
+        held = ex.submit(hold.cfg)
+        hold.wait_started()  # the worker's main thread is inside ``hold``
+        # This run's frame waits unread behind it; the cancel its timeout sends is answered
+        # by the control thread at once, so nothing is killed (that would take kill_grace).
+        with pytest.raises(RunTimeout, match="was cancelled on its worker process"):
+            ex.run({"graph": f"{W}:asquare", "input": 2, "timeout": 0.2})
+        hold.let_go()
+        assert held.result() == "released"
+        assert ex.run({"graph": f"{W}:asquare", "input": 3}) == 9
+        assert ex.worker_pids() == [pid]
+
+
+def test_a_worker_whose_host_died_mid_run_exits_within_kill_grace(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    host = f"""
+import os, sys
+sys.path[:0] = {sys.path!r}
+from subiso.executors.process import ProcessExecutor
+if __name__ == "__main__":
+    ex = ProcessExecutor(max_workers=1, prestart=True, kill_grace=0.5)
+    ex.submit({{"graph": "{P}:start_then_spin", "input": {str(started)!r}}})
+    with open({str(started)!r}) as f:
+        assert f.read() == "started"
+    print(ex.worker_pids()[0], flush=True)
+    os._exit(0)  # the host dies; its worker is hogging its main thread for 60 s
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", host], capture_output=True, text=True, timeout=60, check=True
+    )
+    worker = int(done.stdout)
+    try:
+        pidfd = os.pidfd_open(worker)
+    except ProcessLookupError:
+        return  # already gone
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        assert poller.poll(30_000), f"worker {worker} outlived its dead host"
+    finally:
+        os.close(pidfd)
 
 
 # -- payloads ------------------------------------------------------------------------------------

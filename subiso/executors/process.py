@@ -5,11 +5,13 @@ The strongest isolation tier: each run executes in a worker process, on that wor
 persistent event loop (the same :class:`~subiso._runtime.loop_worker.LoopWorker` the thread tier
 uses, so per-loop checkpointers and cached targets live as long as the worker).
 
-Host side, per worker: one pipe (a socketpair carrying length-prefixed msgpack frames, see
-:mod:`subiso._runtime.process_worker`) and one dedicated reader thread that starts the process,
-reads its replies and notices its death (EOF). Callers write requests directly under a
-per-worker send lock, so a run costs no thread creation and no pickle. One lazily started
-supervisor thread owns the timers (timeouts, kill grace).
+Host side, per worker: a run pipe (a socketpair carrying length-prefixed msgpack frames: runs
+out, replies in, see :mod:`subiso._runtime.process_worker`), a control pipe (cancellations out)
+and one reader thread that starts the process, reads replies nobody else is waiting to read
+and notices the worker's death (EOF). Callers write requests directly under a per-worker send
+lock, so a run costs no thread creation and no pickle; a caller of ``run``/``execute`` reads
+its own reply when no other thread is reading, so a sync run crosses no host thread at all
+(see ``_Worker``). One lazily started supervisor thread owns the timers (timeouts, kill grace).
 
 Dispatch: the least-busy ready worker gets the run at once (async runs interleave on its loop,
 as in the thread tier); the pool grows in the background while every worker is busy; a run
