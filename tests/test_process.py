@@ -304,6 +304,20 @@ def test_a_run_queued_behind_a_hogging_run_times_out_without_a_kill(tmp_path: Pa
         assert ex.worker_pids() == [pid]
 
 
+def test_a_worker_killed_while_idle_is_replaced_at_once() -> None:
+    with ProcessExecutor(max_workers=1, prestart=True) as ex:
+        for _ in range(3):  # sync callers read their own replies: the reader thread parks
+            (pid,) = ex.worker_pids()
+            assert ex.run({"graph": f"{P}:pid"}) == pid
+        os.kill(pid, signal.SIGKILL)  # as the OOM killer would, with nothing in flight
+        with ex._lock:  # the parked reader watches the process: it buries and replaces it
+            assert ex._changed.wait_for(
+                lambda: pid not in [w.pid for w in ex._workers] and len(ex._workers) == 1,
+                timeout=30,
+            )
+        assert ex.run({"graph": f"{P}:pid"}) not in (pid, None)
+
+
 def test_a_worker_whose_host_died_mid_run_exits_within_kill_grace(tmp_path: Path) -> None:
     started = tmp_path / "started"
     os.mkfifo(started)

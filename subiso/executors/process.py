@@ -72,6 +72,9 @@ FORKSERVER_PRELOAD = (
     "langgraph.checkpoint.memory",
 )
 
+#: Callers read their own replies where ``select.poll`` exists (not on Windows: there the
+#: reader thread reads every reply).
+_CAN_PARK = hasattr(select, "poll")
 _START_LOCK = threading.Lock()  # Process.start() from several reader threads: one at a time
 _LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
@@ -142,10 +145,11 @@ class _Worker:
     Exactly one thread at a time reads ``conn`` (the *receiver*): the worker's reader thread,
     or a caller of ``execute`` reading its own reply. The reader thread reads while anything
     needs it (see ``needs_reader``) and parks when a sync caller asked for the role and the
-    worker has nothing else in flight.
+    worker has nothing else in flight. Parked, it still watches the process (its sentinel),
+    so a worker that dies idle is buried and replaced at once; ``poke`` wakes it.
     """
 
-    def __init__(self, index: int, lock: threading.Lock) -> None:
+    def __init__(self, index: int) -> None:
         self.index = index
         self.process: Any = None
         self.conn: Connection | None = None  # runs out, replies in
@@ -166,8 +170,12 @@ class _Worker:
         self.direct = 0  # runs in flight whose callers read their own replies
         self.wants_direct = False  # a sync caller found the reader thread reading
         self.eof = False  # a caller reading its reply saw the worker's end close
-        self.reader_wake = threading.Condition(lock)
-        self.poller: Any = None
+        self.exited = False  # the parked reader saw the process end
+        self.parked = False
+        self.poked = False
+        self.wake_r, self.wake_w = os.pipe()  # pokes for the parked reader
+        os.set_blocking(self.wake_w, False)
+        self.poller: Any = None  # a caller's wait for conn to be readable
         self.decoder = codec.decoder(wire.ToHost)
 
     @property
@@ -176,7 +184,20 @@ class _Worker:
 
     def needs_reader(self) -> bool:
         """Replies (or the worker's exit) are due that no caller is waiting to read itself."""
-        return self.stopping or self.broken or len(self.in_flight) > self.direct
+        return self.stopping or self.broken or self.exited or len(self.in_flight) > self.direct
+
+    def close_pipes(self) -> None:
+        for conn in (self.conn, self.control):
+            if conn is not None:
+                conn.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def poke(self) -> None:
+        """Wake the parked reader thread if something now needs it (call under the lock)."""
+        if self.parked and not self.poked and self.receiver is None and self.needs_reader():
+            self.poked = True
+            os.write(self.wake_w, b"!")
 
 
 Send = tuple[_Worker, bytes, "_Pending | None"]
@@ -253,7 +274,7 @@ class ProcessExecutor(Executor):
             raise ConfigError(f"{type(self).__name__}: {problem}")
 
     def _spawn_locked(self) -> _Worker:
-        worker = _Worker(next(self._indexes), self._lock)
+        worker = _Worker(next(self._indexes))
         worker.thread = threading.Thread(
             target=self._worker_life,
             args=(worker,),
@@ -293,17 +314,19 @@ class ProcessExecutor(Executor):
             _configure_forkserver(self._ctx)
         parent, child = self._ctx.Pipe(duplex=True)
         control_r, control_w = self._ctx.Pipe(duplex=False)
+        worker.conn, worker.control = parent, control_w
         process = self._ctx.Process(
             target=wire.worker_main,
             args=(child, control_r, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
             name=f"subiso-process-worker-{worker.index}",
         )
-        with _START_LOCK:
-            process.start()
-        child.close()
-        control_r.close()
-        worker.process, worker.conn, worker.pid = process, parent, process.pid
-        worker.control = control_w
+        try:
+            with _START_LOCK:
+                process.start()
+        finally:
+            child.close()  # the worker's ends: only the worker keeps them open
+            control_r.close()
+        worker.process, worker.pid = process, process.pid
         try:
             frame = parent.recv_bytes()
         except (EOFError, OSError):
@@ -315,6 +338,7 @@ class ProcessExecutor(Executor):
 
     def _on_start_failed(self, worker: _Worker, reason: str) -> None:
         worker.start_error = reason
+        worker.close_pipes()
         with self._lock:
             self._workers.remove(worker)
             orphans: list[_Pending] = []
@@ -326,7 +350,8 @@ class ProcessExecutor(Executor):
 
     def _on_ready(self, worker: _Worker, hello: wire.Hello) -> None:
         worker.preload_error = hello.preload_error
-        worker.poller = _poller(worker.conn)  # type: ignore[arg-type]
+        worker.poller = select.poll()
+        worker.poller.register(worker.conn.fileno(), select.POLLIN)  # type: ignore[union-attr]
         with self._lock:
             worker.receiver = threading.get_ident()  # this reader thread, from now on
             worker.ready = True
@@ -347,7 +372,7 @@ class ProcessExecutor(Executor):
         chosen worker has no receiver, the caller becomes it until its reply arrives (reading
         and settling any other reply that comes first), and the reader thread stays parked.
         """
-        pending = self._start(self.prepare(cfg), direct=True)
+        pending = self._start(self.prepare(cfg), direct=_CAN_PARK)
         if pending.direct:
             self._receive_own_reply(pending)
         return pending.future.result()
@@ -379,7 +404,7 @@ class ProcessExecutor(Executor):
         eof = False
         try:
             while not pending.future.done():
-                _wait_readable(worker)  # an interrupt here consumes nothing
+                worker.poller.poll()  # wait until readable: an interrupt here consumes nothing
                 try:
                     frame = conn.recv_bytes()
                 except (EOFError, OSError):
@@ -403,7 +428,7 @@ class ProcessExecutor(Executor):
                 if pending.direct and pending.rid in worker.in_flight:
                     pending.direct = False  # interrupted: the reader thread takes it over
                     worker.direct -= 1
-                self._poke_reader_locked(worker)
+                worker.poke()
 
     def _dispatch_locked(self, pending: _Pending) -> list[Send]:
         """Give the run to the least-busy serving worker, or queue it until one is ready."""
@@ -435,13 +460,8 @@ class ProcessExecutor(Executor):
             else:
                 pending.direct = False
                 worker.wants_direct = True  # the reader parks once it has nothing else
-        self._poke_reader_locked(worker)
+        worker.poke()
         return [(worker, pending.frame, pending)]
-
-    def _poke_reader_locked(self, worker: _Worker) -> None:
-        """Wake the worker's parked reader thread if something now needs it."""
-        if worker.receiver is None and (worker.eof or worker.needs_reader()):
-            worker.reader_wake.notify()
 
     def _drain_queue_locked(self) -> list[Send]:
         sends: list[Send] = []
@@ -476,7 +496,7 @@ class ProcessExecutor(Executor):
                 worker.direct -= 1
                 worker.receiver = None
             worker.broken = True
-            self._poke_reader_locked(worker)
+            worker.poke()
             sends = self._dispatch_locked(pending)
         self._send_all(sends)
 
@@ -517,11 +537,37 @@ class ProcessExecutor(Executor):
                     continue
                 worker.wants_direct = False
                 worker.receiver = None
-                while not worker.eof and (worker.receiver is not None or not worker.needs_reader()):
-                    worker.reader_wake.wait()
-                if worker.eof:
+                if not self._park_locked(worker):
                     return
                 worker.receiver = me
+
+    def _park_locked(self, worker: _Worker) -> bool:
+        """Wait, lock released, until the reader is needed again (True) or a caller saw the
+        worker's end close (False). Watches the process meanwhile: if it dies, the reader
+        reads its end (unless a caller is reading, who will see it) and buries it."""
+        poller = select.poll()
+        poller.register(worker.wake_r, select.POLLIN)
+        poller.register(worker.process.sentinel, select.POLLIN)
+        worker.parked = True
+        try:
+            while not worker.eof:
+                if worker.receiver is None and worker.needs_reader():
+                    return True
+                self._lock.release()
+                try:
+                    events = poller.poll()
+                finally:
+                    self._lock.acquire()
+                for fd, _ in events:
+                    if fd == worker.wake_r:
+                        os.read(worker.wake_r, 512)
+                        worker.poked = False
+                    else:  # the process ended
+                        poller.unregister(fd)
+                        worker.exited = True
+            return False
+        finally:
+            worker.parked = False
 
     def _on_frame(self, worker: _Worker, frame: bytes, t_recv: float) -> None:
         """Settle the run a reply frame answers (on whichever thread is the receiver)."""
@@ -595,15 +641,14 @@ class ProcessExecutor(Executor):
         if not (worker.retiring or (self._closing and not self._queue)):
             return []
         worker.stopping = True
-        self._poke_reader_locked(worker)  # it must read the worker's exit
+        worker.poke()  # the reader must read the worker's exit
         self._schedule_locked(self.kill_grace, "stop", worker)
         return [(worker, codec.encode(wire.Stop()), None)]
 
     def _on_exit(self, worker: _Worker) -> None:
         worker.process.join()
         exitcode = worker.process.exitcode
-        worker.conn.close()  # type: ignore[union-attr]
-        worker.control.close()  # type: ignore[union-attr]
+        worker.close_pipes()
         with self._lock:
             self._workers.remove(worker)
             held = list(worker.in_flight.values())
@@ -796,23 +841,6 @@ def _send_control(worker: _Worker, msg: wire.Cancel | wire.CancelQueued) -> None
             worker.control.send_bytes(codec.encode(msg))  # type: ignore[union-attr]
     except (OSError, ValueError):
         pass  # the worker is gone or going; its reader buries it and settles its runs
-
-
-def _poller(conn: Connection) -> Any:
-    """A ``select.poll`` object watching ``conn`` (None where poll is missing: Windows)."""
-    if not hasattr(select, "poll"):
-        return None
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    return poller
-
-
-def _wait_readable(worker: _Worker) -> None:
-    """Block until a reply (or the worker's end) can be read, without reading it."""
-    if worker.poller is not None:
-        worker.poller.poll()
-    else:
-        worker.conn.poll(None)  # type: ignore[union-attr]
 
 
 def _resolve(
