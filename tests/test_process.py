@@ -259,6 +259,30 @@ def test_an_interrupted_caller_hands_its_run_to_the_reader(tmp_path: Path) -> No
     assert not alive(pid)
 
 
+def test_run_from_a_done_callback_does_not_wait_for_its_own_thread() -> None:
+    # A reply settles its future on whichever thread read it (a caller reading its own, or
+    # the reader thread); a callback that calls run() there must read on, not wait on itself.
+    chained: cf.Future[Any] = cf.Future()
+
+    def then_run(done: cf.Future[Any]) -> None:
+        try:
+            chained.set_result(ex.run({"graph": f"{W}:square", "input": done.result()}))
+        except BaseException as exc:
+            chained.set_exception(exc)
+
+    with ProcessExecutor(max_workers=1, prestart=True) as ex:
+        ex.run({"graph": f"{W}:square", "input": 1})  # from now on this thread reads
+        first = ex.submit({"graph": f"{W}:square", "input": 3})
+        first.add_done_callback(then_run)
+        assert ex.run({"graph": f"{W}:square", "input": 2}) == 4
+        assert first.result() == 9
+        assert chained.result(timeout=30) == 81
+        second = ex.submit({"graph": f"{W}:square", "input": 4})  # read by the reader thread
+        chained = cf.Future()
+        second.add_done_callback(then_run)
+        assert chained.result(timeout=30) == 256
+
+
 def test_sync_callers_futures_and_aruns_share_one_worker() -> None:
     def caller(k: int) -> list[Any]:
         out = []

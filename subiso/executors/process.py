@@ -119,6 +119,7 @@ class _Pending:
         "frame",
         "future",
         "graph",
+        "nested",
         "rid",
         "t_sent",
         "timed_out",
@@ -136,6 +137,7 @@ class _Pending:
         self.t_sent = 0.0
         self.timed_out = False
         self.direct = False  # its caller reads the reply itself (see ``execute``)
+        self.nested = False  # ... and was already reading this worker (from a callback)
         self.worker: _Worker | None = None
 
 
@@ -422,7 +424,8 @@ class ProcessExecutor(Executor):
                 self._on_frame(worker, frame, time.perf_counter())
         finally:
             with self._lock:
-                worker.receiver = None
+                if not pending.nested:
+                    worker.receiver = None
                 if eof:
                     worker.eof = worker.broken = True
                 if pending.direct and pending.rid in worker.in_flight:
@@ -454,8 +457,12 @@ class ProcessExecutor(Executor):
         if self.max_tasks_per_worker and worker.dispatched >= self.max_tasks_per_worker:
             self._retire_locked(worker)
         if pending.direct:  # the caller asked to read its own reply
-            if worker.receiver is None:
-                worker.receiver = threading.get_ident()
+            me = threading.get_ident()
+            if worker.receiver is None or worker.receiver == me:
+                # ``me`` may be reading this worker already: a done-callback settled by it
+                # calls ``run``. It reads on, nested, rather than wait for itself.
+                pending.nested = worker.receiver == me
+                worker.receiver = me
                 worker.direct += 1
             else:
                 pending.direct = False
@@ -494,7 +501,8 @@ class ProcessExecutor(Executor):
             if pending.direct:  # its caller (this thread) gives up reading this worker
                 pending.direct = False
                 worker.direct -= 1
-                worker.receiver = None
+                if not pending.nested:
+                    worker.receiver = None
             worker.broken = True
             worker.poke()
             sends = self._dispatch_locked(pending)
