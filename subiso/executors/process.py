@@ -161,7 +161,7 @@ class _Worker:
         self.ready = False
         self.retiring = False  # takes no new runs; stops once drained; already replaced
         self.stopping = False  # Stop sent
-        self.broken = False  # a send failed: it is dying, its reader thread will bury it
+        self.broken = False  # a send failed or it exited: its reader thread will bury it
         self.kill_reason: str | None = None
         self.preload_error: str | None = None
         self.start_error: str | None = None
@@ -171,13 +171,15 @@ class _Worker:
         self.receiver: int | None = None  # ident of the thread reading conn, if any
         self.direct = 0  # runs in flight whose callers read their own replies
         self.wants_direct = False  # a sync caller found the reader thread reading
-        self.eof = False  # a caller reading its reply saw the worker's end close
-        self.exited = False  # the parked reader saw the process end
+        # A caller reading its reply saw the worker's end close, or was interrupted part-way
+        # through a frame: nobody reads conn again; the reader thread buries the worker.
+        self.eof = False
         self.parked = False
         self.poked = False
         self.wake_r, self.wake_w = os.pipe()  # pokes for the parked reader
         os.set_blocking(self.wake_w, False)
         self.poller: Any = None  # a caller's wait for conn to be readable
+        self.park_poller: Any = None  # the parked reader's wait for a poke or the exit
         self.decoder = codec.decoder(wire.ToHost)
 
     @property
@@ -186,7 +188,7 @@ class _Worker:
 
     def needs_reader(self) -> bool:
         """Replies (or the worker's exit) are due that no caller is waiting to read itself."""
-        return self.stopping or self.broken or self.exited or len(self.in_flight) > self.direct
+        return self.stopping or self.broken or len(self.in_flight) > self.direct
 
     def close_pipes(self) -> None:
         for conn in (self.conn, self.control):
@@ -352,8 +354,12 @@ class ProcessExecutor(Executor):
 
     def _on_ready(self, worker: _Worker, hello: wire.Hello) -> None:
         worker.preload_error = hello.preload_error
-        worker.poller = select.poll()
-        worker.poller.register(worker.conn.fileno(), select.POLLIN)  # type: ignore[union-attr]
+        if _CAN_PARK:
+            worker.poller = select.poll()
+            worker.poller.register(worker.conn.fileno(), select.POLLIN)  # type: ignore[union-attr]
+            worker.park_poller = select.poll()
+            worker.park_poller.register(worker.wake_r, select.POLLIN)
+            worker.park_poller.register(worker.process.sentinel, select.POLLIN)
         with self._lock:
             worker.receiver = threading.get_ident()  # this reader thread, from now on
             worker.ready = True
@@ -553,9 +559,6 @@ class ProcessExecutor(Executor):
         """Wait, lock released, until the reader is needed again (True) or a caller saw the
         worker's end close (False). Watches the process meanwhile: if it dies, the reader
         reads its end (unless a caller is reading, who will see it) and buries it."""
-        poller = select.poll()
-        poller.register(worker.wake_r, select.POLLIN)
-        poller.register(worker.process.sentinel, select.POLLIN)
         worker.parked = True
         try:
             while not worker.eof:
@@ -563,16 +566,16 @@ class ProcessExecutor(Executor):
                     return True
                 self._lock.release()
                 try:
-                    events = poller.poll()
+                    events = worker.park_poller.poll()
                 finally:
                     self._lock.acquire()
                 for fd, _ in events:
                     if fd == worker.wake_r:
                         os.read(worker.wake_r, 512)
                         worker.poked = False
-                    else:  # the process ended
-                        poller.unregister(fd)
-                        worker.exited = True
+                    else:  # the process ended: read its end, then bury it
+                        worker.park_poller.unregister(fd)
+                        worker.broken = True
             return False
         finally:
             worker.parked = False
