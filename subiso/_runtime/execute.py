@@ -2,8 +2,9 @@
 
 Dispatch is chosen per graph, not one-size-fits-all: a graph whose nodes are all sync and whose
 checkpointer is usable from sync code runs with ``graph.invoke`` on a thread with no running
-loop (LangGraph's ``ainvoke`` pushes every sync node through a thread pool and costs ~2.5x
-``invoke`` on a trivial graph); everything else, and every run with a timeout (only a coroutine
+loop (LangGraph's ``ainvoke`` pushes every sync node through a thread pool: ``bench_tiers.py``'s
+"sync 3-node arun" rows, where the thread tier uses ``invoke`` and inline uses ``ainvoke``, put the
+thread tier at 0.65-0.71x inline); everything else, and every run with a timeout (only a coroutine
 can be cancelled), runs with ``ainvoke`` on the worker's own loop.
 """
 
@@ -79,11 +80,10 @@ class WorkerRuntime:
         if target.kind == "function":
             output = target.obj(cfg.input)
         else:
-            key = (target.path, cfg.checkpointer)
-            graph = self._compiled.get(key)
-            if graph is None:
-                saver = self.resources.memory_saver() if cfg.checkpointer == "memory" else None
-                graph = self._compiled[key] = target.compile(saver)
+            graph = self._graph(target, cfg.checkpointer)
+            if graph is None:  # "memory": the only checkpointer usable from sync code
+                saver = self.resources.memory_saver()
+                graph = self._compiled[target.path, cfg.checkpointer] = target.compile(saver)
             output = graph.invoke(cfg.input, cfg.config or None)
         return RunResult(output, self.report(time.perf_counter() - start, loop_id))
 
@@ -109,14 +109,18 @@ class WorkerRuntime:
             if target.is_async:
                 return await target.obj(cfg.input)
             return await asyncio.to_thread(target.obj, cfg.input)
-        key = (target.path, cfg.checkpointer)
-        graph = self._compiled.get(key)
+        graph = self._graph(target, cfg.checkpointer)
         if graph is None:
-            saver = None
-            if cfg.checkpointer is not None:
-                saver = await self.resources.checkpointer(cfg.checkpointer)
-            graph = self._compiled[key] = target.compile(saver)
+            saver = await self.resources.checkpointer(cfg.checkpointer)  # type: ignore[arg-type]
+            graph = self._compiled[target.path, cfg.checkpointer] = target.compile(saver)
         return await graph.ainvoke(cfg.input, cfg.config or None)
+
+    def _graph(self, target: Target, checkpointer: str | None) -> Any:
+        """The compiled graph for this checkpointer, or None if it must still be compiled
+        against this worker's saver (savers are per loop, so per runtime)."""
+        if checkpointer is None:
+            return target.default_graph
+        return self._compiled.get((target.path, checkpointer))
 
     def report(self, duration_s: float, loop_id: int | None) -> RunReport:
         return RunReport(

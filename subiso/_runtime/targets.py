@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from subiso.errors import ConfigError
@@ -26,6 +27,12 @@ class Target:
     obj: Any
     is_async: bool = False  # functions: a coroutine function
     sync_nodes: bool = False  # graphs/builders: every node has a sync implementation
+
+    @cached_property
+    def default_graph(self) -> Any:
+        """The graph for runs that name no checkpointer, compiled once per target, not once
+        per worker runtime (the context tier makes a runtime per run)."""
+        return self.compile(None)
 
     def compile(self, checkpointer: Any) -> Any:
         """The compiled graph to invoke, bound to ``checkpointer`` (None keeps the graph's own)."""
