@@ -533,18 +533,13 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
         ]
         doc["blocking"] = [m for m in doc["modules"] if not m["ok"]]
         doc["offloaded"] = [_offload_plan(fn) for fn in offloaded]
-        if verdicts[0].ok:
-            doc["mode"] = "full"
-            doc["mode_reason"] = (
-                f"{cfg.module} imports in an isolated subinterpreter: the whole workflow runs there"
-            )
-        else:
-            blocker = verdicts[0].blocked_by or verdicts[0].reason
-            doc["mode"] = "hybrid"
-            doc["mode_reason"] = (
-                f"{cfg.module} cannot load in a subinterpreter (blocked by {blocker}): the graph "
-                f"runs on host worker threads and its {len(offloaded)} @offload function(s) in "
-                "subinterpreters"
+        from subiso.executors.subinterpreter import target_mode
+
+        doc["mode"], doc["mode_reason"] = target_mode(cfg.graph, obj, verdicts[0])
+        if doc["mode"] == "hybrid":
+            doc["mode_reason"] += (
+                f"; the graph runs on host worker threads and its {len(offloaded)} @offload "
+                "function(s) in subinterpreters"
             )
     if as_json:
         click.echo(_json(doc))

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from subiso.auto import choose_tier, current_capabilities
+from tests.conftest import needs_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -423,3 +424,22 @@ def test_doctor_lists_imported_modules(tmp_path: Path) -> None:
     assert names[0] == "doc_mod"
     assert "msgspec" in names and "json" not in names  # stdlib is not worth probing
     assert [f.__name__ for f in offloaded] == ["heavy"]
+
+
+@needs_backend
+def test_doctor_and_the_executor_decide_a_mode_by_one_rule() -> None:
+    """A function of two arguments is not a workflow function f(input): its module loads
+    in a subinterpreter, yet it runs hybrid. doctor must say what the executor does."""
+    from click.testing import CliRunner
+
+    from subiso.cli import main
+    from subiso.executors.subinterpreter import SubinterpreterExecutor
+
+    target = "tests.isolation_targets.pure:add"
+    result = CliRunner().invoke(main, ["doctor", target, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    with SubinterpreterExecutor(max_workers=1) as ex:
+        mode, reason = ex.mode_for(target)
+    assert doc["blocking"] == [] and mode == "hybrid"
+    assert doc["mode"] == mode and doc["mode_reason"].startswith(reason or "")

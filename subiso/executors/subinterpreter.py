@@ -19,7 +19,7 @@ Three ways a run can go, decided once per target and said in every ``RunReport.m
   :class:`~subiso.errors.TierUnavailable` at construction instead.
 
 Interpreters are created at construction, in the background (the constructor does not wait),
-so their ~50 ms start overlaps the first target's probe; they live until ``close()``, which
+so their start overlaps the first target's probe; they live until ``close()``, which
 destroys every one of them (``max_tasks_per_worker`` recycles them earlier). Deciding a new
 target's mode (probing and importing it) also happens off the caller's thread, so ``arun``
 never blocks the caller's loop, not even on a target's first run.
@@ -58,11 +58,10 @@ from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
 from subiso.executors.base import Executor, positive_int
 from subiso.executors.thread import ThreadExecutor
-from subiso.report import RunReport, RunResult
+from subiso.report import Mode, RunReport, RunResult
 
 DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")
 #: Tiers that cannot stand in for this one: itself, and "auto" (which may pick this one).
-_NOT_FALLBACKS = frozenset({"subinterpreter", "auto"})
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,7 @@ class SubinterpreterExecutor(Executor):
             obj = import_attr(graph)
             self._spawn("subiso-interp-prewarm", _prewarm_offloads, obj, module)
             if is_workflow_function(obj):
-                decided = self._decide_function(graph, module, probe.result())
+                decided = self._decide_function(graph, obj, probe.result())
             else:
                 self._reasons[graph] = _then(probe, lambda v: _hybrid_reason(graph, obj, v))
                 decided = _TargetPlan("hybrid")
@@ -242,11 +241,12 @@ class SubinterpreterExecutor(Executor):
             return
         plan.set_result(decided)
 
-    def _decide_function(self, graph: str, module: str, verdict: Any) -> _TargetPlan:
-        if verdict.ok:
+    def _decide_function(self, graph: str, obj: Any, verdict: Any) -> _TargetPlan:
+        mode, reason = target_mode(graph, obj, verdict)
+        if mode == "full":
             self._pool_future.result()  # full runs go straight to the pool after this
             return _TargetPlan("full", OffloadPlan("import", graph))
-        self._reasons[graph] = _done_future(_hybrid_reason(graph, None, verdict))
+        self._reasons[graph] = _done_future(reason)
         return _TargetPlan("hybrid")
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -474,17 +474,17 @@ class _HybridThreads(ThreadExecutor):
 
 def _fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
     """Validated fallback tier names (unknown ones are a ConfigError, not a silent skip)."""
-    from subiso.executors import BUILTIN_TIERS
+    from subiso.executors import BUILTIN_TIERS, NOT_FALLBACKS
 
     names = (fallback,) if isinstance(fallback, str) else tuple(fallback)
     for name in names:
-        if name in _NOT_FALLBACKS or not isinstance(name, str):
+        if name in NOT_FALLBACKS or not isinstance(name, str):
             raise ConfigError(f"SubinterpreterExecutor: fallback: {name!r} cannot be a fallback")
         if name not in BUILTIN_TIERS:
             from subiso.plugins import plugin_tiers
 
             if name not in plugin_tiers():
-                valid = ", ".join(t for t in BUILTIN_TIERS if t not in _NOT_FALLBACKS)
+                valid = ", ".join(t for t in BUILTIN_TIERS if t not in NOT_FALLBACKS)
                 raise ConfigError(
                     f"SubinterpreterExecutor: fallback: unknown tier {name!r}; choose from: {valid}"
                 )
@@ -496,6 +496,15 @@ def _running_future() -> cf.Future[Any]:
     future: cf.Future[Any] = cf.Future()
     future.set_running_or_notify_cancel()
     return future
+
+
+def target_mode(graph: str, obj: Any, verdict: Any) -> tuple[Mode, str]:
+    """The mode ``graph`` (resolved to ``obj``, its module probed to ``verdict``) runs in, and
+    why: full only for a workflow function whose module loads in a subinterpreter. The one
+    rule, shared by the executor and ``subiso doctor``."""
+    if verdict.ok and is_workflow_function(obj):
+        return "full", f"{graph} imports in an isolated subinterpreter: it runs whole there"
+    return "hybrid", _hybrid_reason(graph, obj, verdict)
 
 
 def _hybrid_reason(graph: str, obj: Any, verdict: Any) -> str:
@@ -556,7 +565,7 @@ def _ok(future: cf.Future[Any]) -> bool:
 def _prewarm_offloads(obj: Any, module_name: str) -> None:
     """Decide, in the background and while the target itself is probed, how the ``@offload``
     functions of its graph nodes and module reach an interpreter, so the first offloaded call
-    does not wait for their modules' probes (~70 ms each)."""
+    does not wait for their modules' probes."""
     for fn in _offloaded_functions(obj, sys.modules.get(module_name)):
         try:
             resolve_offload(fn)
