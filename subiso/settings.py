@@ -310,13 +310,14 @@ def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
         ("fallback", settings.fallback),
         ("subinterpreter.fallback", settings.subinterpreter.fallback),
     ]
+    from subiso.executors import NOT_FALLBACKS
+
     for key, value in fallbacks:
         for name in value or ():
-            if name not in tiers or name == AUTO:
-                valid = ", ".join(t for t in tiers if t != AUTO)
-                raise ConfigError(
-                    f"{source}: key {key!r}: unknown tier {name!r}; choose from: {valid}"
-                )
+            if name not in tiers or name in NOT_FALLBACKS:
+                valid = ", ".join(t for t in tiers if t not in NOT_FALLBACKS)
+                what = "cannot be a fallback" if name in NOT_FALLBACKS else "unknown tier"
+                raise ConfigError(f"{source}: key {key!r}: {what} {name!r}; choose from: {valid}")
     for key, value in _numbers(settings):
         if value is not None and not value > 0:
             raise ConfigError(f"{source}: key {key!r}: must be > 0, got {value!r}")

@@ -198,6 +198,10 @@ ERRORS = {
         'fallback = ["process", "gpu"]\n',
         ["'fallback'", "'gpu'", "thread"],
     ),
+    "a tier that cannot be a fallback": (
+        '[subinterpreter]\nfallback = ["subinterpreter"]\n',
+        ["'subinterpreter.fallback'", "cannot be a fallback", "'subinterpreter'", "thread"],
+    ),
     "zero workers": ("max_workers = 0\n", ["'max_workers'", "> 0"]),
     "negative timeout in a table": ("[thread]\ntimeout = -1\n", ["'thread.timeout'", "> 0"]),
     "bad checkpointer": ('checkpointer = "redis://x"\n', ["'checkpointer'", "sqlite:///"]),

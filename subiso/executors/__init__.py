@@ -21,6 +21,10 @@ BUILTIN_TIERS: dict[str, str] = {
     "auto": "subiso.auto:AutoExecutor",
 }
 
+#: Tiers a SubinterpreterExecutor cannot fall back to: itself, and "auto" (which may pick it).
+#: One set, checked by the constructor and by settings files alike.
+NOT_FALLBACKS = frozenset({"subinterpreter", "auto"})
+
 
 def tier_class(name: str) -> type[Any]:
     """The executor class registered as ``name`` (built-in or plugin)."""
