@@ -1,6 +1,7 @@
 """Shared benchmark helpers: interleaved rounds, medians, ratio tables.
 
-One core's speed swings up to 1.7x within seconds on these machines, so every comparison is
+A core's speed drifts within seconds on these machines (one CPU-bound batch took 335 ms, then
+209 ms a few rounds later, in one run), so every comparison is
 measured side by side: each round times every contender once, in rotating order, and ratios
 are taken between medians of rounds.
 """

@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python benchmarks/bench_process.py [--quick]``.
 
-The host's core speed swings by up to 1.7x from one second to the next, so every comparison
+The host's core speed drifts from one second to the next (see the round spreads printed), so every comparison
 alternates its two sides in rounds and reports the median of the per-round ratios:
 
 1. per-run overhead of ``ProcessExecutor.run`` vs ``InlineExecutor.run`` on the trivial

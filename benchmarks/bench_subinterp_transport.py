@@ -53,8 +53,8 @@ def bench_trivial(rounds: int, n: int) -> dict[str, list[float]]:
             for _ in range(50):
                 call()
         results: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(rounds):
-            for name, call in contenders.items():
+        for i in range(rounds):  # alternate the order, so no contender always goes first
+            for name, call in list(contenders.items())[:: -1 if i % 2 else 1]:
                 results[name].append(_per_call_us(call, n))
         return results
     finally:
@@ -73,16 +73,22 @@ def bench_parallel(rounds: int, n: int) -> tuple[list[float], list[float]]:
     with InterpreterPool(2) as pool:
         pool.submit(spec).result()
         pool.submit(spec).result()
-        for _ in range(rounds):
-            started = time.perf_counter()
+
+        def run_serial() -> None:
             pool.submit(spec).result()
             pool.submit(spec).result()
-            serial.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            futures = [pool.submit(spec), pool.submit(spec)]
-            for future in futures:
+
+        def run_parallel() -> None:
+            for future in [pool.submit(spec), pool.submit(spec)]:
                 future.result()
-            parallel.append(time.perf_counter() - started)
+
+        for i in range(rounds):  # alternate the order, so neither side always goes first
+            for samples, run in [(serial, run_serial), (parallel, run_parallel)][
+                :: -1 if i % 2 else 1
+            ]:
+                started = time.perf_counter()
+                run()
+                samples.append(time.perf_counter() - started)
     return serial, parallel
 
 

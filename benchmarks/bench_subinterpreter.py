@@ -3,8 +3,8 @@
 Run from the repository root, e.g. ``/tmp/v3.14/bin/python benchmarks/bench_subinterpreter.py``
 (3.13 needs the ``interpreters-pep-734`` backport; 3.10-3.12 have nothing to measure).
 
-Every ratio is measured in one run, interleaved round by round (core speed swings up to 1.7x
-within seconds here, so contenders must share the same moments):
+Every ratio is measured in one run, interleaved round by round (core speed drifts within
+seconds here, so contenders must share the same moments):
 
 1. per-call overhead of an ``@offload``-ed trivial function through the hybrid offload route
    (2 warm interpreters) vs the raw ``InterpreterPoolExecutor.submit(...).result()`` of the

@@ -36,7 +36,8 @@ _probe_cache: dict[str, ProbeVerdict] = {}
 _probe_lock = threading.Lock()  # guards _probe_name_locks only
 # One lock per module name: a module is probed once, while probes of different modules (the
 # target, the codec, offloaded functions' modules) run at the same time in their own scratch
-# interpreters instead of queueing behind each other (each probe costs ~50-80 ms).
+# interpreters instead of queueing behind each other (each probe starts an interpreter and
+# imports the module in it).
 _probe_name_locks: dict[str, threading.Lock] = {}
 
 # Runs inside the scratch interpreter. A finder that records every module import looked for
