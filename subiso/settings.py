@@ -38,7 +38,7 @@ import inspect
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -158,7 +158,6 @@ class ResolvedSettings:
     source: Path | None  # None: defaults, no file
     origin: str  # "explicit path", "SUBISO_CONFIG", "subiso.toml", "pyproject.toml", "defaults"
     tier_from: str = "file"  # which layer chose the tier: "override", "SUBISO_EXECUTOR", ...
-    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tier(self) -> str:
@@ -372,7 +371,7 @@ def resolve_settings(
     if tier_from == ENV_EXECUTOR:
         where += f" (executor from {ENV_EXECUTOR}={env_tier!r})"
     settings = validate(merged, where)
-    return ResolvedSettings(settings, source, origin, tier_from, clean)
+    return ResolvedSettings(settings, source, origin, tier_from)
 
 
 def tier_options(settings: Settings, tier: str, cls: type[Any]) -> dict[str, Any]:
@@ -411,22 +410,10 @@ def construct(
     *,
     selected_by: str | None = None,
 ) -> Any:
-    """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file.
-
-    ``selected_by`` is set on the instance *before* ``__init__`` runs, so a tier that starts
-    workers in its constructor (``prestart``) already hands it to their runtimes.
-    """
+    """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file, and
+    ``selected_by`` set on it (tiers read it lazily, see ``Executor.selected_by``)."""
     try:
-        if selected_by is None:
-            return cls(**options)
-        if cls.__new__ is object.__new__:
-            executor = cls.__new__(cls)
-            executor.selected_by = selected_by
-            executor.__init__(**options)
-        else:
-            executor = cls(**options)
-            executor.selected_by = selected_by
-        return executor
+        executor = cls(**options)
     except TypeError as exc:
         try:
             valid = ", ".join(
@@ -438,6 +425,9 @@ def construct(
             f"{source}: executor {tier!r} rejected its options {sorted(options)}: {exc}; "
             f"valid options: {valid}"
         ) from None
+    if selected_by is not None:
+        executor.selected_by = selected_by
+    return executor
 
 
 def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:

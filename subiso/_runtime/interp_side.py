@@ -91,10 +91,6 @@ class MsgpackCodec(Codec):
     def loads(self, data: bytes) -> Any:
         return self._decoder.decode(data)
 
-    def accepts(self, value: Any) -> bool:
-        kind = type(value)
-        return kind in MARSHAL_SCALARS or kind in (list, tuple, dict, set, frozenset, bytearray)
-
 
 def make_codec(name: str) -> Codec:
     """Codec by wire name; ``ValueError`` for an unknown one."""

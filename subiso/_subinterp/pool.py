@@ -12,7 +12,6 @@ import atexit
 import importlib
 import itertools
 import marshal
-import pickle
 import queue
 import sys
 import threading
@@ -27,10 +26,10 @@ from subiso._runtime import interp_side
 from subiso._subinterp.backends import _require_backend
 from subiso._subinterp.offload_plans import OffloadPlan, resolve_offload
 from subiso._subinterp.probes import probe_module, probe_msgspec
+from subiso.codec import WireError, exception_from_wire
 from subiso.errors import (
     ExecutorClosed,
     NotIsolatable,
-    RemoteTraceback,
     RunTimeout,
     SerializationError,
     WorkerCrashed,
@@ -97,33 +96,6 @@ def _encode_payload(codec: interp_side.Codec, args: tuple, kwargs: dict) -> byte
             "values that cross must be plain data (None, bool, int, float, str, bytes, and "
             "list/tuple/dict/set of those)"
         ) from None
-
-
-def _rebuild_error(body: tuple) -> BaseException:
-    """The exception a call raised inside the interpreter, re-created on the host."""
-    module, qualname, message, text, pickled = body
-    exc: BaseException | None = None
-    if pickled is not None:
-        try:
-            exc = pickle.loads(pickled)
-        except Exception:
-            exc = None
-    if exc is None:
-        exc = _exception_by_name(module, qualname, message)
-    exc.__cause__ = RemoteTraceback(text)
-    return exc
-
-
-def _exception_by_name(module: str, qualname: str, message: str) -> BaseException:
-    try:
-        kind: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            kind = getattr(kind, part)
-        if isinstance(kind, type) and issubclass(kind, BaseException):
-            return kind(message)
-    except Exception:
-        pass
-    return RuntimeError(f"{module}.{qualname}: {message}")
 
 
 # --- transports -----------------------------------------------------------------------------
@@ -303,7 +275,7 @@ class _Worker:
         if status == "missing":
             self._define(plan)
             status, body = self._send(task.request)
-        return self._decode(status, body, task)
+        return self._decode(status, body)
 
     def _define(self, plan: OffloadPlan) -> None:
         self._expect_ok(marshal.dumps(("define", plan.key, plan.code, plan.spec)))
@@ -312,7 +284,7 @@ class _Worker:
     def _expect_ok(self, request: bytes) -> None:
         status, body = self._send(request)
         if status != "ok":
-            raise self._decode(status, body, None)
+            raise self._decode(status, body)
 
     def _send(self, request: bytes) -> tuple[str, Any]:
         assert self.transport is not None
@@ -324,11 +296,11 @@ class _Worker:
             raise WorkerCrashed(f"subinterpreter {interp_id} failed: {failed}") from None
         return marshal.loads(reply)  # type: ignore[no-any-return]
 
-    def _decode(self, status: str, body: Any, task: _Task | None) -> Any:
+    def _decode(self, status: str, body: Any) -> Any:
         if status == "ok":
             return None if body is None else self.pool.codec.loads(body)
         if status == "error":
-            raise _rebuild_error(body)
+            raise exception_from_wire(WireError(*body))  # interp_side sends its fields
         if status == "timeout":
             raise RunTimeout(body)
         if status == "serialization":

@@ -23,8 +23,11 @@ from subiso.report import RunResult
 ConfigLike = GraphConfig | Mapping[str, Any]
 
 
-def positive_int(value: Any, field: str) -> int:
-    """``value`` when it is an int >= 1 (bools refused), else ConfigError naming ``field``."""
+def positive_int(value: Any, field: str, default: int | None = None) -> int:
+    """``value`` (``default`` when it is None) when it is an int >= 1 (bools refused), else
+    ConfigError naming ``field``."""
+    if value is None and default is not None:
+        value = default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{field} must be >= 1 (an integer), got {value!r}")
     return value
@@ -40,8 +43,8 @@ class Executor:
 
     tier: ClassVar[str] = "?"
     #: Why this tier was chosen when something other than the caller chose it (the "auto"
-    #: tier sets it before ``__init__``); tiers pass it to ``WorkerRuntime(selected_by=...)``
-    #: so it lands in every ``RunReport.selected_by``.
+    #: tier sets it right after construction); tiers read it when they build a worker runtime
+    #: or a report, never in ``__init__``, so it lands in every ``RunReport.selected_by``.
     selected_by: str | None = None
 
     def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:

@@ -237,9 +237,7 @@ class ProcessExecutor(Executor):
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer)
         name = type(self).__name__
-        self.max_workers = positive_int(
-            os.cpu_count() or 1 if max_workers is None else max_workers, f"{name}: max_workers"
-        )
+        self.max_workers = positive_int(max_workers, f"{name}: max_workers", os.cpu_count() or 1)
         if max_tasks_per_worker is not None:
             positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
         if not (isinstance(kill_grace, (int, float)) and kill_grace > 0):

@@ -95,9 +95,7 @@ class SubinterpreterExecutor(Executor):
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer)
         name = type(self).__name__
-        self.max_workers = positive_int(
-            os.cpu_count() or 1 if max_workers is None else max_workers, f"{name}: max_workers"
-        )
+        self.max_workers = positive_int(max_workers, f"{name}: max_workers", os.cpu_count() or 1)
         if max_tasks_per_worker is not None:
             positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
         self.max_tasks_per_worker = max_tasks_per_worker

@@ -41,9 +41,9 @@ class ThreadExecutor(Executor):
         thread_name_prefix: str = "subiso-thread",
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer)
-        if max_workers is None:
-            max_workers = default_max_workers()
-        self.max_workers = positive_int(max_workers, f"{type(self).__name__}: max_workers")
+        self.max_workers = positive_int(
+            max_workers, f"{type(self).__name__}: max_workers", default_max_workers()
+        )
         self._name_prefix = thread_name_prefix
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
