@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
@@ -71,3 +72,31 @@ def offload(fn: F | None = None, *, strict: bool = True) -> Any:
 def is_offloaded(func: Callable[..., Any]) -> bool:
     """True when ``func`` was decorated with ``@offload``."""
     return getattr(func, "__subiso_offload__", None) is not None
+
+
+def node_functions(obj: Any) -> list[Callable[..., Any]]:
+    """The sync and async callables behind a compiled graph's or a builder's own nodes
+    (duck-typed: compiled nodes keep them on ``.bound``, builder node specs on ``.runnable``;
+    LangGraph's reserved ``__start__``/``__end__`` nodes are skipped)."""
+    nodes = getattr(obj, "nodes", None)
+    found: list[Callable[..., Any]] = []
+    for name, node in nodes.items() if isinstance(nodes, dict) else ():
+        if str(name).startswith("__"):
+            continue
+        runnable = getattr(node, "bound", None) or getattr(node, "runnable", None)
+        for fn in (getattr(runnable, "func", None), getattr(runnable, "afunc", None)):
+            if callable(fn):
+                found.append(fn)
+    return found
+
+
+def offloaded_functions(obj: Any, module: Any) -> list[Callable[..., Any]]:
+    """``@offload`` functions among ``obj``'s node callables and ``module``'s globals, one per
+    qualified name (LangGraph wraps node functions with ``functools.wraps``, which copies the
+    mark onto the wrapper)."""
+    candidates = node_functions(obj) + (list(vars(module).values()) if module is not None else [])
+    found: dict[tuple[str, str], Callable[..., Any]] = {}
+    for fn in candidates:
+        if isinstance(fn, types.FunctionType) and is_offloaded(fn):
+            found.setdefault((fn.__module__, fn.__qualname__), fn)
+    return list(found.values())

@@ -438,36 +438,18 @@ def _target_modules(module: Any, obj: Any) -> tuple[list[str], list[Any]]:
     Its own module first, then modules of its graph's node functions, then what its module
     imports (module globals and the modules of imported functions and classes).
     """
-    from subiso._offload import is_offloaded
+    from subiso._offload import node_functions, offloaded_functions
 
     stdlib = set(getattr(sys, "stdlib_module_names", ())) | {"builtins", "__main__"}
     names: list[str] = [module.__name__]
-    offloaded: list[Any] = []
 
     def add(name: str | None) -> None:
         if name and name.split(".")[0] not in stdlib and name not in names:
             names.append(name)
 
-    funcs: list[Any] = []
-    for node_name, node in getattr(obj, "nodes", {}).items():
-        if str(node_name).startswith("__"):  # LangGraph's own __start__ / __end__
-            continue
-        bound = getattr(node, "bound", node)
-        for fn in (getattr(bound, "func", None), getattr(bound, "afunc", None)):
-            if callable(fn):
-                funcs.append(fn)
-    for value in vars(module).values():
-        if callable(value) and is_offloaded(value):
-            funcs.append(value)
-    seen: set[tuple[str, str]] = set()
-    for fn in funcs:
+    offloaded = offloaded_functions(obj, module)  # the executor's own lookup
+    for fn in node_functions(obj) + offloaded:
         add(getattr(fn, "__module__", None))
-        # LangGraph wraps node functions with functools.wraps, which copies the offload mark:
-        # one function per qualified name.
-        key = (getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)))
-        if is_offloaded(fn) and key not in seen:
-            seen.add(key)
-            offloaded.append(fn)
     for value in vars(module).values():
         if isinstance(value, type(sys)):
             add(value.__name__)

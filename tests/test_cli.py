@@ -443,3 +443,25 @@ def test_doctor_and_the_executor_decide_a_mode_by_one_rule() -> None:
         mode, reason = ex.mode_for(target)
     assert doc["blocking"] == [] and mode == "hybrid"
     assert doc["mode"] == mode and doc["mode_reason"].startswith(reason or "")
+
+
+def test_doctor_finds_offloaded_nodes_of_a_builder_as_the_executor_does() -> None:
+    """A StateGraph builder keeps node functions on ``.runnable`` (a compiled graph on
+    ``.bound``): doctor must find the same @offload functions the executor prewarms."""
+    import types
+
+    from langgraph.graph import END, START, StateGraph
+
+    from subiso._offload import offloaded_functions
+    from subiso.cli import _target_modules
+    from tests import hybrid_workloads as hw
+
+    builder = StateGraph(hw.State)
+    builder.add_node("a", hw.wf.sync_where)
+    builder.add_edge(START, "a")
+    builder.add_edge("a", END)
+    module = types.ModuleType("target_mod")  # nothing offloaded among its globals
+    names, offloaded = _target_modules(module, builder)
+    assert [f.__qualname__ for f in offloaded] == ["sync_where"]
+    assert offloaded == offloaded_functions(builder, module)
+    assert "tests.isolation_targets.workflows" in names

@@ -34,14 +34,13 @@ import os
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
-from subiso._offload import current_route, is_offloaded
+from subiso._offload import current_route, offloaded_functions
 from subiso._runtime.execute import WorkerRuntime
 from subiso._runtime.offload_route import PoolRoute, RunState, current_run, describe_in_place
 from subiso._runtime.targets import Target, import_attr, is_workflow_function
@@ -564,27 +563,11 @@ def _prewarm_offloads(obj: Any, module_name: str) -> None:
     """Decide, in the background and while the target itself is probed, how the ``@offload``
     functions of its graph nodes and module reach an interpreter, so the first offloaded call
     does not wait for their modules' probes."""
-    for fn in _offloaded_functions(obj, sys.modules.get(module_name)):
+    for fn in offloaded_functions(obj, sys.modules.get(module_name)):
         try:
             resolve_offload(fn)
         except Exception:  # NotIsolatable is cached; the call itself reports it
             pass
-
-
-def _offloaded_functions(obj: Any, module: Any) -> list[Any]:
-    """``@offload`` functions among a graph's (or builder's) node callables and a module's
-    globals; duck-typed, so no LangGraph import is needed here."""
-    candidates: list[Any] = []
-    nodes = getattr(obj, "nodes", None)
-    for node in nodes.values() if isinstance(nodes, dict) else ():
-        runnable = getattr(node, "bound", None) or getattr(node, "runnable", None)
-        candidates += [getattr(runnable, "func", None), getattr(runnable, "afunc", None)]
-    candidates += list(vars(module).values()) if module is not None else []
-    found: dict[int, Any] = {}
-    for value in candidates:
-        if isinstance(value, types.FunctionType) and is_offloaded(value):
-            found.setdefault(id(value), value)
-    return list(found.values())
 
 
 __all__ = ["DEFAULT_FALLBACK", "SubinterpreterExecutor"]
