@@ -11,11 +11,13 @@ can be cancelled), runs with ``ainvoke`` on the worker's own loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 import time
 from typing import Any
 
+from subiso._runtime.loops import run_on_fresh_loop
 from subiso._runtime.resources import LoopResources, needs_loop
 from subiso._runtime.targets import Target, TargetCache
 from subiso.config import GraphConfig
@@ -86,6 +88,19 @@ class WorkerRuntime:
                 graph = self._compiled[target.path, cfg.checkpointer] = target.compile(saver)
             output = graph.invoke(cfg.input, cfg.config or None)
         return RunResult(output, self.report(time.perf_counter() - start, loop_id))
+
+    def run_once(self, cfg: GraphConfig, context: contextvars.Context | None = None) -> RunResult:
+        """Run on this thread (no running loop here), keeping nothing: a sync-dispatchable
+        run directly, anything else on a fresh loop closed with this runtime's checkpointers
+        before returning. For a runtime made for one run; in ``context`` if given."""
+        target = self.plan(cfg)
+        if self.runs_sync(target, cfg):
+            if context is None:
+                return self.run_sync(target, cfg, None)
+            return context.run(self.run_sync, target, cfg, None)
+        return run_on_fresh_loop(
+            lambda: self.run_async(target, cfg), context=context, before_close=self.aclose
+        )
 
     async def run_async(self, target: Target, cfg: GraphConfig) -> RunResult:
         """Run on the running loop; cancelled on it when ``cfg.timeout`` passes."""

@@ -24,6 +24,15 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+async def cancel_until_settled(find: Callable[[], list[asyncio.Task[Any]]]) -> None:
+    """Cancel the tasks ``find`` returns and await them, again until it returns none (a task
+    may spawn another while it is being cancelled)."""
+    while pending := find():
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def _finalise(
     loop: asyncio.AbstractEventLoop, before_close: Callable[[], Awaitable[None]] | None
 ) -> None:
@@ -33,10 +42,7 @@ async def _finalise(
             await before_close()
     finally:
         current = asyncio.current_task()
-        while pending := [t for t in asyncio.all_tasks(loop) if t is not current]:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_until_settled(lambda: [t for t in asyncio.all_tasks(loop) if t is not current])
         await loop.shutdown_asyncgens()
         await loop.shutdown_default_executor()
 

@@ -93,8 +93,7 @@ def _import_blocker(inner: Any, module: str, qualname: str) -> str | None:
         return "it is a nested function, not reachable by import"
     verdict = probe_module(module)
     if not verdict.ok:
-        by = f" (blocked by {verdict.blocked_by})" if verdict.blocked_by else ""
-        return f"its module {module} does not load in a subinterpreter{by}: {verdict.reason}"
+        return f"its module {module} does not load in a subinterpreter{verdict.why_not()}"
     return None
 
 

@@ -80,8 +80,7 @@ def _plan_for(target: str | Callable[..., Any] | OffloadPlan) -> OffloadPlan:
         raise ValueError(f"call target must be 'module:qualname', got {target!r}")
     verdict = probe_module(module)
     if not verdict.ok:
-        by = f" (blocked by {verdict.blocked_by})" if verdict.blocked_by else ""
-        raise NotIsolatable(f"{module} does not load in a subinterpreter{by}: {verdict.reason}")
+        raise NotIsolatable(f"{module} does not load in a subinterpreter{verdict.why_not()}")
     return OffloadPlan("import", target)
 
 

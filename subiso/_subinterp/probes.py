@@ -31,6 +31,11 @@ class ProbeVerdict:
     reason: str = ""
     seconds: float = 0.0
 
+    def why_not(self) -> str:
+        """``" (blocked by X): reason"`` for messages saying the module does not load."""
+        by = f" (blocked by {self.blocked_by})" if self.blocked_by else ""
+        return f"{by}: {self.reason}"
+
 
 _probe_cache: dict[str, ProbeVerdict] = {}
 _probe_lock = threading.Lock()  # guards _probe_name_locks only

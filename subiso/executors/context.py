@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loops import call_off_running_loop, run_on_fresh_loop
+from subiso._runtime.loops import call_off_running_loop, cancel_until_settled
 from subiso._runtime.targets import TargetCache
 from subiso.config import GraphConfig
 from subiso.executors.base import ConfigLike, Executor
@@ -115,13 +115,7 @@ class ContextExecutor(Executor):
 
     def _execute_isolated(self, cfg: GraphConfig) -> RunResult:
         runtime = WorkerRuntime(self.tier, targets=self._targets)
-        target = runtime.plan(cfg)
-        context = contextvars.Context()
-        if runtime.runs_sync(target, cfg):
-            return context.run(runtime.run_sync, target, cfg, None)
-        return run_on_fresh_loop(
-            lambda: runtime.run_async(target, cfg), context=context, before_close=runtime.aclose
-        )
+        return runtime.run_once(cfg, contextvars.Context())
 
     async def aexecute(self, cfg: ConfigLike) -> RunResult:
         cfg = self.prepare(cfg)
@@ -152,10 +146,7 @@ class ContextExecutor(Executor):
         loop: asyncio.AbstractEventLoop, scope: set[asyncio.Task[Any]], runtime: WorkerRuntime
     ) -> None:
         """Cancel and await whatever the run left behind, then close its checkpointers."""
-        while pending := _leftovers(loop, scope):
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_until_settled(lambda: _leftovers(loop, scope))
         await runtime.aclose()
 
 

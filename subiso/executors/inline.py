@@ -18,7 +18,6 @@ from typing import Any
 from subiso._runtime.execute import WorkerRuntime
 from subiso._runtime.loops import (
     call_off_running_loop,
-    run_on_fresh_loop,
     running_loop,
     shutdown_loop,
 )
@@ -77,13 +76,7 @@ class InlineExecutor(Executor):
         return loop.run_until_complete(runtime.run_async(target, cfg))
 
     def _execute_fresh(self, cfg: GraphConfig) -> RunResult:
-        runtime = WorkerRuntime(self.tier, targets=self._targets)
-        target = runtime.plan(cfg)
-        if runtime.runs_sync(target, cfg):
-            return runtime.run_sync(target, cfg, None)
-        return run_on_fresh_loop(
-            lambda: runtime.run_async(target, cfg), before_close=runtime.aclose
-        )
+        return WorkerRuntime(self.tier, targets=self._targets).run_once(cfg)
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
         state = getattr(self._local, "state", None)
