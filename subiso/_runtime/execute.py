@@ -4,7 +4,7 @@ Dispatch is chosen per graph, not one-size-fits-all: a graph whose nodes are all
 checkpointer is usable from sync code runs with ``graph.invoke`` on a thread with no running
 loop (LangGraph's ``ainvoke`` pushes every sync node through a thread pool: ``bench_tiers.py``'s
 "sync 3-node arun" rows, where the thread tier uses ``invoke`` and inline uses ``ainvoke``, put the
-thread tier at 0.65-0.71x inline); everything else, and every run with a timeout (only a coroutine
+thread tier at 0.65-0.72x inline); everything else, and every run with a timeout (only a coroutine
 can be cancelled), runs with ``ainvoke`` on the worker's own loop.
 """
 
