@@ -5,7 +5,7 @@ Run from the repository root, e.g. ``/tmp/v3.14/bin/python benchmarks/bench_subi
 Measures, interleaved round by round so machine noise hits every contender alike:
 
 * per-call overhead of a trivial function (submit -> result, 2 warm workers) through
-  ``subiso._subinterp.InterpreterPool`` vs the stdlib ``InterpreterPoolExecutor`` (3.14) or
+  ``subiso.executors.subinterpreter.InterpreterPool`` vs the stdlib ``InterpreterPoolExecutor`` (3.14) or
   the backport's (3.13), with ``ThreadPoolExecutor`` as a floor;
 * 2 CPU-bound calls on 2 interpreters at once vs the same 2 calls one after the other;
 * time to first result of a fresh 2-interpreter pool.
@@ -36,7 +36,7 @@ def _per_call_us(call: Callable[[], Any], n: int) -> float:
 
 def bench_trivial(rounds: int, n: int) -> dict[str, list[float]]:
     """us per submit->result of ``pure.trivial`` for each contender, interleaved by round."""
-    from subiso._subinterp import CallSpec, InterpreterPool
+    from subiso.executors.subinterpreter import CallSpec, InterpreterPool
     from tests.isolation_targets import pure
 
     ours = InterpreterPool(2)
@@ -65,7 +65,7 @@ def bench_trivial(rounds: int, n: int) -> dict[str, list[float]]:
 
 def bench_parallel(rounds: int, n: int) -> tuple[list[float], list[float]]:
     """Seconds for 2 CPU calls back to back vs at once, 2 warm interpreters, interleaved."""
-    from subiso._subinterp import CallSpec, InterpreterPool
+    from subiso.executors.subinterpreter import CallSpec, InterpreterPool
 
     spec = CallSpec("tests.isolation_targets.pure:cpu", (n,))
     serial: list[float] = []
@@ -94,7 +94,7 @@ def bench_parallel(rounds: int, n: int) -> tuple[list[float], list[float]]:
 
 def bench_first_result() -> float:
     """ms from constructing a fresh 2-interpreter pool to its first result."""
-    from subiso._subinterp import CallSpec, InterpreterPool
+    from subiso.executors.subinterpreter import CallSpec, InterpreterPool
 
     started = time.perf_counter()
     pool = InterpreterPool(2)
@@ -112,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     ensure_repo_importable()
 
-    from subiso._subinterp import backend, probe_msgspec
+    from subiso.executors.subinterpreter import backend, probe_msgspec
 
     found = backend()
     print(f"Python {sys.version.split()[0]}  backend: {found.name or found.reason}")

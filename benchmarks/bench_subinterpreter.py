@@ -74,9 +74,8 @@ def bench_overhead(rounds: int, calls: int) -> dict[str, list[float]]:
     """us per call of an offloaded trivial function vs raw pools, interleaved by round."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from subiso._offload import current_route
-    from subiso._subinterp import CallSpec
-    from subiso.executors.subinterpreter import SubinterpreterExecutor
+    from subiso.executors.subinterpreter import CallSpec, SubinterpreterExecutor
+    from subiso.executors.subinterpreter.offload import current_route
     from tests.isolation_targets import pure
     from tests.isolation_targets.workflows import echo
 
@@ -132,7 +131,7 @@ def bench_throughput(rounds: int, n: int, runs: int = 8) -> dict[str, list[float
         executors["process"] = process(max_workers=2, prestart=True)
     # The ceiling: the same 8 node calls straight on a bare 2-interpreter pool. When other
     # work holds a core, this drops towards thread's figure too, and the hybrid ratio with it.
-    from subiso._subinterp import CallSpec, InterpreterPool
+    from subiso.executors.subinterpreter import CallSpec, InterpreterPool
 
     bare = InterpreterPool(2)
     spec = CallSpec("tests.isolation_targets.workflows:burn", (n,))
@@ -306,7 +305,7 @@ def main() -> None:
 
     from _common import python_tag, table
 
-    from subiso._subinterp import backend
+    from subiso.executors.subinterpreter import backend
 
     found = backend()
     print(f"{python_tag()}  backend: {found.name or found.reason}")

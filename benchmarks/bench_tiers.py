@@ -74,7 +74,7 @@ class StdlibFloor:
     def contender(
         self, cfg: GraphConfig, runs: int, style: str, caller: asyncio.AbstractEventLoop
     ) -> Callable[[], None]:
-        from subiso._runtime.targets import import_attr
+        from subiso.runtime.targets import import_attr
 
         graph = import_attr(cfg.graph)
         sync = all(getattr(n.bound, "func", None) for n in graph.nodes.values())

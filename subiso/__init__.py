@@ -1,7 +1,7 @@
 """subiso: run LangGraph workflows and plain Python workflows in a chosen isolation tier.
 
 Every public name is resolved lazily (PEP 562). Code that runs inside an own-GIL
-subinterpreter imports ``subiso.offload`` and ``subiso._runtime.interp_side``; those must not
+subinterpreter imports ``subiso.offload`` and ``subiso.executors.subinterpreter.interp_side``; those must not
 pull in msgspec or langgraph, which refuse to load there, so this module imports nothing
 eagerly.
 """
@@ -20,7 +20,7 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "subiso.report",
     "capabilities": "subiso._capabilities",
     "Capabilities": "subiso._capabilities",
-    "offload": "subiso._offload",
+    "offload": "subiso.executors.subinterpreter.offload",
     "SubisoError": "subiso.errors",
     "ConfigError": "subiso.errors",
     "RunTimeout": "subiso.errors",
@@ -60,7 +60,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso._capabilities import Capabilities, capabilities
-    from subiso._offload import offload
     from subiso.config import GraphConfig
     from subiso.default import arun, run
     from subiso.errors import (
@@ -79,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.executors.inline import InlineExecutor
     from subiso.executors.process import ProcessExecutor
     from subiso.executors.subinterpreter import SubinterpreterExecutor
+    from subiso.executors.subinterpreter.offload import offload
     from subiso.executors.thread import ThreadExecutor
     from subiso.report import RunReport, RunResult
     from subiso.settings import executor_from_options, load_executor

@@ -41,10 +41,12 @@ def gil_enabled() -> bool:
 
 def capabilities() -> Capabilities:
     """Describe this interpreter (cheap; the subinterpreter backend is detected once)."""
-    from subiso._subinterp import backend
+    from subiso.executors.subinterpreter import backend
 
     found = backend()
-    available = bool(found.name)  # subiso._subinterp.Backend: name is None when unavailable
+    available = bool(
+        found.name
+    )  # subiso.executors.subinterpreter.Backend: name is None when unavailable
     return Capabilities(
         python=platform.python_version(),
         implementation=sys.implementation.name,

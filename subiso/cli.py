@@ -438,7 +438,7 @@ def _target_modules(module: Any, obj: Any) -> tuple[list[str], list[Any]]:
     Its own module first, then modules of its graph's node functions, then what its module
     imports (module globals and the modules of imported functions and classes).
     """
-    from subiso._offload import node_functions, offloaded_functions
+    from subiso.executors.subinterpreter.offload import node_functions, offloaded_functions
 
     stdlib = set(getattr(sys, "stdlib_module_names", ())) | {"builtins", "__main__"}
     names: list[str] = [module.__name__]
@@ -479,8 +479,8 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
     verbose = _verbosity(ctx, verbose)
     import importlib
 
-    from subiso._runtime.targets import import_attr
     from subiso.auto import choose_tier, current_capabilities
+    from subiso.runtime.targets import import_attr
 
     try:
         cfg = _load_graph_config(target)
@@ -506,7 +506,7 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
             "SubinterpreterExecutor would run its fallback tiers (process, thread)",
         )
     else:
-        from subiso import _subinterp
+        from subiso.executors import subinterpreter as _subinterp
 
         verdicts = [_subinterp.probe_module(name, timeout) for name in names]
         doc["modules"] = [
@@ -530,8 +530,8 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
 
 
 def _offload_plan(fn: Any) -> dict[str, Any]:
-    from subiso import _subinterp
     from subiso.errors import NotIsolatable
+    from subiso.executors import subinterpreter as _subinterp
 
     name = f"{fn.__module__}.{fn.__qualname__}"
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from subiso import _subinterp as si
+from subiso.executors import subinterpreter as si
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -452,8 +452,8 @@ def test_doctor_finds_offloaded_nodes_of_a_builder_as_the_executor_does() -> Non
 
     from langgraph.graph import END, START, StateGraph
 
-    from subiso._offload import offloaded_functions
     from subiso.cli import _target_modules
+    from subiso.executors.subinterpreter.offload import offloaded_functions
     from tests import hybrid_workloads as hw
 
     builder = StateGraph(hw.State)

@@ -168,7 +168,7 @@ def test_empty_contract() -> None:
 
 
 def test_split_is_offloadable() -> None:
-    from subiso._offload import is_offloaded
+    from subiso.executors.subinterpreter.offload import is_offloaded
 
     assert is_offloaded(clauses.split_clauses)
     assert not is_offloaded(clauses.aggregate_report)

@@ -102,7 +102,13 @@ def test_capabilities() -> None:
 
 
 @pytest.mark.parametrize(
-    "first", ["import subiso._capabilities", "import subiso._offload", "import subiso.auto", ""]
+    "first",
+    [
+        "import subiso._capabilities",
+        "import subiso.executors.subinterpreter.offload",
+        "import subiso.auto",
+        "",
+    ],
 )
 def test_public_functions_survive_submodule_import(first: str) -> None:
     """``subiso.capabilities`` and ``subiso.offload`` are public functions whose modules are

@@ -14,8 +14,6 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from subiso import _subinterp as si
-from subiso._runtime import interp_side
 from subiso.errors import (
     ExecutorClosed,
     NotIsolatable,
@@ -23,6 +21,8 @@ from subiso.errors import (
     RunTimeout,
     SerializationError,
 )
+from subiso.executors import subinterpreter as si
+from subiso.executors.subinterpreter import interp_side
 from tests.conftest import BACKEND, list_all_interpreters, make_interpreter_queue, needs_backend
 
 PURE = "tests.isolation_targets.pure"
@@ -84,12 +84,12 @@ def test_interp_side_imports_in_a_subinterpreter_without_msgspec() -> None:
         interp.exec(
             "import marshal, sys\n"
             "sys.path[:] = marshal.loads(path)\n"
-            "import subiso._runtime.interp_side\n"
+            "import subiso.executors.subinterpreter.interp_side\n"
             "assert 'msgspec' not in sys.modules, sorted(sys.modules)\n"
         )
     finally:
         interp.close()
-    assert si.probe_module("subiso._runtime.interp_side").ok
+    assert si.probe_module("subiso.executors.subinterpreter.interp_side").ok
 
 
 @needs_backend

@@ -19,7 +19,6 @@ import pytest
 
 import subiso
 from subiso import GraphConfig
-from subiso import _subinterp as si
 from subiso.errors import (
     ConfigError,
     ExecutorClosed,
@@ -28,7 +27,8 @@ from subiso.errors import (
     SerializationError,
     TierUnavailable,
 )
-from subiso.executors import subinterpreter as sub_module
+from subiso.executors import subinterpreter as si
+from subiso.executors.subinterpreter import executor as sub_module
 from subiso.executors.subinterpreter import SubinterpreterExecutor
 from tests.conftest import (
     BACKEND,

@@ -28,12 +28,12 @@ from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any
 
-from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loops import call_off_running_loop, cancel_until_settled
-from subiso._runtime.targets import TargetCache
 from subiso.config import GraphConfig
 from subiso.executors.base import ConfigLike, Executor
 from subiso.report import RunResult
+from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.loops import call_off_running_loop, cancel_until_settled
+from subiso.runtime.targets import TargetCache
 
 _run_tasks: ContextVar[set[asyncio.Task[Any]] | None] = ContextVar("subiso_run_tasks", default=None)
 

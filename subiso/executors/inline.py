@@ -15,16 +15,16 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loops import (
+from subiso.config import GraphConfig
+from subiso.executors.base import ConfigLike, Executor
+from subiso.report import RunResult
+from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.loops import (
     call_off_running_loop,
     running_loop,
     shutdown_loop,
 )
-from subiso._runtime.targets import TargetCache
-from subiso.config import GraphConfig
-from subiso.executors.base import ConfigLike, Executor
-from subiso.report import RunResult
+from subiso.runtime.targets import TargetCache
 
 
 async def _close_at_loop_shutdown(runtime: WorkerRuntime) -> AsyncIterator[None]:

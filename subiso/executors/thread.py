@@ -14,12 +14,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loop_worker import Job, LoopWorker
 from subiso.config import GraphConfig
 from subiso.errors import ExecutorClosed
 from subiso.executors.base import Executor, positive_int
 from subiso.report import RunResult
+from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.loop_worker import Job, LoopWorker
 
 
 def default_max_workers() -> int:

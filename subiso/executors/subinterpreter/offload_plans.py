@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from subiso._runtime import interp_side
-from subiso._subinterp.probes import probe_module
 from subiso.errors import NotIsolatable
+from subiso.executors.subinterpreter import interp_side
+from subiso.executors.subinterpreter.probes import probe_module
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Free-standing on purpose: it is imported inside own-GIL subinterpreters, where msgspec,
 pydantic-core and langgraph refuse to load, so it uses the standard library only and imports
 nothing from the ``subiso`` package (whose ``__init__`` is lazy, so importing this module does
-not drag anything else in). The host side lives in ``subiso._subinterp``.
+not drag anything else in). The host side lives in ``subiso.executors.subinterpreter``.
 
 Wire contract (both directions are ``bytes``, so nothing but bytes crosses the boundary):
 
@@ -286,6 +286,6 @@ def handle(request: bytes) -> bytes:
 def entry(request: bytes) -> bytes:
     """Stateless trampoline for ``Interpreter.call`` (3.14): no globals, so it is shared by
     code object instead of by pickle, and resolves ``handle`` in the target interpreter."""
-    from subiso._runtime.interp_side import handle as _handle
+    from subiso.executors.subinterpreter.interp_side import handle as _handle
 
     return _handle(request)

@@ -13,16 +13,7 @@ free while runs execute: a cancel is honoured (and a vanished host noticed) even
 hogs the main thread, and a run whose frame has not been read yet is answered ``Cancelled`` at
 once and skipped when its frame comes.
 
-Wire format (msgspec msgpack, array-like tagged structs, one frame per message):
-
-* host -> worker, run pipe: :class:`Run` ``(rid, cfg)``, :class:`Stop` (drain and exit);
-* host -> worker, control pipe: :class:`Cancel` ``(rid)``, :class:`CancelQueued` ``(rids)``
-  (cancel those of the runs that have not started);
-* worker -> host, run pipe: :class:`Hello` ``(pid, preload_error)`` once at start, then per
-  run exactly one of :class:`Done`, :class:`Failed` or :class:`Cancelled`.
-
-Payloads (``cfg`` and the output) travel as ``msgspec.Raw`` so a payload that fails to decode
-fails only its own run, with the run id still known.
+The messages are in :mod:`subiso.executors.process.wire`.
 """
 
 from __future__ import annotations
@@ -47,63 +38,21 @@ from typing import Any
 import msgspec
 
 from subiso import codec
-from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loop_worker import STOP, Job, LoopWorker
 from subiso.config import GraphConfig
 from subiso.errors import RunTimeout
-from subiso.report import RunReport, RunResult
-
-
-# -- messages ---------------------------------------------------------------------------------
-class Run(msgspec.Struct, array_like=True, tag=0):
-    rid: int
-    cfg: msgspec.Raw
-
-
-class Cancel(msgspec.Struct, array_like=True, tag=1):
-    rid: int
-
-
-class CancelQueued(msgspec.Struct, array_like=True, tag=2):
-    rids: list[int]
-
-
-class Stop(msgspec.Struct, array_like=True, tag=3):
-    pass
-
-
-class Hello(msgspec.Struct, array_like=True, tag=10):
-    pid: int
-    preload_error: str | None = None
-
-
-class Done(msgspec.Struct, array_like=True, tag=11):
-    rid: int
-    output: msgspec.Raw
-    report: RunReport
-    span_s: float  # frame received -> reply encoded, inside the worker
-    encode_s: float
-    decode_s: float
-
-
-class Failed(msgspec.Struct, array_like=True, tag=12):
-    rid: int
-    error: codec.WireError
-    span_s: float = 0.0
-    tainted: bool = False  # the run timed out but left threads running: retire the worker
-
-
-class Cancelled(msgspec.Struct, array_like=True, tag=13):
-    rid: int
-
-
-ToWorker = Run | Stop
-Control = Cancel | CancelQueued
-ToHost = Hello | Done | Failed | Cancelled
-
-TAG_RUN = 0
-TAG_DONE = 11
-
+from subiso.executors.process.wire import (
+    Cancel,
+    Cancelled,
+    Control,
+    Done,
+    Failed,
+    Hello,
+    Stop,
+    ToWorker,
+)
+from subiso.report import RunResult
+from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.loop_worker import STOP, Job, LoopWorker
 
 # -- which run submitted work to the loop's thread pool -------------------------------------
 _CURRENT_RUN: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -221,15 +170,7 @@ class Channel:
         encode_s = time.perf_counter() - start
         span = time.perf_counter() - reply.t_recv
         frame = codec.encode(
-            (
-                TAG_DONE,
-                reply.rid,
-                msgspec.Raw(output),
-                result.report,
-                span,
-                encode_s,
-                reply.decode_s,
-            )
+            Done(reply.rid, msgspec.Raw(output), result.report, span, encode_s, reply.decode_s)
         )
         self._finish(reply, frame)
 

@@ -2,7 +2,7 @@
 
 :class:`InterpreterPool` keeps own-GIL interpreters warm for its whole life, each driven by
 one host thread that calls into it synchronously; requests and replies are ``bytes``
-(see :mod:`subiso._runtime.interp_side` for the wire contract). There is no polling queue
+(see :mod:`subiso.executors.subinterpreter.interp_side` for the wire contract). There is no polling queue
 on the hot path (a blocking ``interpreters.Queue.get`` polls, cpython#143017).
 """
 
@@ -22,10 +22,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from subiso._runtime import interp_side
-from subiso._subinterp.backends import _require_backend
-from subiso._subinterp.offload_plans import OffloadPlan, resolve_offload
-from subiso._subinterp.probes import probe_module, probe_msgspec
 from subiso.codec import WireError, exception_from_wire
 from subiso.errors import (
     ExecutorClosed,
@@ -34,6 +30,10 @@ from subiso.errors import (
     SerializationError,
     WorkerCrashed,
 )
+from subiso.executors.subinterpreter import interp_side
+from subiso.executors.subinterpreter.backends import _require_backend
+from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
+from subiso.executors.subinterpreter.probes import probe_module, probe_msgspec
 
 #: Extra time the host grants past a call's timeout before failing its future itself; the
 #: interpreter cancels async calls on time, this only catches sync calls that cannot be cancelled.
@@ -118,7 +118,7 @@ class _Transport:
         self.interp.exec(
             "import marshal, sys\n"
             "sys.path[:] = marshal.loads(_subiso_path)\n"
-            "from subiso._runtime.interp_side import handle as _subiso_handle\n"
+            "from subiso.executors.subinterpreter.interp_side import handle as _subiso_handle\n"
         )
 
     def request(self, data: bytes) -> bytes:

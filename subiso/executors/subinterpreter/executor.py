@@ -40,24 +40,24 @@ from typing import Any, Literal
 
 import msgspec
 
-from subiso._offload import current_route, offloaded_functions
-from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.offload_route import PoolRoute, RunState, current_run, describe_in_place
-from subiso._runtime.targets import Target, import_attr, is_workflow_function
-from subiso._subinterp import (
-    CallSpec,
-    InterpreterFuture,
-    InterpreterPool,
-    OffloadPlan,
-    backend,
-    probe_module,
-    resolve_offload,
-)
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
 from subiso.executors.base import Executor, positive_int
+from subiso.executors.subinterpreter.backends import backend
+from subiso.executors.subinterpreter.offload import current_route, offloaded_functions
+from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
+from subiso.executors.subinterpreter.pool import CallSpec, InterpreterFuture, InterpreterPool
+from subiso.executors.subinterpreter.probes import probe_module
+from subiso.executors.subinterpreter.routing import (
+    PoolRoute,
+    RunState,
+    current_run,
+    describe_in_place,
+)
 from subiso.executors.thread import ThreadExecutor
 from subiso.report import Mode, RunReport, RunResult
+from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.targets import Target, import_attr, is_workflow_function
 
 DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")
 #: Tiers that cannot stand in for this one: itself, and "auto" (which may pick this one).

@@ -36,11 +36,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from subiso._runtime.execute import WorkerRuntime
-from subiso._runtime.loops import shutdown_loop
-from subiso._runtime.targets import Target
 from subiso.config import GraphConfig
 from subiso.report import RunResult
+from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.loops import shutdown_loop
+from subiso.runtime.targets import Target
 
 
 class Outcome(Protocol):

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from subiso._subinterp.backends import _require_backend
+from subiso.executors.subinterpreter.backends import _require_backend
 
 DEFAULT_PROBE_TIMEOUT = 30.0
 

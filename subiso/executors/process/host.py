@@ -2,11 +2,11 @@
 timeouts.
 
 The strongest isolation tier: each run executes in a worker process, on that worker's own
-persistent event loop (the same :class:`~subiso._runtime.loop_worker.LoopWorker` the thread tier
+persistent event loop (the same :class:`~subiso.runtime.loop_worker.LoopWorker` the thread tier
 uses, so per-loop checkpointers and cached targets live as long as the worker).
 
 Host side, per worker: a run pipe (a socketpair carrying length-prefixed msgpack frames: runs
-out, replies in, see :mod:`subiso._runtime.process_worker`), a control pipe (cancellations out)
+out, replies in, see :mod:`subiso.executors.process.worker`), a control pipe (cancellations out)
 and one reader thread that starts the process, reads replies nobody else is waiting to read
 and notices the worker's death (EOF). Callers write requests directly under a per-worker send
 lock, so a run costs no thread creation and no pickle; a caller of ``run``/``execute`` reads
@@ -61,15 +61,16 @@ from typing import Any
 import msgspec
 
 from subiso import codec
-from subiso._runtime import process_worker as wire
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.executors.base import ConfigLike, Executor, positive_int
+from subiso.executors.process import wire
+from subiso.executors.process.worker import worker_main
 from subiso.report import RunResult
 
 #: Modules the forkserver imports once, so every worker forked from it starts warm.
 FORKSERVER_PRELOAD = (
-    "subiso._runtime.process_worker",
+    "subiso.executors.process.worker",
     "langgraph.graph",
     "langgraph.checkpoint.memory",
 )
@@ -320,7 +321,7 @@ class ProcessExecutor(Executor):
         control_r, control_w = self._ctx.Pipe(duplex=False)
         worker.conn, worker.control = parent, control_w
         process = self._ctx.Process(
-            target=wire.worker_main,
+            target=worker_main,
             args=(child, control_r, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
             name=f"subiso-process-worker-{worker.index}",
         )
@@ -389,7 +390,7 @@ class ProcessExecutor(Executor):
         rid = next(self._rids)
         start = time.perf_counter()
         try:
-            frame = codec.encode((wire.TAG_RUN, rid, cfg), label="state", part=cfg.input)
+            frame = codec.encode(wire.RunOut(rid, cfg), label="state", part=cfg.input)
         except Exception as exc:
             failed = _Pending(rid, cfg, b"", 0.0)
             _resolve(failed.future, exc=exc)

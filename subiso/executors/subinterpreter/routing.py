@@ -1,8 +1,8 @@
 """Hybrid mode's offload route: hands every ``@subiso.offload`` call to the interpreter pool.
 
-SubinterpreterExecutor's hybrid workers set :data:`subiso._offload.current_route` to a
+SubinterpreterExecutor's hybrid workers set :data:`subiso.executors.subinterpreter.offload.current_route` to a
 :class:`PoolRoute`, so a decorated node function, instead of running in place, becomes one
-:class:`~subiso._subinterp.CallSpec` for the :class:`~subiso._subinterp.InterpreterPool`:
+:class:`~subiso.executors.subinterpreter.CallSpec` for the :class:`~subiso.executors.subinterpreter.InterpreterPool`:
 
 * ``call`` (sync nodes) blocks the calling thread on the pool's future. LangGraph runs sync
   nodes on executor threads (or, on the sync fast path, on the worker thread itself), so
@@ -12,7 +12,7 @@ SubinterpreterExecutor's hybrid workers set :data:`subiso._offload.current_route
   the call while it is still queued.
 
 How a function reaches an interpreter is decided once per function by
-:func:`subiso._subinterp.resolve_offload` (import its module there, or ship its code). When it
+:func:`subiso.executors.subinterpreter.resolve_offload` (import its module there, or ship its code). When it
 cannot (:class:`~subiso.errors.NotIsolatable`), ``@offload`` re-raises, while
 ``@offload(strict=False)`` runs the function in place; that is logged once per function and
 written into the run's ``RunReport.fallback_reason``, so it never happens silently.
@@ -33,9 +33,10 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from subiso._runtime.interp_side import unwrap_offload
-from subiso._subinterp import CallSpec, InterpreterPool, OffloadPlan, resolve_offload
 from subiso.errors import NotIsolatable, RunTimeout
+from subiso.executors.subinterpreter.interp_side import unwrap_offload
+from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
+from subiso.executors.subinterpreter.pool import CallSpec, InterpreterPool
 
 log = logging.getLogger("subiso.offload")
 
@@ -78,7 +79,7 @@ def describe_in_place(notes: list[str]) -> str:
 
 
 class PoolRoute:
-    """An :class:`subiso._offload.OffloadRoute` sending calls to an :class:`InterpreterPool`.
+    """An :class:`subiso.executors.subinterpreter.offload.OffloadRoute` sending calls to an :class:`InterpreterPool`.
 
     ``pool`` is a future because the executor starts its interpreters in the background at
     construction; the first offloaded call waits for them (without blocking a loop in

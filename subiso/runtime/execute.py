@@ -17,12 +17,12 @@ import threading
 import time
 from typing import Any
 
-from subiso._runtime.loops import run_on_fresh_loop
-from subiso._runtime.resources import LoopResources, needs_loop
-from subiso._runtime.targets import Target, TargetCache
 from subiso.config import GraphConfig
 from subiso.errors import RunTimeout
 from subiso.report import Mode, RunReport, RunResult
+from subiso.runtime.loops import run_on_fresh_loop
+from subiso.runtime.resources import LoopResources, needs_loop
+from subiso.runtime.targets import Target, TargetCache
 
 
 def current_interpreter_id() -> int:

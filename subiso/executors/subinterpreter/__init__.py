@@ -1,0 +1,59 @@
+"""The subinterpreter tier, one module per job; host side unless named otherwise.
+
+* :mod:`.executor` - :class:`SubinterpreterExecutor`: full, hybrid and fallback mode.
+* :mod:`.backends` - which interpreters API this Python offers, if any.
+* :mod:`.probes` - whether a module imports in an isolated subinterpreter (cached).
+* :mod:`.offload_plans` - how one ``@offload`` function reaches an interpreter.
+* :mod:`.pool` - :class:`InterpreterPool`, which keeps own-GIL interpreters warm.
+* :mod:`.routing` - hybrid mode's route: hands ``@offload`` calls to the pool.
+* :mod:`.offload` - the ``@subiso.offload`` decorator (stdlib only: node modules import it
+  inside interpreters too).
+* :mod:`.interp_side` - **runs inside every pool interpreter** (stdlib only).
+
+Names are exported lazily (PEP 562): code inside an interpreter imports ``.offload`` and
+``.interp_side`` through this package, and must not pull in msgspec or langgraph, which refuse
+to load there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "SubinterpreterExecutor": "executor",
+    "DEFAULT_FALLBACK": "executor",
+    "target_mode": "executor",
+    "Backend": "backends",
+    "backend": "backends",
+    "probe_module": "probes",
+    "probe_msgspec": "probes",
+    "OffloadPlan": "offload_plans",
+    "resolve_offload": "offload_plans",
+    "CallSpec": "pool",
+    "InterpreterFuture": "pool",
+    "InterpreterPool": "pool",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from subiso.executors.subinterpreter.backends import Backend, backend
+    from subiso.executors.subinterpreter.executor import (
+        DEFAULT_FALLBACK,
+        SubinterpreterExecutor,
+        target_mode,
+    )
+    from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
+    from subiso.executors.subinterpreter.pool import CallSpec, InterpreterFuture, InterpreterPool
+    from subiso.executors.subinterpreter.probes import probe_module, probe_msgspec
