@@ -21,10 +21,13 @@ import logging
 import platform
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subiso._capabilities import Capabilities, gil_enabled, is_free_threaded_build
 from subiso.errors import ConfigError
+
+if TYPE_CHECKING:
+    from subiso.executors.base import Executor
 
 log = logging.getLogger("subiso.auto")
 
@@ -105,7 +108,7 @@ def decide(caps: Capabilities | None = None) -> tuple[str, str]:
     return choose_tier(current_capabilities() if caps is None else caps)
 
 
-def build_auto(settings: Any, *, caps: Capabilities | None = None) -> Any:
+def build_auto(settings: Any, *, caps: Capabilities | None = None) -> Executor:
     """The executor "auto" picks, configured from ``settings`` (a ``subiso.settings.Settings``).
 
     The chosen tier gets the shared keys it accepts plus its own table, exactly as if it had
@@ -133,23 +136,19 @@ def build_auto(settings: Any, *, caps: Capabilities | None = None) -> Any:
     raise ConfigError(f"executor 'auto': no tier could be imported: {'; '.join(problems)}")
 
 
-class AutoExecutor:
-    """``AutoExecutor(**options)`` returns the executor "auto" picks (not an AutoExecutor).
+def auto_executor(*, capabilities: Capabilities | None = None, **options: Any) -> Executor:
+    """The executor "auto" picks for this interpreter, built with ``options``.
 
-    Registered as the built-in tier ``"auto"`` so ``get_executor("auto", max_workers=4)`` and
+    A factory, not a tier: registered as the built-in tier ``"auto"`` so ``get_executor("auto", max_workers=4)`` and
     the settings file's ``executor = "auto"`` both work. Options are settings keys: the shared
     ones (``max_workers``, ``timeout``, ``checkpointer``, ``fallback``) go to the chosen tier if
     it takes them, and per-tier tables as dicts (``process={"start_method": "spawn"}``) apply
     only when that tier is chosen. ``capabilities=`` decides for a simulated interpreter.
     """
+    from subiso.settings import validate
 
-    tier = "auto"
-
-    def __new__(cls, *, capabilities: Capabilities | None = None, **options: Any) -> Any:
-        from subiso.settings import validate
-
-        settings = validate(_as_table(options), "executor 'auto' options")
-        return build_auto(settings, caps=capabilities)
+    settings = validate(_as_table(options), "executor 'auto' options")
+    return build_auto(settings, caps=capabilities)
 
 
 def _as_table(options: Mapping[str, Any]) -> dict[str, Any]:

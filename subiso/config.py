@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from subiso.errors import ConfigError
+from subiso.validate import checkpointer_spec, seconds
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -39,9 +40,8 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
                 "'package.module:attribute'"
             )
         if self.checkpointer is not None:
-            validate_checkpointer(self.checkpointer, "GraphConfig.checkpointer")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ConfigError(f"GraphConfig.timeout: must be > 0 seconds, got {self.timeout!r}")
+            checkpointer_spec(self.checkpointer, "GraphConfig.checkpointer")
+        seconds(self.timeout, "GraphConfig.timeout")
 
     @property
     def module(self) -> str:
@@ -59,16 +59,6 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     def replace(self, **changes: Any) -> GraphConfig:
         return msgspec.structs.replace(self, **changes)
-
-
-def validate_checkpointer(spec: str, field: str) -> None:
-    if spec == "memory":
-        return
-    if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
-        return
-    raise ConfigError(
-        f"{field}: unknown checkpointer {spec!r}; use 'memory' or 'sqlite:///path/to/file.db'"
-    )
 
 
 def convert(data: Any, type_: type, *, source: str) -> Any:

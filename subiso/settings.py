@@ -44,8 +44,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
-from subiso.config import read_mapping, validate_checkpointer
+from subiso.config import read_mapping
 from subiso.errors import ConfigError
+from subiso.validate import checkpointer_spec
 
 ENV_CONFIG = "SUBISO_CONFIG"
 ENV_EXECUTOR = "SUBISO_EXECUTOR"
@@ -324,7 +325,7 @@ def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
         (f"{t}.checkpointer", getattr(settings, t).checkpointer) for t in TIER_OPTIONS
     ]:
         if spec is not None:
-            validate_checkpointer(spec, f"{source}: key {key!r}")
+            checkpointer_spec(spec, f"{source}: key {key!r}")
 
 
 def _numbers(settings: Settings) -> list[tuple[str, Any]]:
@@ -411,7 +412,9 @@ def construct(
     selected_by: str | None = None,
 ) -> Any:
     """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file, and
-    ``selected_by`` set on it (tiers read it lazily, see ``Executor.selected_by``)."""
+    ``selected_by`` passed to it (built-in tiers take it, see ``Executor``)."""
+    if selected_by is not None:
+        options = {**options, "selected_by": selected_by}
     try:
         executor = cls(**options)
     except TypeError as exc:
@@ -425,8 +428,6 @@ def construct(
             f"{source}: executor {tier!r} rejected its options {sorted(options)}: {exc}; "
             f"valid options: {valid}"
         ) from None
-    if selected_by is not None:
-        executor.selected_by = selected_by
     return executor
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import subiso
 from subiso import Capabilities, GraphConfig
-from subiso.auto import AutoExecutor, choose_tier, current_capabilities, decide
+from subiso.auto import auto_executor, choose_tier, current_capabilities, decide
 from subiso.executors.thread import ThreadExecutor
 from subiso.settings import ENV_CONFIG, ENV_EXECUTOR
 
@@ -113,7 +113,7 @@ def test_decision_for_this_interpreter_is_consistent() -> None:
 
 def test_auto_executor_states_its_choice(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="subiso.auto")
-    with AutoExecutor(capabilities=FREE_THREADED_OFF, max_workers=2) as executor:
+    with auto_executor(capabilities=FREE_THREADED_OFF, max_workers=2) as executor:
         assert type(executor) is ThreadExecutor and executor.max_workers == 2
         expected = "auto: " + choose_tier(FREE_THREADED_OFF)[1]
         assert executor.selected_by == expected
@@ -140,7 +140,7 @@ def test_get_executor_auto_takes_settings_shaped_options() -> None:
 
 def test_auto_options_are_validated() -> None:
     with pytest.raises(subiso.ConfigError, match=r"'process\.start_mode'"):
-        AutoExecutor(capabilities=FREE_THREADED_OFF, process={"start_mode": "spawn"})
+        auto_executor(capabilities=FREE_THREADED_OFF, process={"start_mode": "spawn"})
 
 
 def test_auto_from_settings_file_on_this_python(

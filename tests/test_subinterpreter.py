@@ -28,8 +28,8 @@ from subiso.errors import (
     TierUnavailable,
 )
 from subiso.executors import subinterpreter as si
-from subiso.executors.subinterpreter import executor as sub_module
 from subiso.executors.subinterpreter import SubinterpreterExecutor
+from subiso.executors.subinterpreter import executor as sub_module
 from tests.conftest import (
     BACKEND,
     assert_no_new_threads,

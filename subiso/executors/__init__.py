@@ -18,7 +18,7 @@ BUILTIN_TIERS: dict[str, str] = {
     "subinterpreter": "subiso.executors.subinterpreter:SubinterpreterExecutor",
     "process": "subiso.executors.process:ProcessExecutor",
     # not a tier of its own: a factory returning the tier it picks (see subiso.auto)
-    "auto": "subiso.auto:AutoExecutor",
+    "auto": "subiso.auto:auto_executor",
 }
 
 #: Tiers a SubinterpreterExecutor cannot fall back to: itself, and "auto" (which may pick it).

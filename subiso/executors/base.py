@@ -1,39 +1,43 @@
-"""Executor: the one contract every tier implements.
+"""Executor: the one contract every tier implements, with every caller-facing method written once.
 
-A tier implements ``_submit(cfg) -> Future[RunResult]`` (and ``_shutdown``); everything a
-caller uses - ``run``, ``arun``, ``submit``, ``map``, ``execute``, ``aexecute``, ``close``, the
-context managers - is defined here once, the way ``concurrent.futures.Executor`` does it.
-Tiers that run on the caller's own thread or loop (inline, context) override ``execute`` and
-``aexecute`` instead.
+A tier implements three public hooks, in the spirit of ``concurrent.futures.Executor``:
+
+* ``start(cfg) -> Future[RunResult]`` - begin one run of a prepared GraphConfig (defaults
+  applied, executor open); the future resolves exactly once with its RunResult or exception;
+* ``shutdown(wait, cancel_pending)`` - release workers and resources (called once, by
+  ``close``);
+* ``cancel_running(future)`` - stop a run that already executes (an awaiting caller was
+  cancelled); best effort, optional.
+
+Tiers that run in the caller's own thread or loop (inline, context) or that can hand a sync
+caller its reply directly (process) add a fast path through one optional hook, in its sync and
+async form: ``call(cfg) -> RunResult`` and ``acall(cfg)``. By default both go through ``start``.
+
+Everything callers use - ``run``, ``arun``, ``execute``, ``aexecute``, ``submit``,
+``submit_execute``, ``map``, ``close``, the context managers - is defined here and only here,
+so a plugin tier gets all of it, and every change to it, by implementing ``start``.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures as cf
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from subiso.config import GraphConfig, validate_checkpointer
+from subiso._futures import relay
+from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed
 from subiso.report import RunResult
+from subiso.validate import checkpointer_spec, seconds
 
 ConfigLike = GraphConfig | Mapping[str, Any]
 
 
-def positive_int(value: Any, field: str, default: int | None = None) -> int:
-    """``value`` (``default`` when it is None) when it is an int >= 1 (bools refused), else
-    ConfigError naming ``field``."""
-    if value is None and default is not None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{field} must be >= 1 (an integer), got {value!r}")
-    return value
-
-
-class Executor:
+class Executor(abc.ABC):
     """Run GraphConfigs in one isolation tier.
 
     Options shared by every tier: ``timeout`` (seconds; used when a GraphConfig has none) and
@@ -42,32 +46,61 @@ class Executor:
     """
 
     tier: ClassVar[str] = "?"
-    #: Why this tier was chosen when something other than the caller chose it (the "auto"
-    #: tier sets it right after construction); tiers read it when they build a worker runtime
-    #: or a report, never in ``__init__``, so it lands in every ``RunReport.selected_by``.
-    selected_by: str | None = None
 
-    def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(
-                f"{type(self).__name__}: timeout must be > 0 seconds, got {timeout!r}"
-            )
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        checkpointer: str | None = None,
+        selected_by: str | None = None,
+    ) -> None:
+        """``selected_by``: why this tier was chosen when something other than the caller chose
+        it (the "auto" tier); copied into every ``RunReport.selected_by``."""
+        name = type(self).__name__
+        self.timeout = seconds(timeout, f"{name}: timeout")
         if checkpointer is not None:
-            validate_checkpointer(checkpointer, f"{type(self).__name__}: checkpointer")
-        self.timeout = timeout
+            checkpointer_spec(checkpointer, f"{name}: checkpointer")
         self.checkpointer = checkpointer
+        self.selected_by = selected_by
         self._closed = False
         self._close_lock = threading.Lock()
 
-    # -- what a tier provides ------------------------------------------------------------------
-    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        raise NotImplementedError
+    # -- the tier's hooks ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        """Begin a run of ``cfg`` (prepared: defaults applied); return its future.
 
-    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
-        """Release workers and resources (called once)."""
+        The future resolves exactly once: a RunResult, the run's exception, or cancelled (only
+        if the run will not complete). Tiers with workers return at once; tiers that run in
+        the caller's thread may run it here and return a done future.
+        """
 
-    def _cancel_running(self, future: cf.Future[RunResult]) -> None:
-        """Cancel a run already executing (an awaiting caller was cancelled); best effort."""
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        """Release workers and resources; called once, by ``close``."""
+        return None
+
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
+        """Stop a run that already executes (its awaiting caller was cancelled); best effort."""
+        return None
+
+    # -- the optional fast path ------------------------------------------------------------------
+    def call(self, cfg: GraphConfig) -> RunResult:
+        """Run ``cfg`` (prepared) to completion for a sync caller. Override to skip the future
+        (tiers running in the caller's thread, or reading their own reply)."""
+        return self.start(cfg).result()
+
+    async def acall(self, cfg: GraphConfig) -> RunResult:
+        """Await a run of ``cfg`` (prepared) without blocking the caller's loop; cancelling
+        the caller cancels the run. Override to run on the caller's loop itself."""
+        future = self.start(cfg)
+        try:
+            # wrap_future cancels ``future`` when we are cancelled; that only works while it
+            # is still queued, so a running one is cancelled on its worker.
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if future.running():
+                self.cancel_running(future)
+            raise
 
     # -- the contract --------------------------------------------------------------------------
     def prepare(self, cfg: ConfigLike) -> GraphConfig:
@@ -91,31 +124,12 @@ class Executor:
 
     def submit_execute(self, cfg: ConfigLike) -> cf.Future[RunResult]:
         """Start a run; the future's result is its RunResult."""
-        return self._submit(self.prepare(cfg))
+        return self.start(self.prepare(cfg))
 
     def submit(self, cfg: ConfigLike) -> cf.Future[Any]:
         """Start a run; the future's result is the run's output, as with ``run``."""
         inner = self.submit_execute(cfg)
-        outer: cf.Future[Any] = cf.Future()
-
-        def relay(done: cf.Future[RunResult]) -> None:
-            if done.cancelled():
-                outer.cancel()
-                outer.set_running_or_notify_cancel()
-            elif (exc := done.exception()) is not None:
-                outer.set_running_or_notify_cancel()
-                outer.set_exception(exc)
-            else:
-                outer.set_running_or_notify_cancel()
-                outer.set_result(done.result().output)
-
-        def cancel_inner(done: cf.Future[Any]) -> None:
-            if done.cancelled():
-                inner.cancel()
-
-        outer.add_done_callback(cancel_inner)
-        inner.add_done_callback(relay)
-        return outer
+        return relay(inner, cf.Future(), _output, on_cancel=self.cancel_running)
 
     def execute(self, cfg: ConfigLike) -> RunResult:
         """Run to completion and return ``RunResult(output, report)``.
@@ -123,7 +137,7 @@ class Executor:
         Safe from plain sync code and from a thread whose loop is running: it only waits on a
         future, it never starts or nests an event loop here.
         """
-        return self.submit_execute(cfg).result()
+        return self.call(self.prepare(cfg))
 
     def run(self, cfg: ConfigLike) -> Any:
         """Run to completion and return the output."""
@@ -131,15 +145,7 @@ class Executor:
 
     async def aexecute(self, cfg: ConfigLike) -> RunResult:
         """Await a run without blocking the caller's loop; cancelling the caller cancels it."""
-        future = self.submit_execute(cfg)
-        try:
-            # wrap_future cancels ``future`` when we are cancelled; that only works while it
-            # is still queued, so a running one is cancelled on its worker.
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            if future.running():
-                self._cancel_running(future)
-            raise
+        return await self.acall(self.prepare(cfg))
 
     async def arun(self, cfg: ConfigLike) -> Any:
         return (await self.aexecute(cfg)).output
@@ -174,7 +180,7 @@ class Executor:
             if self._closed:
                 return
             self._closed = True
-        self._shutdown(wait, cancel_pending)
+        self.shutdown(wait, cancel_pending)
 
     @property
     def closed(self) -> bool:
@@ -195,3 +201,19 @@ class Executor:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} tier={self.tier!r} {state}>"
+
+
+def ran(fn: Callable[[GraphConfig], RunResult], cfg: GraphConfig) -> cf.Future[RunResult]:
+    """A done future holding ``fn(cfg)``'s outcome: ``start`` for tiers that run in the
+    caller's thread."""
+    future: cf.Future[RunResult] = cf.Future()
+    future.set_running_or_notify_cancel()
+    try:
+        future.set_result(fn(cfg))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _output(result: RunResult) -> Any:
+    return result.output

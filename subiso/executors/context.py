@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from subiso.config import GraphConfig
-from subiso.executors.base import ConfigLike, Executor
+from subiso.executors.base import Executor, ran
 from subiso.report import RunResult
 from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.loops import call_off_running_loop, cancel_until_settled
@@ -96,31 +96,30 @@ class ContextExecutor(Executor):
 
     tier = "context"
 
-    def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer)
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        checkpointer: str | None = None,
+        selected_by: str | None = None,
+    ) -> None:
+        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         self._targets = TargetCache()
 
-    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        future: cf.Future[RunResult] = cf.Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(call_off_running_loop(lambda: self._execute_isolated(cfg)))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
+    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        """Runs here, now: the future is done when it is returned."""
+        return ran(self.call, cfg)
 
-    def execute(self, cfg: ConfigLike) -> RunResult:
-        cfg = self.prepare(cfg)
+    def call(self, cfg: GraphConfig) -> RunResult:
         return call_off_running_loop(lambda: self._execute_isolated(cfg))
 
     def _execute_isolated(self, cfg: GraphConfig) -> RunResult:
-        runtime = WorkerRuntime(self.tier, targets=self._targets)
+        runtime = WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets)
         return runtime.run_once(cfg, contextvars.Context())
 
-    async def aexecute(self, cfg: ConfigLike) -> RunResult:
-        cfg = self.prepare(cfg)
+    async def acall(self, cfg: GraphConfig) -> RunResult:
         loop = asyncio.get_running_loop()
-        runtime = WorkerRuntime(self.tier, targets=self._targets)
+        runtime = WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets)
         target = runtime.plan(cfg)
         scope: set[asyncio.Task[Any]] = set()
         context = contextvars.Context()

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from subiso.config import GraphConfig
-from subiso.executors.base import ConfigLike, Executor
+from subiso.executors.base import Executor, ran
 from subiso.report import RunResult
 from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.loops import (
@@ -41,8 +41,14 @@ class InlineExecutor(Executor):
 
     tier = "inline"
 
-    def __init__(self, *, timeout: float | None = None, checkpointer: str | None = None) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer)
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        checkpointer: str | None = None,
+        selected_by: str | None = None,
+    ) -> None:
+        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         self._targets = TargetCache()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -54,19 +60,11 @@ class InlineExecutor(Executor):
             weakref.WeakKeyDictionary()
         )
 
-    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        future: cf.Future[RunResult] = cf.Future()
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(self._execute(cfg))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
+    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+        """Runs here, now: the future is done when it is returned."""
+        return ran(self.call, cfg)
 
-    def execute(self, cfg: ConfigLike) -> RunResult:
-        return self._execute(self.prepare(cfg))
-
-    def _execute(self, cfg: GraphConfig) -> RunResult:
+    def call(self, cfg: GraphConfig) -> RunResult:
         if running_loop() is not None:
             return call_off_running_loop(lambda: self._execute_fresh(cfg))
         runtime, loop = self._thread_state()
@@ -76,23 +74,29 @@ class InlineExecutor(Executor):
         return loop.run_until_complete(runtime.run_async(target, cfg))
 
     def _execute_fresh(self, cfg: GraphConfig) -> RunResult:
-        return WorkerRuntime(self.tier, targets=self._targets).run_once(cfg)
+        return WorkerRuntime(
+            self.tier, selected_by=self.selected_by, targets=self._targets
+        ).run_once(cfg)
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
         state = getattr(self._local, "state", None)
         if state is None or state[1].is_closed():
-            state = (WorkerRuntime(self.tier, targets=self._targets), asyncio.new_event_loop())
+            state = (
+                WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets),
+                asyncio.new_event_loop(),
+            )
             self._local.state = state
             with self._lock:
                 self._thread_loops.append((state[1], state[0]))
         return state  # type: ignore[no-any-return]
 
-    async def aexecute(self, cfg: ConfigLike) -> RunResult:
-        cfg = self.prepare(cfg)
+    async def acall(self, cfg: GraphConfig) -> RunResult:
         loop = asyncio.get_running_loop()
         runtime = self._caller_loops.get(loop)
         if runtime is None:
-            runtime = self._caller_loops[loop] = WorkerRuntime(self.tier, targets=self._targets)
+            runtime = self._caller_loops[loop] = WorkerRuntime(
+                self.tier, selected_by=self.selected_by, targets=self._targets
+            )
             # The caller's loop may end (``asyncio.run`` returning) long before this executor
             # closes; its checkpointer connections (and their threads) must not outlive it.
             closer = _close_at_loop_shutdown(runtime)
@@ -100,7 +104,7 @@ class InlineExecutor(Executor):
             self._loop_closers[loop] = closer
         return await runtime.run_async(runtime.plan(cfg), cfg)
 
-    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []
             caller_loops = list(self._caller_loops.items())
@@ -118,9 +122,3 @@ class InlineExecutor(Executor):
                 asyncio.run_coroutine_threadsafe(runtime.aclose(), loop).result()
             else:
                 loop.run_until_complete(runtime.aclose())
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        runtime = self._caller_loops.pop(asyncio.get_running_loop(), None)
-        if runtime is not None:
-            await runtime.aclose()
-        await super().__aexit__(*exc_info)

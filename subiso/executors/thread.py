@@ -16,10 +16,11 @@ from typing import Any
 
 from subiso.config import GraphConfig
 from subiso.errors import ExecutorClosed
-from subiso.executors.base import Executor, positive_int
+from subiso.executors.base import Executor
 from subiso.report import RunResult
 from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.loop_worker import Job, LoopWorker
+from subiso.validate import positive_int
 
 
 def default_max_workers() -> int:
@@ -38,9 +39,10 @@ class ThreadExecutor(Executor):
         max_workers: int | None = None,
         timeout: float | None = None,
         checkpointer: str | None = None,
+        selected_by: str | None = None,
         thread_name_prefix: str = "subiso-thread",
     ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         self.max_workers = positive_int(
             max_workers, f"{type(self).__name__}: max_workers", default_max_workers()
         )
@@ -76,7 +78,7 @@ class ThreadExecutor(Executor):
         self._workers.append(worker)
         return worker
 
-    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
         future: cf.Future[RunResult] = cf.Future()
         job = Job(cfg, future)
         with self._dispatch_lock:
@@ -93,13 +95,13 @@ class ThreadExecutor(Executor):
             worker.in_flight -= 1
             self._jobs.pop(job.outcome, None)  # type: ignore[call-overload]
 
-    def _cancel_running(self, future: cf.Future[RunResult]) -> None:
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
         entry = self._jobs.get(future)
         if entry is not None:
             worker, job = entry
             worker.cancel(job)
 
-    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         with self._dispatch_lock:
             workers = list(self._workers)
             if cancel_pending:

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from subiso.config import validate_checkpointer
+from subiso.validate import checkpointer_spec
 
 # Several workers opening one new SQLite file at once race on the saver's setup
 # ("database is locked" while one of them switches the file to WAL); retry with backoff.
@@ -55,7 +55,7 @@ class LoopResources:
             return saver
         if spec == "memory":
             return self.memory_saver()
-        validate_checkpointer(spec, "checkpointer")
+        checkpointer_spec(spec, "checkpointer")
         opening = self._opening.get(spec)
         if opening is None:
             opening = self._opening[spec] = asyncio.ensure_future(self._open_sqlite(spec))

@@ -63,10 +63,11 @@ import msgspec
 from subiso import codec
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
-from subiso.executors.base import ConfigLike, Executor, positive_int
+from subiso.executors.base import Executor
 from subiso.executors.process import wire
 from subiso.executors.process.worker import worker_main
 from subiso.report import RunResult
+from subiso.validate import positive_int, seconds
 
 #: Modules the forkserver imports once, so every worker forked from it starts warm.
 FORKSERVER_PRELOAD = (
@@ -230,19 +231,19 @@ class ProcessExecutor(Executor):
         max_workers: int | None = None,
         timeout: float | None = None,
         checkpointer: str | None = None,
+        selected_by: str | None = None,
         start_method: str | None = None,
         prestart: bool = False,
         preload: Iterable[str] = (),
         max_tasks_per_worker: int | None = None,
         kill_grace: float = 3.0,
     ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         name = type(self).__name__
         self.max_workers = positive_int(max_workers, f"{name}: max_workers", os.cpu_count() or 1)
         if max_tasks_per_worker is not None:
             positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
-        if not (isinstance(kill_grace, (int, float)) and kill_grace > 0):
-            raise ConfigError(f"{name}: kill_grace must be > 0 seconds, got {kill_grace!r}")
+        kill_grace = seconds(kill_grace, f"{name}: kill_grace")  # type: ignore[assignment]
         if isinstance(preload, str):
             preload = [preload]
         self.preload = [str(p) for p in preload]
@@ -370,10 +371,10 @@ class ProcessExecutor(Executor):
         self._send_all(sends)
 
     # -- dispatch ------------------------------------------------------------------------------
-    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
         return self._start(cfg, direct=False).future
 
-    def execute(self, cfg: ConfigLike) -> RunResult:
+    def call(self, cfg: GraphConfig) -> RunResult:
         """Run to completion; the calling thread reads its own reply when it can.
 
         A caller blocked on a future would be woken by the worker's reader thread, which was
@@ -381,7 +382,7 @@ class ProcessExecutor(Executor):
         chosen worker has no receiver, the caller becomes it until its reply arrives (reading
         and settling any other reply that comes first), and the reader thread stays parked.
         """
-        pending = self._start(self.prepare(cfg), direct=_CAN_PARK)
+        pending = self._start(cfg, direct=_CAN_PARK)
         if pending.direct:
             self._receive_own_reply(pending)
         return pending.future.result()
@@ -531,7 +532,7 @@ class ProcessExecutor(Executor):
                 return
         _send_control(worker, wire.Cancel(pending.rid))
 
-    def _cancel_running(self, future: cf.Future[RunResult]) -> None:
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
         """Nothing to do: these futures stay cancellable until resolved, and cancelling one
         cancels its run on the worker loop (see ``_on_future_done``)."""
 
@@ -750,7 +751,7 @@ class ProcessExecutor(Executor):
         return [worker.process.kill]
 
     # -- closing ---------------------------------------------------------------------------------
-    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             self._closing = True
             cancelled: list[_Pending] = []

@@ -42,7 +42,7 @@ import msgspec
 
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
-from subiso.executors.base import Executor, positive_int
+from subiso.executors.base import Executor
 from subiso.executors.subinterpreter.backends import backend
 from subiso.executors.subinterpreter.offload import current_route, offloaded_functions
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
@@ -58,6 +58,7 @@ from subiso.executors.thread import ThreadExecutor
 from subiso.report import Mode, RunReport, RunResult
 from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.targets import Target, import_attr, is_workflow_function
+from subiso.validate import positive_int
 
 DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")
 #: Tiers that cannot stand in for this one: itself, and "auto" (which may pick this one).
@@ -89,10 +90,11 @@ class SubinterpreterExecutor(Executor):
         max_workers: int | None = None,
         timeout: float | None = None,
         checkpointer: str | None = None,
+        selected_by: str | None = None,
         fallback: Iterable[str] | None = DEFAULT_FALLBACK,
         max_tasks_per_worker: int | None = None,
     ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer)
+        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         name = type(self).__name__
         self.max_workers = positive_int(max_workers, f"{name}: max_workers", os.cpu_count() or 1)
         if max_tasks_per_worker is not None:
@@ -247,9 +249,9 @@ class SubinterpreterExecutor(Executor):
         return _TargetPlan("hybrid")
 
     # -- dispatch --------------------------------------------------------------------------------
-    def _submit(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
         if self._delegate is not None:
-            inner = self._delegate._submit(cfg)
+            inner = self._delegate.start(cfg)
             return self._link(inner, self._delegate, self._fallback_report)
         plan = self._plan(cfg.graph)
         if plan.done():
@@ -261,7 +263,7 @@ class SubinterpreterExecutor(Executor):
     def _dispatch(self, plan: cf.Future[_TargetPlan], cfg: GraphConfig) -> cf.Future[RunResult]:
         decided = plan.result()  # raises ConfigError & co. for a target that cannot load
         if decided.mode == "hybrid":
-            return self._hybrid._submit(cfg)
+            return self._hybrid.start(cfg)
         return self._submit_full(decided, cfg)
 
     def _dispatch_later(
@@ -339,22 +341,22 @@ class SubinterpreterExecutor(Executor):
 
         def cancel_inner(done: cf.Future[RunResult]) -> None:
             if done.cancelled() and not inner.cancel() and owner is not None:
-                owner._cancel_running(inner)
+                owner.cancel_running(inner)
 
         outer.add_done_callback(cancel_inner)
         inner.add_done_callback(relay)
         return outer
 
-    def _cancel_running(self, future: cf.Future[RunResult]) -> None:
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
         with self._links_lock:
             inner, owner = self._links.get(future, (future, None))
         if owner is not None:
-            owner._cancel_running(inner)
+            owner.cancel_running(inner)
         elif self._delegate is None:
-            self._hybrid._cancel_running(inner)  # no-op unless it is a hybrid run
+            self._hybrid.cancel_running(inner)  # no-op unless it is a hybrid run
 
     # -- shutdown --------------------------------------------------------------------------------
-    def _shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         if wait:
             self._close_all(cancel_pending)
             return

@@ -1,0 +1,163 @@
+"""Future plumbing every tier shares: settle once, relay, and one timer thread for deadlines.
+
+Written once because each tier resolves ``concurrent.futures.Future`` objects from threads that
+race with the caller's ``cancel()``: the rules (a cancelled future stays cancelled, a settled one
+is never set twice, waiters of ``wait``/``as_completed`` are always notified) live here only.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def settle(future: cf.Future[Any], value: Any = None, *, exc: BaseException | None = None) -> None:
+    """Resolve ``future`` (pending or running) unless a cancel or another outcome came first."""
+    try:
+        if not future.running() and not future.set_running_or_notify_cancel():
+            return  # the caller cancelled it
+    except RuntimeError:  # already settled
+        return
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+    except cf.InvalidStateError:  # settled meanwhile by another thread
+        pass
+
+
+def cancel_and_notify(future: cf.Future[Any]) -> None:
+    """Cancel a future we own and wake its waiters (``wait``/``as_completed``)."""
+    if future.cancel():
+        try:
+            future.set_running_or_notify_cancel()
+        except RuntimeError:  # already notified
+            pass
+
+
+def running_future() -> cf.Future[Any]:
+    """A future only its producer resolves: RUNNING, so no consumer's ``cancel()`` reaches it."""
+    future: cf.Future[Any] = cf.Future()
+    future.set_running_or_notify_cancel()
+    return future
+
+
+def done_future(value: Any) -> cf.Future[Any]:
+    future: cf.Future[Any] = cf.Future()
+    future.set_result(value)
+    return future
+
+
+def relay(
+    inner: cf.Future[T],
+    outer: cf.Future[U],
+    transform: Callable[[T], U] | None = None,
+    *,
+    on_cancel: Callable[[cf.Future[T]], None] | None = None,
+) -> cf.Future[U]:
+    """Copy ``inner``'s outcome into ``outer`` (through ``transform``); cancelling ``outer``
+    cancels ``inner``, and when ``inner`` already runs, calls ``on_cancel(inner)`` to stop it on
+    its worker."""
+
+    def copy(done: cf.Future[T]) -> None:
+        if done.cancelled():
+            cancel_and_notify(outer)
+        elif (exc := done.exception()) is not None:
+            settle(outer, exc=exc)
+        else:
+            try:
+                value: Any = done.result() if transform is None else transform(done.result())
+            except BaseException as error:
+                settle(outer, exc=error)
+            else:
+                settle(outer, value)
+
+    def cancel_inner(done: cf.Future[U]) -> None:
+        if done.cancelled() and not inner.cancel() and on_cancel is not None:
+            on_cancel(inner)
+
+    outer.add_done_callback(cancel_inner)
+    inner.add_done_callback(copy)
+    return outer
+
+
+class Deadline:
+    """A scheduled call; ``cancel()`` makes it a no-op (it is dropped lazily)."""
+
+    __slots__ = ("cancelled", "fn", "when")
+
+    def __init__(self, when: float, fn: Callable[[], None]) -> None:
+        self.when = when
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Deadlines:
+    """Calls functions at monotonic deadlines on one lazily started daemon thread.
+
+    No thread exists until the first deadline; callbacks run on that thread, outside its lock,
+    one after another, so they must be short (settle a future, send a signal, kill a process).
+    """
+
+    _PRUNE_AT = 4096  # drop cancelled entries when the heap grows past this
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Deadline:
+        entry = Deadline(time.monotonic() + delay, fn)
+        with self._cond:
+            if self._stopped:
+                entry.cancel()
+                return entry
+            if len(self._heap) > self._PRUNE_AT:
+                self._heap = [item for item in self._heap if not item[2].cancelled]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (entry.when, next(self._seq), entry))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is entry:
+                self._cond.notify()
+        return entry
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped:
+                        return
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        _, _, entry = heapq.heappop(self._heap)
+                        break
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            if not entry.cancelled:
+                entry.fn()
+
+    def stop(self, wait: bool = True) -> None:
+        """Drop every pending call and end the thread (joined unless called from it)."""
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+            thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()

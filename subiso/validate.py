@@ -1,0 +1,54 @@
+"""One validator per kind of value, shared by GraphConfig, every tier's constructor and the
+settings file, so the same mistake gets the same ``ConfigError`` wherever it is made.
+
+Each takes the value and ``field``, the name the message starts with (``"GraphConfig.timeout"``,
+``"ProcessExecutor: kill_grace"``, ``"subiso.toml: key 'timeout'"``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from subiso.errors import ConfigError
+
+#: The longest timeout accepted (one year): past it, deadlines overflow timer arithmetic.
+MAX_SECONDS = 365 * 24 * 3600.0
+
+
+def positive_int(value: Any, field: str, default: int | None = None) -> int:
+    """``value`` (``default`` when it is None) when it is an int >= 1 (bools refused)."""
+    if value is None and default is not None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{field} must be >= 1 (an integer), got {value!r}")
+    return value
+
+
+def seconds(value: Any, field: str) -> float | None:
+    """A duration in seconds: None, or a finite number > 0 and at most a year."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{field} must be a number of seconds, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not number > 0 or not math.isfinite(number) or number > MAX_SECONDS:
+        raise ConfigError(
+            f"{field} must be > 0 seconds and at most {MAX_SECONDS:.0f} (one year), got {value!r}"
+        )
+    return number
+
+
+def checkpointer_spec(spec: Any, field: str) -> str:
+    """``"memory"`` or ``"sqlite:///path.db"``."""
+    if isinstance(spec, str):
+        if spec == "memory":
+            return spec
+        if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///") and "\0" not in spec:
+            return spec
+    raise ConfigError(
+        f"{field}: unknown checkpointer {spec!r}; use 'memory' or 'sqlite:///path/to/file.db'"
+    )
