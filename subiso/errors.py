@@ -6,8 +6,6 @@ subinterpreter tier, named inside interpreters that cannot import msgspec.
 
 from __future__ import annotations
 
-from concurrent.futures import BrokenExecutor
-
 
 class SubisoError(Exception):
     """Base class of every error subiso raises itself (workflow errors keep their own type)."""
@@ -21,8 +19,12 @@ class RunTimeout(SubisoError, TimeoutError):
     """A run went past its timeout; it was cancelled (or its worker replaced) and the pool lives on."""
 
 
-class WorkerCrashed(SubisoError, BrokenExecutor):
-    """The worker holding a run died (exit code or signal in the message); the pool replaced it."""
+class WorkerCrashed(SubisoError, RuntimeError):
+    """This run's worker died (exit code or signal in the message); the pool lives on.
+
+    Not a ``concurrent.futures.BrokenExecutor``: that means "the pool is dead", and code written
+    for the stdlib would rebuild a pool that has already replaced the worker.
+    """
 
 
 class SerializationError(SubisoError, TypeError):

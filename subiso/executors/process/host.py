@@ -11,7 +11,8 @@ and one reader thread that starts the process, reads replies nobody else is wait
 and notices the worker's death (EOF). Callers write requests directly under a per-worker send
 lock, so a run costs no thread creation and no pickle; a caller of ``run``/``execute`` reads
 its own reply when no other thread is reading, so a sync run crosses no host thread at all
-(see ``_Worker``). One lazily started supervisor thread owns the timers (timeouts, kill grace).
+(see ``WorkerHandle``). One lazily started deadline thread (``subiso._futures.Deadlines``) owns the timers
+(timeouts, kill grace).
 
 Dispatch: the least-busy ready worker gets the run at once (async runs interleave on its loop,
 as in the thread tier); the pool grows in the background while every worker is busy; a run
@@ -42,173 +43,39 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures as cf
-import heapq
 import itertools
-import multiprocessing
-import multiprocessing.util  # registers its atexit join before ours, so ours runs first
 import os
 import select
-import signal
-import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
 
 from subiso import codec
+from subiso._futures import Deadlines, cancel_and_notify, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.executors.base import Executor
 from subiso.executors.process import wire
-from subiso.executors.process.worker import worker_main
+from subiso.executors.process.handle import (
+    CAN_PARK,
+    PendingRun,
+    WorkerHandle,
+    default_start_method,
+    describe_exit,
+    send_control,
+    start_context,
+)
+from subiso.executors.process.handle import WorkerState as S
 from subiso.report import RunResult
 from subiso.validate import positive_int, seconds
 
-#: Modules the forkserver imports once, so every worker forked from it starts warm.
-FORKSERVER_PRELOAD = (
-    "subiso.executors.process.worker",
-    "langgraph.graph",
-    "langgraph.checkpoint.memory",
-)
-
-#: Callers read their own replies where ``select.poll`` exists (not on Windows: there the
-#: reader thread reads every reply).
-_CAN_PARK = hasattr(select, "poll")
-_START_LOCK = threading.Lock()  # Process.start() from several reader threads: one at a time
+Send = tuple[WorkerHandle, bytes, PendingRun | None]
 _LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
-
-
-def default_start_method() -> str:
-    """forkserver where it exists (Linux, macOS), else spawn; never fork once threads exist."""
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _configure_forkserver(ctx: Any) -> None:
-    """Add subiso's worker code and langgraph to the forkserver's preload, keeping the user's.
-
-    Only effective before the forkserver starts; afterwards workers import them on their own.
-    """
-    from multiprocessing import forkserver
-
-    current = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-    wanted = current + [m for m in FORKSERVER_PRELOAD if m not in current]
-    if wanted != current:
-        ctx.set_forkserver_preload(wanted)
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "ended with an unknown status"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"was killed by {name} (exit code {exitcode})"
-    return f"exited with code {exitcode}"
-
-
-# -- host-side records -----------------------------------------------------------------------
-class _Pending:
-    """One submitted run, from submit until its future resolves."""
-
-    __slots__ = (
-        "direct",
-        "encode_s",
-        "frame",
-        "future",
-        "graph",
-        "nested",
-        "rid",
-        "t_sent",
-        "timed_out",
-        "timeout",
-        "worker",
-    )
-
-    def __init__(self, rid: int, cfg: GraphConfig, frame: bytes, encode_s: float) -> None:
-        self.rid = rid
-        self.future: cf.Future[RunResult] = cf.Future()
-        self.frame = frame
-        self.graph = cfg.graph
-        self.timeout = cfg.timeout
-        self.encode_s = encode_s
-        self.t_sent = 0.0
-        self.timed_out = False
-        self.direct = False  # its caller reads the reply itself (see ``execute``)
-        self.nested = False  # ... and was already reading this worker (from a callback)
-        self.worker: _Worker | None = None
-
-
-class _Worker:
-    """Host-side handle of one worker process.
-
-    Exactly one thread at a time reads ``conn`` (the *receiver*): the worker's reader thread,
-    or a caller of ``execute`` reading its own reply. The reader thread reads while anything
-    needs it (see ``needs_reader``) and parks when a sync caller asked for the role and the
-    worker has nothing else in flight. Parked, it still watches the process (its sentinel),
-    so a worker that dies idle is buried and replaced at once; ``poke`` wakes it.
-    """
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.process: Any = None
-        self.conn: Connection | None = None  # runs out, replies in
-        self.control: Connection | None = None  # cancellations out
-        self.pid: int | None = None
-        self.send_lock = threading.Lock()
-        self.ready = False
-        self.retiring = False  # takes no new runs; stops once drained; already replaced
-        self.stopping = False  # Stop sent
-        self.broken = False  # a send failed or it exited: its reader thread will bury it
-        self.kill_reason: str | None = None
-        self.preload_error: str | None = None
-        self.start_error: str | None = None
-        self.in_flight: dict[int, _Pending] = {}
-        self.dispatched = 0
-        self.thread: threading.Thread | None = None
-        self.receiver: int | None = None  # ident of the thread reading conn, if any
-        self.direct = 0  # runs in flight whose callers read their own replies
-        self.wants_direct = False  # a sync caller found the reader thread reading
-        # A caller reading its reply saw the worker's end close, or was interrupted part-way
-        # through a frame: nobody reads conn again; the reader thread buries the worker.
-        self.eof = False
-        self.parked = False
-        self.poked = False
-        self.wake_r, self.wake_w = os.pipe()  # pokes for the parked reader
-        os.set_blocking(self.wake_w, False)
-        self.poller: Any = None  # a caller's wait for conn to be readable
-        self.park_poller: Any = None  # the parked reader's wait for a poke or the exit
-        self.decoder = codec.decoder(wire.ToHost)
-
-    @property
-    def serving(self) -> bool:
-        return self.ready and not (self.retiring or self.stopping or self.broken)
-
-    def needs_reader(self) -> bool:
-        """Replies (or the worker's exit) are due that no caller is waiting to read itself."""
-        return self.stopping or self.broken or len(self.in_flight) > self.direct
-
-    def close_pipes(self) -> None:
-        for conn in (self.conn, self.control):
-            if conn is not None:
-                conn.close()
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-
-    def poke(self) -> None:
-        """Wake the parked reader thread if something now needs it (call under the lock)."""
-        if self.parked and not self.poked and self.receiver is None and self.needs_reader():
-            self.poked = True
-            os.write(self.wake_w, b"!")
-
-
-Send = tuple[_Worker, bytes, "_Pending | None"]
 
 
 class ProcessExecutor(Executor):
@@ -250,18 +117,15 @@ class ProcessExecutor(Executor):
         self.max_tasks_per_worker = max_tasks_per_worker
         self.kill_grace = float(kill_grace)
         self.start_method = start_method or default_start_method()
-        self._ctx = _context(self.start_method, name)
+        self._ctx = start_context(self.start_method, name)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # worker ready / exited
-        self._workers: list[_Worker] = []
-        self._queue: deque[_Pending] = deque()
+        self._workers: list[WorkerHandle] = []
+        self._queue: deque[PendingRun] = deque()
         self._rids = itertools.count()
         self._indexes = itertools.count()
         self._closing = False
-        self._timers: list[tuple[float, int, str, Any]] = []
-        self._timer_seq = itertools.count()
-        self._timer_cv = threading.Condition(self._lock)
-        self._supervisor: threading.Thread | None = None
+        self._deadlines = Deadlines("subiso-process-deadlines")  # timeouts, kill grace
         self._threads: list[threading.Thread] = []
         _LIVE.add(self)
         if prestart:
@@ -271,7 +135,7 @@ class ProcessExecutor(Executor):
     def _prestart(self) -> None:
         with self._lock:
             workers = [self._spawn_locked() for _ in range(self.max_workers)]
-            while any(not w.ready and w in self._workers for w in workers):
+            while any(w.state is S.STARTING and w in self._workers for w in workers):
                 self._changed.wait()
         problems = [w.preload_error or w.start_error for w in workers]
         problem = next((p for p in problems if p), None)
@@ -279,8 +143,8 @@ class ProcessExecutor(Executor):
             self.close(wait=True, cancel_pending=True)
             raise ConfigError(f"{type(self).__name__}: {problem}")
 
-    def _spawn_locked(self) -> _Worker:
-        worker = _Worker(next(self._indexes))
+    def _spawn_locked(self) -> WorkerHandle:
+        worker = WorkerHandle(next(self._indexes))
         worker.thread = threading.Thread(
             target=self._worker_life,
             args=(worker,),
@@ -293,12 +157,14 @@ class ProcessExecutor(Executor):
         return worker
 
     def _active_count_locked(self) -> int:
-        return sum(1 for w in self._workers if not w.retiring and not w.stopping)
+        return sum(1 for w in self._workers if w.state in (S.STARTING, S.SERVING))
 
-    def _worker_life(self, worker: _Worker) -> None:
+    def _worker_life(self, worker: WorkerHandle) -> None:
         """The worker's reader thread: start the process, read its replies, bury it."""
         try:
-            hello = self._start_process(worker)
+            hello = worker.start_process(
+                self._ctx, self.start_method, self.preload, self.kill_grace
+            )
         except BaseException as exc:
             if worker.process is not None and worker.process.is_alive():
                 worker.process.kill()  # half-started: never leave it behind
@@ -315,48 +181,21 @@ class ProcessExecutor(Executor):
         finally:
             self._on_exit(worker)
 
-    def _start_process(self, worker: _Worker) -> wire.Hello:
-        if self.start_method == "forkserver":
-            _configure_forkserver(self._ctx)
-        parent, child = self._ctx.Pipe(duplex=True)
-        control_r, control_w = self._ctx.Pipe(duplex=False)
-        worker.conn, worker.control = parent, control_w
-        process = self._ctx.Process(
-            target=worker_main,
-            args=(child, control_r, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
-            name=f"subiso-process-worker-{worker.index}",
-        )
-        try:
-            with _START_LOCK:
-                process.start()
-        finally:
-            child.close()  # the worker's ends: only the worker keeps them open
-            control_r.close()
-        worker.process, worker.pid = process, process.pid
-        try:
-            frame = parent.recv_bytes()
-        except (EOFError, OSError):
-            process.join()
-            raise RuntimeError(
-                f"worker process {process.pid} {describe_exit(process.exitcode)} while starting"
-            ) from None
-        return codec.decode(frame, wire.Hello)  # type: ignore[no-any-return]
-
-    def _on_start_failed(self, worker: _Worker, reason: str) -> None:
+    def _on_start_failed(self, worker: WorkerHandle, reason: str) -> None:
         worker.start_error = reason
         worker.close_pipes()
         with self._lock:
             self._workers.remove(worker)
-            orphans: list[_Pending] = []
-            if not any(w.ready for w in self._workers):
+            orphans: list[PendingRun] = []
+            if all(w.state is S.STARTING for w in self._workers):
                 orphans, self._queue = list(self._queue), deque()
             self._changed.notify_all()
         for pending in orphans:
-            _resolve(pending.future, exc=WorkerCrashed(f"run of {pending.graph!r}: {reason}"))
+            settle(pending.future, exc=WorkerCrashed(f"run of {pending.graph!r}: {reason}"))
 
-    def _on_ready(self, worker: _Worker, hello: wire.Hello) -> None:
+    def _on_ready(self, worker: WorkerHandle, hello: wire.Hello) -> None:
         worker.preload_error = hello.preload_error
-        if _CAN_PARK:
+        if CAN_PARK:
             worker.poller = select.poll()
             worker.poller.register(worker.conn.fileno(), select.POLLIN)  # type: ignore[union-attr]
             worker.park_poller = select.poll()
@@ -364,7 +203,7 @@ class ProcessExecutor(Executor):
             worker.park_poller.register(worker.process.sentinel, select.POLLIN)
         with self._lock:
             worker.receiver = threading.get_ident()  # this reader thread, from now on
-            worker.ready = True
+            worker.state = S.SERVING
             sends = self._drain_queue_locked()
             sends += self._maybe_stop_locked(worker)
             self._changed.notify_all()
@@ -382,21 +221,21 @@ class ProcessExecutor(Executor):
         chosen worker has no receiver, the caller becomes it until its reply arrives (reading
         and settling any other reply that comes first), and the reader thread stays parked.
         """
-        pending = self._start(cfg, direct=_CAN_PARK)
+        pending = self._start(cfg, direct=CAN_PARK)
         if pending.direct:
             self._receive_own_reply(pending)
         return pending.future.result()
 
-    def _start(self, cfg: GraphConfig, *, direct: bool) -> _Pending:
+    def _start(self, cfg: GraphConfig, *, direct: bool) -> PendingRun:
         rid = next(self._rids)
         start = time.perf_counter()
         try:
             frame = codec.encode(wire.RunOut(rid, cfg), label="state", part=cfg.input)
         except Exception as exc:
-            failed = _Pending(rid, cfg, b"", 0.0)
-            _resolve(failed.future, exc=exc)
+            failed = PendingRun(rid, cfg, b"", 0.0)
+            settle(failed.future, exc=exc)
             return failed
-        pending = _Pending(rid, cfg, frame, time.perf_counter() - start)
+        pending = PendingRun(rid, cfg, frame, time.perf_counter() - start)
         pending.direct = direct  # a wish until _assign_locked grants it
         with self._lock:
             if self._closing:
@@ -406,7 +245,7 @@ class ProcessExecutor(Executor):
         self._send_all(sends)
         return pending
 
-    def _receive_own_reply(self, pending: _Pending) -> None:
+    def _receive_own_reply(self, pending: PendingRun) -> None:
         """Read replies on the calling thread until ``pending``'s arrives, then hand back."""
         worker = pending.worker
         assert worker is not None and worker.conn is not None
@@ -441,9 +280,9 @@ class ProcessExecutor(Executor):
                     worker.direct -= 1
                 worker.poke()
 
-    def _dispatch_locked(self, pending: _Pending) -> list[Send]:
+    def _dispatch_locked(self, pending: PendingRun) -> list[Send]:
         """Give the run to the least-busy serving worker, or queue it until one is ready."""
-        best: _Worker | None = None
+        best: WorkerHandle | None = None
         for w in self._workers:
             if w.serving and (best is None or len(w.in_flight) < len(best.in_flight)):
                 best = w
@@ -455,7 +294,7 @@ class ProcessExecutor(Executor):
             return []
         return self._assign_locked(best, pending)
 
-    def _assign_locked(self, worker: _Worker, pending: _Pending) -> list[Send]:
+    def _assign_locked(self, worker: WorkerHandle, pending: PendingRun) -> list[Send]:
         pending.worker = worker
         pending.t_sent = time.perf_counter()
         worker.in_flight[pending.rid] = pending
@@ -501,7 +340,7 @@ class ProcessExecutor(Executor):
                 if pending is not None:
                     pending.frame = b""  # a large state is not kept alive until the reply
 
-    def _redispatch(self, worker: _Worker, pending: _Pending) -> None:
+    def _redispatch(self, worker: WorkerHandle, pending: PendingRun) -> None:
         """The worker died before the run reached it: give the run to another one."""
         with self._lock:
             if worker.in_flight.pop(pending.rid, None) is None:
@@ -516,7 +355,7 @@ class ProcessExecutor(Executor):
             sends = self._dispatch_locked(pending)
         self._send_all(sends)
 
-    def _on_future_done(self, pending: _Pending, future: cf.Future[RunResult]) -> None:
+    def _on_future_done(self, pending: PendingRun, future: cf.Future[RunResult]) -> None:
         """A caller cancelled the run: drop it from the queue or cancel it in its worker."""
         if not future.cancelled():
             return
@@ -530,14 +369,14 @@ class ProcessExecutor(Executor):
                 return
             if pending.rid not in worker.in_flight:
                 return
-        _send_control(worker, wire.Cancel(pending.rid))
+        send_control(worker, wire.Cancel(pending.rid))
 
     def cancel_running(self, future: cf.Future[RunResult]) -> None:
         """Nothing to do: these futures stay cancellable until resolved, and cancelling one
         cancels its run on the worker loop (see ``_on_future_done``)."""
 
     # -- replies ---------------------------------------------------------------------------------
-    def _read_replies(self, worker: _Worker) -> None:
+    def _read_replies(self, worker: WorkerHandle) -> None:
         """The reader thread's loop: read while needed, park while callers read themselves."""
         conn = worker.conn
         assert conn is not None
@@ -557,7 +396,7 @@ class ProcessExecutor(Executor):
                     return
                 worker.receiver = me
 
-    def _park_locked(self, worker: _Worker) -> bool:
+    def _park_locked(self, worker: WorkerHandle) -> bool:
         """Wait, lock released, until the reader is needed again (True) or a caller saw the
         worker's end close (False). Watches the process meanwhile: if it dies, the reader
         reads its end (unless a caller is reading, who will see it) and buries it."""
@@ -582,7 +421,7 @@ class ProcessExecutor(Executor):
         finally:
             worker.parked = False
 
-    def _on_frame(self, worker: _Worker, frame: bytes, t_recv: float) -> None:
+    def _on_frame(self, worker: WorkerHandle, frame: bytes, t_recv: float) -> None:
         """Settle the run a reply frame answers (on whichever thread is the receiver)."""
         msg = worker.decoder.decode(frame)
         with self._lock:
@@ -594,18 +433,18 @@ class ProcessExecutor(Executor):
         if pending is not None:
             self._complete(pending, msg, t_recv)
 
-    def _after_run_locked(self, worker: _Worker, msg: Any) -> list[Send]:
-        if isinstance(msg, wire.Failed) and msg.tainted and not worker.retiring:
+    def _after_run_locked(self, worker: WorkerHandle, msg: Any) -> list[Send]:
+        if isinstance(msg, wire.Failed) and msg.tainted and worker.state is S.SERVING:
             self._retire_locked(worker)
         return self._maybe_stop_locked(worker)
 
-    def _complete(self, pending: _Pending, msg: Any, t_recv: float) -> None:
+    def _complete(self, pending: PendingRun, msg: Any, t_recv: float) -> None:
         if isinstance(msg, wire.Done):
             start = time.perf_counter()
             try:
                 output = codec.decode(msg.output, label=f"the output of {pending.graph!r}")
             except Exception as exc:
-                _resolve(pending.future, exc=exc)
+                settle(pending.future, exc=exc)
                 return
             host_decode = time.perf_counter() - start
             report = msgspec.structs.replace(
@@ -615,21 +454,21 @@ class ProcessExecutor(Executor):
                 decode_s=msg.decode_s + host_decode,
                 transfer_s=max(0.0, t_recv - pending.t_sent - msg.span_s),
             )
-            _resolve(pending.future, RunResult(output, report))
+            settle(pending.future, RunResult(output, report))
         elif isinstance(msg, wire.Failed):
             exc = codec.exception_from_wire(msg.error)
             if pending.timed_out and isinstance(exc, (asyncio.CancelledError, RunTimeout)):
                 exc = self._timeout_error(pending, killed=False)
             elif isinstance(exc, asyncio.CancelledError):
-                _cancel(pending.future)
+                cancel_and_notify(pending.future)
                 return
-            _resolve(pending.future, exc=exc)
+            settle(pending.future, exc=exc)
         elif pending.timed_out:  # Cancelled: it never started within its timeout
-            _resolve(pending.future, exc=self._timeout_error(pending, killed=False))
+            settle(pending.future, exc=self._timeout_error(pending, killed=False))
         else:
-            _cancel(pending.future)
+            cancel_and_notify(pending.future)
 
-    def _timeout_error(self, pending: _Pending, *, killed: bool) -> RunTimeout:
+    def _timeout_error(self, pending: PendingRun, *, killed: bool) -> RunTimeout:
         pid = pending.worker.pid if pending.worker else None
         what = (
             f"ignored cancellation for kill_grace={self.kill_grace:g}s, so its worker "
@@ -642,23 +481,23 @@ class ProcessExecutor(Executor):
         )
 
     # -- retiring, stopping, dying ---------------------------------------------------------------
-    def _retire_locked(self, worker: _Worker) -> None:
+    def _retire_locked(self, worker: WorkerHandle) -> None:
         """No new runs for this worker; start its replacement now; stop it once drained."""
-        worker.retiring = True
+        worker.state = S.RETIRING
         if not self._closing and self._active_count_locked() < self.max_workers:
             self._spawn_locked()
 
-    def _maybe_stop_locked(self, worker: _Worker) -> list[Send]:
-        if worker.stopping or not worker.ready or worker.in_flight:
+    def _maybe_stop_locked(self, worker: WorkerHandle) -> list[Send]:
+        if worker.state in (S.STARTING, S.STOPPING) or worker.in_flight:
             return []
-        if not (worker.retiring or (self._closing and not self._queue)):
+        if not (worker.state is S.RETIRING or (self._closing and not self._queue)):
             return []
-        worker.stopping = True
+        worker.state = S.STOPPING
         worker.poke()  # the reader must read the worker's exit
         self._schedule_locked(self.kill_grace, "stop", worker)
         return [(worker, codec.encode(wire.Stop()), None)]
 
-    def _on_exit(self, worker: _Worker) -> None:
+    def _on_exit(self, worker: WorkerHandle) -> None:
         worker.process.join()
         exitcode = worker.process.exitcode
         worker.close_pipes()
@@ -666,20 +505,19 @@ class ProcessExecutor(Executor):
             self._workers.remove(worker)
             held = list(worker.in_flight.values())
             worker.in_flight.clear()
-            if not self._closing and not worker.retiring and not worker.stopping:
+            if not self._closing and worker.state in (S.STARTING, S.SERVING):
                 if self._active_count_locked() < self.max_workers:
                     self._spawn_locked()
-            elif self._queue and not any(not w.retiring for w in self._workers):
+            elif self._queue and not any(w.state in (S.STARTING, S.SERVING) for w in self._workers):
                 self._spawn_locked()  # queued runs still need a worker
             self._changed.notify_all()
-            self._timer_cv.notify_all()
         if held:
             cause = worker.kill_reason or describe_exit(exitcode)
             for pending in held:
                 if pending.timed_out and worker.kill_reason is not None:
-                    _resolve(pending.future, exc=self._timeout_error(pending, killed=True))
+                    settle(pending.future, exc=self._timeout_error(pending, killed=True))
                 else:
-                    _resolve(
+                    settle(
                         pending.future,
                         exc=WorkerCrashed(
                             f"worker process {worker.pid} {cause} while running "
@@ -689,48 +527,25 @@ class ProcessExecutor(Executor):
 
     # -- timers ----------------------------------------------------------------------------------
     def _schedule_locked(self, delay: float, kind: str, subject: Any) -> None:
-        entry = (time.monotonic() + delay, next(self._timer_seq), kind, subject)
-        heapq.heappush(self._timers, entry)
-        if self._supervisor is None:
-            self._supervisor = threading.Thread(
-                target=self._supervise, name="subiso-process-supervisor", daemon=True
-            )
-            self._supervisor.start()
-        elif self._timers[0] is entry:
-            self._timer_cv.notify()
+        self._deadlines.call_later(delay, lambda: self._fire(kind, subject))
 
-    def _supervise(self) -> None:
+    def _fire(self, kind: str, subject: Any) -> None:
+        """On the deadline thread: decide under the lock, act (signal, kill) outside it."""
         with self._lock:
-            while True:
-                if self._closing and not self._workers:
-                    self._timers.clear()
-                    return
-                now = time.monotonic()
-                actions: list[Callable[[], None]] = []
-                while self._timers and self._timers[0][0] <= now:
-                    _, _, kind, subject = heapq.heappop(self._timers)
-                    actions += self._fire_locked(kind, subject)
-                if actions:
-                    self._lock.release()
-                    try:
-                        for action in actions:
-                            action()
-                    finally:
-                        self._lock.acquire()
-                    continue
-                wait = self._timers[0][0] - now if self._timers else None
-                self._timer_cv.wait(wait)
+            actions = self._fire_locked(kind, subject)
+        for action in actions:
+            action()
 
     def _fire_locked(self, kind: str, subject: Any) -> list[Callable[[], None]]:
         if kind == "timeout":
-            pending: _Pending = subject
+            pending: PendingRun = subject
             worker = pending.worker
             if worker is None or pending.rid not in worker.in_flight or pending.timed_out:
                 return []
             pending.timed_out = True
             self._schedule_locked(self.kill_grace, "kill", pending)
             cancel = wire.Cancel(pending.rid)
-            return [lambda: _send_control(worker, cancel)]
+            return [lambda: send_control(worker, cancel)]
         if kind == "kill":
             pending = subject
             worker = pending.worker
@@ -754,23 +569,22 @@ class ProcessExecutor(Executor):
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             self._closing = True
-            cancelled: list[_Pending] = []
+            cancelled: list[PendingRun] = []
             sends: list[Send] = []
-            controls: list[tuple[_Worker, wire.CancelQueued]] = []
+            controls: list[tuple[WorkerHandle, wire.CancelQueued]] = []
             if cancel_pending:
                 cancelled, self._queue = list(self._queue), deque()
                 controls = [
                     (w, wire.CancelQueued(list(w.in_flight)))
                     for w in self._workers
-                    if w.ready and w.in_flight
+                    if w.state is not S.STARTING and w.in_flight
                 ]
             for worker in list(self._workers):
                 sends += self._maybe_stop_locked(worker)
-            self._timer_cv.notify_all()
         for pending in cancelled:
-            _cancel(pending.future)
+            cancel_and_notify(pending.future)
         for worker, msg in controls:
-            _send_control(worker, msg)
+            send_control(worker, msg)
         self._send_all(sends)
         if wait:
             self._join()
@@ -796,13 +610,10 @@ class ProcessExecutor(Executor):
         with self._lock:
             while self._workers:
                 self._changed.wait()
-            self._timer_cv.notify_all()
-            supervisor = self._supervisor
+        self._deadlines.stop()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
-        if supervisor is not None and supervisor is not threading.current_thread():
-            supervisor.join()
 
     def _kill_all(self) -> None:
         """Interpreter exit with the executor still open: end the workers now."""
@@ -825,61 +636,13 @@ class ProcessExecutor(Executor):
         with self._lock:
             return {
                 "workers": len(self._workers),
-                "ready": sum(1 for w in self._workers if w.ready),
+                "ready": sum(1 for w in self._workers if w.state is not S.STARTING),
                 "in_flight": [len(w.in_flight) for w in self._workers],
                 "queued": len(self._queue),
             }
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _context(method: str, owner: str) -> Any:
-    if method == "fork":
-        raise ConfigError(
-            f"{owner}: start_method 'fork' is refused: forking a process that runs threads and "
-            "event loops can deadlock the child; use 'forkserver' or 'spawn'"
-        )
-    try:
-        return multiprocessing.get_context(method)
-    except ValueError:
-        choices = ", ".join(m for m in multiprocessing.get_all_start_methods() if m != "fork")
-        raise ConfigError(
-            f"{owner}: unknown start_method {method!r}; choose one of: {choices}"
-        ) from None
-
-
-def _send_control(worker: _Worker, msg: wire.Cancel | wire.CancelQueued) -> None:
-    """Send a cancellation on the worker's control pipe (read even while a run hogs it)."""
-    try:
-        with worker.send_lock:
-            worker.control.send_bytes(codec.encode(msg))  # type: ignore[union-attr]
-    except (OSError, ValueError):
-        pass  # the worker is gone or going; its reader buries it and settles its runs
-
-
-def _resolve(
-    future: cf.Future[Any], result: Any = None, *, exc: BaseException | None = None
-) -> None:
-    """Settle a PENDING future unless its caller cancelled it meanwhile."""
-    try:
-        if not future.set_running_or_notify_cancel():
-            return
-    except RuntimeError:  # already settled
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
-def _cancel(future: cf.Future[Any]) -> None:
-    """Cancel a future we own and notify its waiters (``wait``/``as_completed``)."""
-    if future.cancel():
-        try:
-            future.set_running_or_notify_cancel()
-        except RuntimeError:  # already notified
-            pass
-
-
 @atexit.register
 def _end_open_executors() -> None:
     for executor in list(_LIVE):

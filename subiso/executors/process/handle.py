@@ -1,0 +1,236 @@
+r"""Host-side records of the process tier: one :class:`WorkerHandle` per worker process, one
+:class:`PendingRun` per submitted run, and the worker's lifecycle as :class:`WorkerState`.
+
+A worker moves through its states in one direction only::
+
+    STARTING --Hello--> SERVING --retire--> RETIRING --drained--> STOPPING --exit--> (gone)
+                           \______________close, drained______________/
+
+* STARTING: the process is starting; runs wait in the executor's queue.
+* SERVING: takes new runs.
+* RETIRING: replaced already (recycled after ``max_tasks_per_worker``, or tainted by a run that
+  left a thread spinning); takes no new runs and is stopped once drained.
+* STOPPING: Stop sent; it exits by itself or is killed after ``kill_grace``.
+
+Two pipe conditions stand apart from the lifecycle because they can happen in any state:
+``broken`` (a send failed or the process ended: its reader thread will bury it) and ``eof``
+(a caller reading its own reply saw the worker's end close).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import enum
+import multiprocessing
+import os
+import select
+import signal
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from subiso import codec
+from subiso.config import GraphConfig
+from subiso.errors import ConfigError
+from subiso.executors.process import wire
+from subiso.executors.process.worker import worker_main
+from subiso.report import RunResult
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    SERVING = "serving"
+    RETIRING = "retiring"
+    STOPPING = "stopping"
+
+
+#: Modules the forkserver imports once, so every worker forked from it starts warm.
+FORKSERVER_PRELOAD = (
+    "subiso.executors.process.worker",
+    "langgraph.graph",
+    "langgraph.checkpoint.memory",
+)
+
+#: Callers read their own replies where ``select.poll`` exists (not on Windows: there the
+#: reader thread reads every reply).
+CAN_PARK = hasattr(select, "poll")
+_START_LOCK = threading.Lock()  # Process.start() from several reader threads: one at a time
+
+
+def default_start_method() -> str:
+    """forkserver where it exists (Linux, macOS), else spawn; never fork once threads exist."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _configure_forkserver(ctx: Any) -> None:
+    """Add subiso's worker code and langgraph to the forkserver's preload, keeping the user's.
+
+    Only effective before the forkserver starts; afterwards workers import them on their own.
+    """
+    from multiprocessing import forkserver
+
+    current = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
+    wanted = current + [m for m in FORKSERVER_PRELOAD if m not in current]
+    if wanted != current:
+        ctx.set_forkserver_preload(wanted)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "ended with an unknown status"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name} (exit code {exitcode})"
+    return f"exited with code {exitcode}"
+
+
+class PendingRun:
+    """One submitted run, from submit until its future resolves."""
+
+    __slots__ = (
+        "direct",
+        "encode_s",
+        "frame",
+        "future",
+        "graph",
+        "nested",
+        "rid",
+        "t_sent",
+        "timed_out",
+        "timeout",
+        "worker",
+    )
+
+    def __init__(self, rid: int, cfg: GraphConfig, frame: bytes, encode_s: float) -> None:
+        self.rid = rid
+        self.future: cf.Future[RunResult] = cf.Future()
+        self.frame = frame
+        self.graph = cfg.graph
+        self.timeout = cfg.timeout
+        self.encode_s = encode_s
+        self.t_sent = 0.0
+        self.timed_out = False
+        self.direct = False  # its caller reads the reply itself (see ``execute``)
+        self.nested = False  # ... and was already reading this worker (from a callback)
+        self.worker: WorkerHandle | None = None
+
+
+class WorkerHandle:
+    """Host-side handle of one worker process.
+
+    Exactly one thread at a time reads ``conn`` (the *receiver*): the worker's reader thread,
+    or a caller of ``execute`` reading its own reply. The reader thread reads while anything
+    needs it (see ``needs_reader``) and parks when a sync caller asked for the role and the
+    worker has nothing else in flight. Parked, it still watches the process (its sentinel),
+    so a worker that dies idle is buried and replaced at once; ``poke`` wakes it.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: Any = None
+        self.conn: Connection | None = None  # runs out, replies in
+        self.control: Connection | None = None  # cancellations out
+        self.pid: int | None = None
+        self.send_lock = threading.Lock()
+        self.state = WorkerState.STARTING
+        self.broken = False  # a send failed or it exited: its reader thread will bury it
+        self.kill_reason: str | None = None
+        self.preload_error: str | None = None
+        self.start_error: str | None = None
+        self.in_flight: dict[int, PendingRun] = {}
+        self.dispatched = 0
+        self.thread: threading.Thread | None = None
+        self.receiver: int | None = None  # ident of the thread reading conn, if any
+        self.direct = 0  # runs in flight whose callers read their own replies
+        self.wants_direct = False  # a sync caller found the reader thread reading
+        # A caller reading its reply saw the worker's end close, or was interrupted part-way
+        # through a frame: nobody reads conn again; the reader thread buries the worker.
+        self.eof = False
+        self.parked = False
+        self.poked = False
+        self.wake_r, self.wake_w = os.pipe()  # pokes for the parked reader
+        os.set_blocking(self.wake_w, False)
+        self.poller: Any = None  # a caller's wait for conn to be readable
+        self.park_poller: Any = None  # the parked reader's wait for a poke or the exit
+        self.decoder = codec.decoder(wire.ToHost)
+
+    @property
+    def serving(self) -> bool:
+        return self.state is WorkerState.SERVING and not self.broken
+
+    def needs_reader(self) -> bool:
+        """Replies (or the worker's exit) are due that no caller is waiting to read itself."""
+        return (
+            self.state is WorkerState.STOPPING or self.broken or len(self.in_flight) > self.direct
+        )
+
+    def start_process(
+        self, ctx: Any, start_method: str, preload: list[str], kill_grace: float
+    ) -> wire.Hello:
+        """Start the worker process and read its Hello (on the reader thread)."""
+        if start_method == "forkserver":
+            _configure_forkserver(ctx)
+        parent, child = ctx.Pipe(duplex=True)
+        control_r, control_w = ctx.Pipe(duplex=False)
+        self.conn, self.control = parent, control_w
+        process = ctx.Process(
+            target=worker_main,
+            args=(child, control_r, list(sys.path), os.getcwd(), preload, kill_grace),
+            name=f"subiso-process-worker-{self.index}",
+        )
+        try:
+            with _START_LOCK:
+                process.start()
+        finally:
+            child.close()  # the worker's ends: only the worker keeps them open
+            control_r.close()
+        self.process, self.pid = process, process.pid
+        try:
+            frame = parent.recv_bytes()
+        except (EOFError, OSError):
+            process.join()
+            raise RuntimeError(
+                f"worker process {process.pid} {describe_exit(process.exitcode)} while starting"
+            ) from None
+        return codec.decode(frame, wire.Hello)  # type: ignore[no-any-return]
+
+    def close_pipes(self) -> None:
+        for conn in (self.conn, self.control):
+            if conn is not None:
+                conn.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def poke(self) -> None:
+        """Wake the parked reader thread if something now needs it (call under the lock)."""
+        if self.parked and not self.poked and self.receiver is None and self.needs_reader():
+            self.poked = True
+            os.write(self.wake_w, b"!")
+
+
+def start_context(method: str, owner: str) -> Any:
+    if method == "fork":
+        raise ConfigError(
+            f"{owner}: start_method 'fork' is refused: forking a process that runs threads and "
+            "event loops can deadlock the child; use 'forkserver' or 'spawn'"
+        )
+    try:
+        return multiprocessing.get_context(method)
+    except ValueError:
+        choices = ", ".join(m for m in multiprocessing.get_all_start_methods() if m != "fork")
+        raise ConfigError(
+            f"{owner}: unknown start_method {method!r}; choose one of: {choices}"
+        ) from None
+
+
+def send_control(worker: WorkerHandle, msg: wire.Cancel | wire.CancelQueued) -> None:
+    """Send a cancellation on the worker's control pipe (read even while a run hogs it)."""
+    try:
+        with worker.send_lock:
+            worker.control.send_bytes(codec.encode(msg))  # type: ignore[union-attr]
+    except (OSError, ValueError):
+        pass  # the worker is gone or going; its reader buries it and settles its runs
