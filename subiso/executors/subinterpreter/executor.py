@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from subiso._futures import done_future, relay, running_future, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
 from subiso.executors.base import Executor
@@ -116,7 +117,7 @@ class SubinterpreterExecutor(Executor):
         self._plans: dict[str, cf.Future[_TargetPlan]] = {}
         self._plans_lock = threading.Lock()
         self._reasons: dict[str, cf.Future[str]] = {}  # hybrid targets: why not full
-        self._pool_future: cf.Future[InterpreterPool] = _running_future()
+        self._pool_future: cf.Future[InterpreterPool] = running_future()
         self._spawn("subiso-interp-start", self._start_pool)
         self._route = PoolRoute(self._pool_future)
         self._hybrid = _HybridThreads(self)
@@ -210,7 +211,7 @@ class SubinterpreterExecutor(Executor):
             with self._plans_lock:
                 plan = self._plans.get(graph)
                 if plan is None:
-                    plan = self._plans[graph] = _running_future()
+                    plan = self._plans[graph] = running_future()
                     self._spawn("subiso-interp-plan", self._decide, graph, plan)
         return plan
 
@@ -223,7 +224,7 @@ class SubinterpreterExecutor(Executor):
         first run executes (the report waits for it, the run does not).
         """
         module = graph.partition(":")[0]
-        probe: cf.Future[Any] = _running_future()
+        probe: cf.Future[Any] = running_future()
         self._spawn("subiso-interp-probe", _fill, probe, probe_module, module)
         try:
             obj = import_attr(graph)
@@ -245,7 +246,7 @@ class SubinterpreterExecutor(Executor):
         if mode == "full":
             self._pool_future.result()  # full runs go straight to the pool after this
             return _TargetPlan("full", OffloadPlan("import", graph))
-        self._reasons[graph] = _done_future(reason)
+        self._reasons[graph] = done_future(reason)
         return _TargetPlan("hybrid")
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class SubinterpreterExecutor(Executor):
         try:
             inner = self._dispatch(plan, cfg)
         except BaseException as exc:
-            _settle(outer, exc=exc)
+            settle(outer, exc=exc)
             return
         self._link(inner, self._hybrid, None, outer)
 
@@ -287,7 +288,7 @@ class SubinterpreterExecutor(Executor):
         try:
             inner = pool.submit(CallSpec(decided.call, (cfg.input,), {}, cfg.timeout))
         except BaseException as exc:  # SerializationError, ExecutorClosed
-            _settle(outer, exc=exc)
+            settle(outer, exc=exc)
             return outer
         inner.add_done_callback(lambda done: self._finish_full(done, outer))
         outer.add_done_callback(lambda done: done.cancelled() and inner.cancel())
@@ -299,7 +300,7 @@ class SubinterpreterExecutor(Executor):
             return
         exc = inner.exception()
         if exc is not None:
-            _settle(outer, exc=exc)
+            settle(outer, exc=exc)
             return
         started = inner.started_at or time.perf_counter()
         report = RunReport(
@@ -311,7 +312,7 @@ class SubinterpreterExecutor(Executor):
             duration_s=time.perf_counter() - started,
             selected_by=self.selected_by,
         )
-        _settle(outer, value=RunResult(inner.result(), report))
+        settle(outer, RunResult(inner.result(), report))
 
     def _link(
         self,
@@ -326,26 +327,18 @@ class SubinterpreterExecutor(Executor):
         with self._links_lock:
             self._links[outer] = (inner, owner)
 
-        def relay(done: cf.Future[RunResult]) -> None:
+        def forget(_: cf.Future[RunResult]) -> None:
             with self._links_lock:
                 self._links.pop(outer, None)
-            if done.cancelled():
-                outer.cancel()
-            elif (exc := done.exception()) is not None:
-                _settle(outer, exc=exc)
-            else:
-                result = done.result()
-                if rewrite is not None:
-                    result = RunResult(result.output, rewrite(result.report))
-                _settle(outer, value=result)
 
-        def cancel_inner(done: cf.Future[RunResult]) -> None:
-            if done.cancelled() and not inner.cancel() and owner is not None:
-                owner.cancel_running(inner)
+        def transform(result: RunResult) -> RunResult:
+            if rewrite is None:
+                return result
+            return RunResult(result.output, rewrite(result.report))
 
-        outer.add_done_callback(cancel_inner)
-        inner.add_done_callback(relay)
-        return outer
+        inner.add_done_callback(forget)
+        on_cancel = None if owner is None else owner.cancel_running
+        return relay(inner, outer, transform, on_cancel=on_cancel)
 
     def cancel_running(self, future: cf.Future[RunResult]) -> None:
         with self._links_lock:
@@ -490,13 +483,6 @@ def _fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def _running_future() -> cf.Future[Any]:
-    """A future only its producer resolves: RUNNING, so no consumer's cancel() reaches it."""
-    future: cf.Future[Any] = cf.Future()
-    future.set_running_or_notify_cancel()
-    return future
-
-
 def target_mode(graph: str, obj: Any, verdict: Any) -> tuple[Mode, str]:
     """The mode ``graph`` (resolved to ``obj``, its module probed to ``verdict``) runs in, and
     why: full only for a workflow function whose module loads in a subinterpreter. The one
@@ -518,16 +504,10 @@ def _hybrid_reason(graph: str, obj: Any, verdict: Any) -> str:
     )
 
 
-def _done_future(value: Any) -> cf.Future[Any]:
-    future: cf.Future[Any] = cf.Future()
-    future.set_result(value)
-    return future
-
-
 def _then(source: cf.Future[Any], fn: Callable[[Any], str]) -> cf.Future[str]:
     """A future resolved with ``fn(source.result())`` once ``source`` is. Never fails: it only
     feeds report text, and a failed probe must not fail the runs waiting for it."""
-    derived = _running_future()
+    derived = running_future()
 
     def chain(done: cf.Future[Any]) -> None:
         try:
@@ -544,17 +524,6 @@ def _fill(future: cf.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
         future.set_result(fn(*args))
     except BaseException as exc:
         future.set_exception(exc)
-
-
-def _settle(future: cf.Future[Any], *, value: Any = None, exc: BaseException | None = None) -> None:
-    """Resolve ``future`` unless a cancel got there first."""
-    try:
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
-    except cf.InvalidStateError:
-        pass
 
 
 def _ok(future: cf.Future[Any]) -> bool:

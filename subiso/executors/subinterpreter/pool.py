@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from subiso._futures import Deadlines
 from subiso.codec import WireError, exception_from_wire
 from subiso.errors import (
     ExecutorClosed,
@@ -339,7 +340,8 @@ class InterpreterPool:
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self._watchdog = _Watchdog()
+        # fails futures whose sync call outlived its timeout (it cannot be cancelled inside)
+        self._deadlines = Deadlines("subiso-interp-watchdog")
         self._workers = [_Worker(self, index) for index in range(max_workers)]
         for worker in self._workers:
             worker.thread.start()
@@ -383,7 +385,11 @@ class InterpreterPool:
 
     def _watch(self, task: _Task) -> None:
         if task.timeout is not None:
-            self._watchdog.watch(task.future, task.timeout + TIMEOUT_GRACE)
+            future = task.future
+            deadline = self._deadlines.call_later(
+                task.timeout + TIMEOUT_GRACE, lambda: _expire(future)
+            )
+            future.add_done_callback(lambda _: deadline.cancel())
 
     def close(self, wait: bool = True, cancel_pending: bool = False) -> None:
         """Stop accepting work, finish (or cancel) what is queued, destroy every interpreter.
@@ -402,7 +408,7 @@ class InterpreterPool:
         if wait:
             for worker in self._workers:
                 worker.thread.join()
-        self._watchdog.stop(wait)
+        self._deadlines.stop(wait)
 
     def _cancel_queued(self) -> None:
         kept = 0
@@ -445,60 +451,6 @@ def _close_pools_at_exit() -> None:
 def _default_codec() -> str:
     """msgpack when msgspec loads inside interpreters (probed once), marshal otherwise."""
     return "msgpack" if probe_msgspec().ok else "marshal"
-
-
-class _Watchdog:
-    """Fails futures whose call outlived its timeout (sync calls cannot be cancelled inside).
-
-    One lazily started thread per pool, sleeping on a condition until the nearest deadline;
-    no thread exists for pools that never use timeouts.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._deadlines: list[tuple[float, int, Future]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def watch(self, future: Future, seconds: float) -> None:
-        import heapq
-
-        with self._cond:
-            if self._stopped:
-                return
-            if len(self._deadlines) > 4096:  # drop finished calls with far-off deadlines
-                self._deadlines = [item for item in self._deadlines if not item[2].done()]
-                heapq.heapify(self._deadlines)
-            entry = (time.monotonic() + seconds, next(self._seq), future)
-            heapq.heappush(self._deadlines, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._main, name="subiso-interp-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def _main(self) -> None:
-        import heapq
-
-        with self._cond:
-            while not self._stopped:
-                now = time.monotonic()
-                while self._deadlines and (
-                    self._deadlines[0][0] <= now or self._deadlines[0][2].done()
-                ):
-                    _, _, future = heapq.heappop(self._deadlines)
-                    _expire(future)
-                wait = self._deadlines[0][0] - now if self._deadlines else None
-                self._cond.wait(wait)
-
-    def stop(self, wait: bool = True) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        if wait and self._thread is not None:
-            self._thread.join()
 
 
 def _expire(future: Future) -> None:
