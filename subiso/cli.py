@@ -304,51 +304,27 @@ def tier_status(caps: Any) -> dict[str, dict[str, Any]]:
     for name in [*BUILTIN_TIERS, *sorted(plugin_tiers())]:
         entry: dict[str, Any] = {"builtin": name in BUILTIN_TIERS}
         try:
-            tier_class(name)
+            cls = tier_class(name)
         except Exception as exc:
             entry.update(available=False, reason=f"cannot be loaded: {exc!r}")
             status[name] = entry
             continue
-        entry.update(available=True, reason=_tier_note(name, caps))
-        if name == "subinterpreter" and caps.subinterpreters is None:
-            entry.update(
-                available=False,
-                reason=f"{caps.subinterpreters_reason}; SubinterpreterExecutor falls back to "
-                "its fallback tiers (process, thread) here",
-            )
-        if name == "process":
-            import multiprocessing
-
-            # plain fork is never used once threads exist (the tier refuses it)
-            methods = [m for m in multiprocessing.get_all_start_methods() if m != "fork"]
-            if not methods:
-                entry.update(available=False, reason="no multiprocessing start method here")
-            else:
-                entry["reason"] = f"worker processes; start methods: {', '.join(methods)}"
+        available, note = tier_availability(cls, caps)
+        entry.update(available=available, reason=note)
         status[name] = entry
     tier, reason = choose_tier(caps)
     status["auto"] = {"builtin": True, "available": True, "reason": f"-> {tier}: {reason}"}
     return status
 
 
-_NOTES = {
-    "inline": "the caller's thread and loop; no isolation (the baseline)",
-    "context": "fresh contextvars and event loop per run on the calling thread",
-}
+def tier_availability(cls: Any, caps: Any) -> tuple[bool, str]:
+    """What a tier class says of itself here; a plugin that is no Executor gets its doc line."""
+    from subiso.executors.base import Executor
 
-
-def _tier_note(name: str, caps: Any) -> str:
-    if name in _NOTES:
-        return _NOTES[name]
-    if name == "thread":
-        if caps.parallel_threads:
-            return "worker threads with their own loops; parallel (GIL disabled)"
-        return "worker threads with their own loops; concurrent, not parallel (GIL)"
-    if name == "subinterpreter":
-        return f"own-GIL subinterpreters via {caps.subinterpreters}; parallel"
-    if name == "process":
-        return "worker processes"
-    return "plugin tier (entry point group subiso.executors)"
+    if isinstance(cls, type) and issubclass(cls, Executor):
+        return cls.availability(caps)
+    doc = (getattr(cls, "__doc__", None) or "plugin tier").strip().splitlines()[0]
+    return True, doc
 
 
 @main.command()

@@ -26,9 +26,12 @@ import concurrent.futures as cf
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from subiso._futures import relay
+
+if TYPE_CHECKING:
+    from subiso._capabilities import Capabilities
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed
 from subiso.report import RunResult
@@ -46,6 +49,8 @@ class Executor(abc.ABC):
     """
 
     tier: ClassVar[str] = "?"
+    #: One line for ``subiso info``: what this tier gives.
+    summary: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -64,6 +69,12 @@ class Executor(abc.ABC):
         self.selected_by = selected_by
         self._closed = False
         self._close_lock = threading.Lock()
+
+    @classmethod
+    def availability(cls, caps: Capabilities) -> tuple[bool, str]:
+        """Whether this tier runs on the Python ``caps`` describes, and a one-line note: what it
+        gives there, or why it does not run. Tiers with conditions override it."""
+        return True, cls.summary or (cls.__doc__ or cls.__name__).strip().splitlines()[0]
 
     # -- the tier's hooks ------------------------------------------------------------------------
     @abc.abstractmethod

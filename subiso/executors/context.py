@@ -95,6 +95,7 @@ class ContextExecutor(Executor):
     """Isolated contextvars and a fresh loop per run, on the calling thread; see module doc."""
 
     tier = "context"
+    summary = "fresh contextvars and event loop per run on the calling thread"
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ class InlineExecutor(Executor):
     """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
 
     tier = "inline"
+    summary = "the caller's thread and loop; no isolation (the baseline)"
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from subiso._capabilities import Capabilities
 from subiso.config import GraphConfig
 from subiso.errors import ExecutorClosed
 from subiso.executors.base import Executor
@@ -32,6 +33,12 @@ class ThreadExecutor(Executor):
     """Run each GraphConfig on one of ``max_workers`` long-lived loop threads."""
 
     tier = "thread"
+
+    @classmethod
+    def availability(cls, caps: Capabilities) -> tuple[bool, str]:
+        if caps.parallel_threads:
+            return True, "worker threads with their own loops; parallel (GIL disabled)"
+        return True, "worker threads with their own loops; concurrent, not parallel (GIL)"
 
     def __init__(
         self,

@@ -44,6 +44,8 @@ import asyncio
 import atexit
 import concurrent.futures as cf
 import itertools
+import multiprocessing
+import multiprocessing.util  # (registers its atexit join before ours, so ours runs first)
 import os
 import select
 import threading
@@ -56,6 +58,7 @@ from typing import Any
 import msgspec
 
 from subiso import codec
+from subiso._capabilities import Capabilities
 from subiso._futures import Deadlines, cancel_and_notify, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
@@ -91,6 +94,14 @@ class ProcessExecutor(Executor):
     """
 
     tier = "process"
+
+    @classmethod
+    def availability(cls, caps: Capabilities) -> tuple[bool, str]:
+        # plain fork is never used once threads exist (the tier refuses it)
+        methods = [m for m in multiprocessing.get_all_start_methods() if m != "fork"]
+        if not methods:
+            return False, "no multiprocessing start method here"
+        return True, f"worker processes; start methods: {', '.join(methods)}"
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from subiso._capabilities import Capabilities
 from subiso._futures import done_future, relay, running_future, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
@@ -84,6 +85,16 @@ class SubinterpreterExecutor(Executor):
     """
 
     tier = "subinterpreter"
+
+    @classmethod
+    def availability(cls, caps: Capabilities) -> tuple[bool, str]:
+        if caps.subinterpreters is None:
+            fallback = ", ".join(DEFAULT_FALLBACK)
+            return False, (
+                f"{caps.subinterpreters_reason}; SubinterpreterExecutor falls back to its "
+                f"fallback tiers ({fallback}) here"
+            )
+        return True, f"own-GIL subinterpreters via {caps.subinterpreters}; parallel"
 
     def __init__(
         self,
