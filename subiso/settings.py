@@ -34,9 +34,11 @@ choices, because a settings mistake should be fixed from the message alone.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,17 +48,20 @@ import msgspec
 
 from subiso.config import read_mapping
 from subiso.errors import ConfigError
-from subiso.validate import checkpointer_spec
+from subiso.validate import OPTION_VALIDATORS
 
 ENV_CONFIG = "SUBISO_CONFIG"
 ENV_EXECUTOR = "SUBISO_EXECUTOR"
 DEFAULT_TIER = "thread"
 AUTO = "auto"
 
-StartMethod = Literal["spawn", "forkserver", "fork"]
-
-
 # -- typed settings ------------------------------------------------------------------------------
+#: Keys of the top level that go to whichever tier is selected, if it takes them.
+SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback")
+#: Constructor keywords that are not settings (the caller of the constructor sets them).
+_NOT_OPTIONS = frozenset({"selected_by"})
+
+
 class _Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """Base of the per-tier tables; ``None`` means "not set here"."""
 
@@ -65,68 +70,38 @@ class _Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
         return {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
 
 
-class InlineOptions(_Options):
-    """``[tool.subiso.inline]``."""
+def _builtin_tier_classes() -> dict[str, type[Any]]:
+    """Built-in tiers by name (``auto`` is a factory, not a tier with options of its own)."""
+    from subiso.executors import BUILTIN_TIERS, tier_class
 
-    timeout: float | None = None
-    checkpointer: str | None = None
-
-
-class ContextOptions(_Options):
-    """``[tool.subiso.context]``."""
-
-    timeout: float | None = None
-    checkpointer: str | None = None
+    return {name: tier_class(name) for name in BUILTIN_TIERS if name != AUTO}
 
 
-class ThreadOptions(_Options):
-    """``[tool.subiso.thread]``."""
-
-    max_workers: int | None = None
-    timeout: float | None = None
-    checkpointer: str | None = None
-    thread_name_prefix: str | None = None
-
-
-class ProcessOptions(_Options):
-    """``[tool.subiso.process]``."""
-
-    max_workers: int | None = None
-    timeout: float | None = None
-    checkpointer: str | None = None
-    start_method: StartMethod | None = None
-    max_tasks_per_worker: int | None = None
-    prestart: bool | None = None
-    preload: list[str] | None = None
-    kill_grace: float | None = None
+@functools.cache
+def options_struct(cls: type[Any]) -> type[_Options]:
+    """The settings table of tier ``cls``, derived from its constructor's keyword-only
+    parameters and their annotations: a tier declares its options once, in its signature."""
+    hints = typing.get_type_hints(cls.__init__)
+    fields: list[tuple[str, Any, Any]] = []
+    for name, param in inspect.signature(cls).parameters.items():
+        if param.kind is not param.KEYWORD_ONLY or name in _NOT_OPTIONS:
+            continue
+        fields.append((name, typing.Optional[hints.get(name, Any)], None))
+    name = f"{getattr(cls, 'tier', cls.__name__).title()}Options"
+    return msgspec.defstruct(name, fields, bases=(_Options,), kw_only=True)
 
 
-class SubinterpreterOptions(_Options):
-    """``[tool.subiso.subinterpreter]``."""
-
-    max_workers: int | None = None
-    timeout: float | None = None
-    checkpointer: str | None = None
-    fallback: list[str] | None = None
-    max_tasks_per_worker: int | None = None
-
-
-TIER_OPTIONS: dict[str, type[_Options]] = {
-    "inline": InlineOptions,
-    "context": ContextOptions,
-    "thread": ThreadOptions,
-    "process": ProcessOptions,
-    "subinterpreter": SubinterpreterOptions,
-}
-
-SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback")
+def tier_tables() -> dict[str, type[_Options]]:
+    """Every built-in tier's settings table, by tier name."""
+    return {name: options_struct(cls) for name, cls in _builtin_tier_classes().items()}
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """The validated contents of ``[tool.subiso]`` / ``subiso.toml``.
 
-    ``plugins`` holds the tables of plugin tiers by name (their keys are checked by the plugin's
-    constructor, which is the only place that knows them).
+    Each built-in tier's table is an attribute named after the tier (``settings.process``),
+    typed by :func:`options_struct`; ``plugins`` holds the tables of plugin tiers by name (their
+    keys are checked by the plugin's constructor, which is the only place that knows them).
     """
 
     executor: str = DEFAULT_TIER
@@ -134,11 +109,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     max_workers: int | None = None
     timeout: float | None = None
     checkpointer: str | None = None
-    inline: InlineOptions = msgspec.field(default_factory=InlineOptions)
-    context: ContextOptions = msgspec.field(default_factory=ContextOptions)
-    thread: ThreadOptions = msgspec.field(default_factory=ThreadOptions)
-    process: ProcessOptions = msgspec.field(default_factory=ProcessOptions)
-    subinterpreter: SubinterpreterOptions = msgspec.field(default_factory=SubinterpreterOptions)
     plugins: dict[str, dict[str, Any]] = {}
 
     def shared_options(self) -> dict[str, Any]:
@@ -146,9 +116,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
 
     def tier_table(self, tier: str) -> dict[str, Any]:
         """The options written in ``tier``'s own table."""
-        if tier in TIER_OPTIONS:
-            return getattr(self, tier).set_options()  # type: ignore[no-any-return]
+        table = getattr(self, tier, None)
+        if isinstance(table, _Options):
+            return table.set_options()
         return dict(self.plugins.get(tier, {}))
+
+
+@functools.cache
+def settings_struct() -> type[Settings]:
+    """:class:`Settings` with one field per built-in tier table."""
+    fields = [
+        (tier, table, msgspec.field(default_factory=table)) for tier, table in tier_tables().items()
+    ]
+    return msgspec.defstruct("Settings", fields, bases=(Settings,), kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -251,13 +231,14 @@ _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S
 def validate(table: Mapping[str, Any], source: str) -> Settings:
     """Check keys and types of one settings table; ``ConfigError`` names key, file and choices."""
     tiers = known_tiers()
+    tables = tier_tables()
     raw = dict(table)
     plugins: dict[str, dict[str, Any]] = {}
-    top_keys = [k for k in _field_names(Settings) if k != "plugins"]
+    top_keys = [k for k in _field_names(Settings) if k != "plugins"] + list(tables)
     for key in list(raw):
         if key in top_keys:
             continue
-        if key in tiers and key not in TIER_OPTIONS and key != AUTO:
+        if key in tiers and key not in tables and key != AUTO:
             value = raw.pop(key)
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: key {key!r} must be a table of {key} options")
@@ -265,7 +246,7 @@ def validate(table: Mapping[str, Any], source: str) -> Settings:
             continue
         valid = ", ".join(top_keys + [t for t in tiers if t not in top_keys and t != AUTO])
         raise ConfigError(f"{source}: unknown key {key!r}; valid keys: {valid}")
-    for tier, options in TIER_OPTIONS.items():
+    for tier, options in tables.items():
         sub = raw.get(tier)
         if sub is None:
             continue
@@ -278,7 +259,7 @@ def validate(table: Mapping[str, Any], source: str) -> Settings:
                     f"{source}: unknown key '{tier}.{key}'; valid keys for the {tier} tier: {valid}"
                 )
     try:
-        settings = msgspec.convert(raw, Settings)
+        settings = msgspec.convert(raw, settings_struct())
     except msgspec.ValidationError as exc:
         raise _type_error(exc, source) from None
     settings = msgspec.structs.replace(settings, plugins=plugins)
@@ -293,8 +274,9 @@ def _type_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
     parts = [p for p in re.split(r"\.|\[\d+\]", path) if p]
     key = ".".join(parts) or "?"
     struct: type[msgspec.Struct] = Settings
-    if len(parts) == 2 and parts[0] in TIER_OPTIONS:
-        struct = TIER_OPTIONS[parts[0]]
+    tables = tier_tables()
+    if len(parts) == 2 and parts[0] in tables:
+        struct = tables[parts[0]]
     choices = _literal_choices(struct, parts[-1]) if parts else None
     hint = f"; choose one of: {', '.join(choices)}" if choices else ""
     return ConfigError(f"{source}: key {key!r}: {msg}{hint}")
@@ -318,27 +300,17 @@ def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
                 valid = ", ".join(t for t in tiers if t not in NOT_FALLBACKS)
                 what = "cannot be a fallback" if name in NOT_FALLBACKS else "unknown tier"
                 raise ConfigError(f"{source}: key {key!r}: {what} {name!r}; choose from: {valid}")
-    for key, value in _numbers(settings):
-        if value is not None and not value > 0:
-            raise ConfigError(f"{source}: key {key!r}: must be > 0, got {value!r}")
-    for key, spec in [("checkpointer", settings.checkpointer)] + [
-        (f"{t}.checkpointer", getattr(settings, t).checkpointer) for t in TIER_OPTIONS
-    ]:
-        if spec is not None:
-            checkpointer_spec(spec, f"{source}: key {key!r}")
+    tables: list[tuple[str, dict[str, Any]]] = [("", _top_options(settings))]
+    tables += [(f"{t}.", settings.tier_table(t)) for t in tier_tables()]
+    for prefix, options in tables:
+        for name, value in options.items():
+            check = OPTION_VALIDATORS.get(name)
+            if check is not None and value is not None:
+                check(value, f"{source}: key '{prefix}{name}'")
 
 
-def _numbers(settings: Settings) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = [
-        ("max_workers", settings.max_workers),
-        ("timeout", settings.timeout),
-    ]
-    for tier in TIER_OPTIONS:
-        table = getattr(settings, tier)
-        for name in ("max_workers", "timeout", "max_tasks_per_worker", "kill_grace"):
-            if hasattr(table, name):
-                out.append((f"{tier}.{name}", getattr(table, name)))
-    return out
+def _top_options(settings: Settings) -> dict[str, Any]:
+    return {k: getattr(settings, k) for k in ("max_workers", "timeout", "checkpointer")}
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Each takes the value and ``field``, the name the message starts with (``"GraphCo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from subiso.errors import ConfigError
@@ -21,7 +22,7 @@ def positive_int(value: Any, field: str, default: int | None = None) -> int:
     if value is None and default is not None:
         value = default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{field} must be >= 1 (an integer), got {value!r}")
+        raise ConfigError(f"{field} must be >= 1 (an integer > 0), got {value!r}")
     return value
 
 
@@ -52,3 +53,14 @@ def checkpointer_spec(spec: Any, field: str) -> str:
     raise ConfigError(
         f"{field}: unknown checkpointer {spec!r}; use 'memory' or 'sqlite:///path/to/file.db'"
     )
+
+
+#: The validator of each option that several tiers take, by name: tier constructors call these,
+#: and the settings file checks every tier table with this map (whichever tier is selected).
+OPTION_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
+    "timeout": seconds,
+    "kill_grace": seconds,
+    "max_workers": positive_int,
+    "max_tasks_per_worker": positive_int,
+    "checkpointer": checkpointer_spec,
+}

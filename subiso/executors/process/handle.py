@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 from subiso import codec
 from subiso.config import GraphConfig
@@ -56,6 +56,10 @@ FORKSERVER_PRELOAD = (
 #: reader thread reads every reply).
 CAN_PARK = hasattr(select, "poll")
 _START_LOCK = threading.Lock()  # Process.start() from several reader threads: one at a time
+
+
+#: What ``start_method`` may name ("fork" is refused with the reason, not unknown).
+StartMethod = Literal["spawn", "forkserver", "fork"]
 
 
 def default_start_method() -> str:

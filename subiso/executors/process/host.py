@@ -52,7 +52,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -67,6 +67,7 @@ from subiso.executors.process import wire
 from subiso.executors.process.handle import (
     CAN_PARK,
     PendingRun,
+    StartMethod,
     WorkerHandle,
     default_start_method,
     describe_exit,
@@ -110,9 +111,9 @@ class ProcessExecutor(Executor):
         timeout: float | None = None,
         checkpointer: str | None = None,
         selected_by: str | None = None,
-        start_method: str | None = None,
+        start_method: StartMethod | None = None,
         prestart: bool = False,
-        preload: Iterable[str] = (),
+        preload: Sequence[str] = (),
         max_tasks_per_worker: int | None = None,
         kill_grace: float = 3.0,
     ) -> None:

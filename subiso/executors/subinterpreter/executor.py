@@ -34,7 +34,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -103,7 +103,7 @@ class SubinterpreterExecutor(Executor):
         timeout: float | None = None,
         checkpointer: str | None = None,
         selected_by: str | None = None,
-        fallback: Iterable[str] | None = DEFAULT_FALLBACK,
+        fallback: Sequence[str] | None = DEFAULT_FALLBACK,
         max_tasks_per_worker: int | None = None,
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
