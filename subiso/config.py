@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -18,34 +18,112 @@ from subiso.validate import checkpointer_spec, seconds
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
-class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One run: ``graph`` is ``"pkg.module:attr"`` naming a compiled graph, a StateGraph builder,
-    a zero-argument factory returning either, or a workflow function ``f(input)``.
+class ConfigSignatureError(ConfigError, TypeError):
+    """A GraphConfig called with arguments it does not take (a ConfigError, and the TypeError
+    Python raises for a bad call)."""
 
-    ``config`` is LangGraph's RunnableConfig (``configurable.thread_id``, ``recursion_limit``).
-    ``checkpointer`` is ``"memory"`` or ``"sqlite:///path.db"``; it is created once per worker
-    event loop. ``timeout`` is in seconds.
+
+class _ConfigMeta(msgspec.StructMeta):
+    """Turns the TypeError of a wrong keyword (``GraphConfig(resum=1)``) into a ConfigError
+    that names the field and the valid ones."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TypeError as exc:
+            fields = ", ".join(f.name for f in msgspec.structs.fields(cls))  # type: ignore[arg-type]
+            raise ConfigSignatureError(f"{cls.__name__}: {exc}; valid fields: {fields}") from None
+
+
+Durability = Literal["sync", "async", "exit"]
+Breakpoints = Literal["*"] | list[str]
+
+
+class GraphConfig(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    metaclass=_ConfigMeta,
+):
+    """One run of a graph or workflow function, and everything LangGraph's ``invoke`` takes.
+
+    * ``graph``: ``"pkg.module:attr"`` naming a compiled graph, a StateGraph builder, a
+      zero-argument factory returning either, or a workflow function ``f(input)``. Tiers that
+      run in this process (inline, context, thread) also take the compiled graph object itself.
+    * ``input``: the graph's input; from Python also a ``langgraph.types.Command``.
+    * ``resume``: resume an ``interrupt()``: the run's input becomes ``Command(resume=resume)``
+      (any value, ``None`` included; leave it unset for a normal run).
+    * ``config``: LangGraph's RunnableConfig (``configurable.thread_id``, ``recursion_limit``).
+    * ``context``: LangGraph's static runtime context (``Runtime.context`` in nodes).
+    * ``durability``: when checkpoints are written - ``"sync"`` (before the next step starts:
+      a worker killed mid-run loses no completed step), ``"async"`` (LangGraph's default) or
+      ``"exit"``.
+    * ``interrupt_before`` / ``interrupt_after``: node names (or ``"*"``) to pause at.
+    * ``checkpointer`` / ``store``: ``"memory"`` or ``"sqlite:///path.db"``; created once per
+      worker event loop (``"memory"`` lives as long as the executor in in-process tiers).
+    * ``timeout``: seconds.
     """
 
-    graph: str
+    graph: Any
     input: Any = None
+    resume: Any = msgspec.UNSET
     config: dict[str, Any] = {}
+    context: Any = None
+    durability: Durability | None = None
+    interrupt_before: Breakpoints | None = None
+    interrupt_after: Breakpoints | None = None
     checkpointer: str | None = None
+    store: str | None = None
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if not _IMPORT_PATH.match(self.graph):
+        if isinstance(self.graph, str):
+            if not _IMPORT_PATH.match(self.graph):
+                raise ConfigError(
+                    f"GraphConfig.graph: {self.graph!r} is not an import path of the form "
+                    "'package.module:attribute'"
+                )
+        elif self.graph is None or not (callable(self.graph) or hasattr(self.graph, "invoke")):
             raise ConfigError(
-                f"GraphConfig.graph: {self.graph!r} is not an import path of the form "
-                "'package.module:attribute'"
+                "GraphConfig.graph: expected `str` of the form 'package.module:attribute' (tiers "
+                f"running in this process also take a compiled graph), got {type(self.graph).__name__}"
             )
+        if not isinstance(self.config, dict):
+            raise ConfigError(f"GraphConfig.config: expected a dict, got {self.config!r}")
         if self.checkpointer is not None:
             checkpointer_spec(self.checkpointer, "GraphConfig.checkpointer")
+        if self.store is not None:
+            checkpointer_spec(self.store, "GraphConfig.store")
         seconds(self.timeout, "GraphConfig.timeout")
+        if self.resume is not msgspec.UNSET and self.input is not None:
+            raise ConfigError(
+                "GraphConfig: give either input or resume: a resumed run's input is "
+                "Command(resume=...)"
+            )
+
+    @property
+    def is_resume(self) -> bool:
+        return self.resume is not msgspec.UNSET
+
+    @property
+    def thread_id(self) -> str | None:
+        """``config["configurable"]["thread_id"]``, the key runs are routed by."""
+        configurable = self.config.get("configurable")
+        if isinstance(configurable, dict):
+            value = configurable.get("thread_id")
+            return None if value is None else str(value)
+        return None
 
     @property
     def module(self) -> str:
-        return self.graph.partition(":")[0]
+        return self.graph.partition(":")[0] if isinstance(self.graph, str) else ""
+
+    @property
+    def label(self) -> str:
+        """How messages name the target."""
+        return self.graph if isinstance(self.graph, str) else f"<{type(self.graph).__name__}>"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GraphConfig:

@@ -273,7 +273,13 @@ def test_graph_config_is_a_msgspec_struct_not_a_dataclass() -> None:
     assert [f.name for f in msgspec.structs.fields(GraphConfig)] == [
         "graph",
         "input",
+        "resume",
         "config",
+        "context",
+        "durability",
+        "interrupt_before",
+        "interrupt_after",
         "checkpointer",
+        "store",
         "timeout",
     ]

@@ -1,0 +1,39 @@
+"""What a worker is asked to do with a GraphConfig: one :class:`Call`, the unit every tier hands
+to its workers (and the process tier sends over its pipe).
+
+``op`` is one of LangGraph's own operations on a compiled graph:
+
+* ``"invoke"`` - run to the end or to an interrupt (``graph.ainvoke``); with an event sink,
+  the same run through ``graph.astream(stream_mode=["updates", "values"])``, each update
+  emitted as it happens, the output assembled exactly as ``ainvoke`` does;
+* ``"stream"`` - ``graph.astream(input, stream_mode=..., subgraphs=...)``, every chunk emitted;
+* ``"get_state"``, ``"get_state_history"``, ``"update_state"`` - the checkpoint API, run on
+  the worker that owns the checkpointer's loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from subiso.config import GraphConfig
+
+Op = Literal["invoke", "stream", "get_state", "get_state_history", "update_state"]
+StreamMode = Literal["values", "updates", "messages", "custom", "debug", "checkpoints", "tasks"]
+
+
+class Call(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One operation on ``cfg``'s graph; see the module docstring."""
+
+    cfg: GraphConfig
+    op: Op = "invoke"
+    stream_mode: StreamMode | list[StreamMode] = "updates"  # stream
+    subgraphs: bool = False  # stream, get_state
+    limit: int | None = None  # get_state_history
+    values: Any = None  # update_state
+    as_node: str | None = None  # update_state
+
+
+def invoke(cfg: GraphConfig) -> Call:
+    return Call(cfg=cfg)
