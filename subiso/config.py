@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -17,7 +17,9 @@ from subiso.errors import ConfigError
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
-class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class GraphConfig(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """One run: ``graph`` is ``"pkg.module:attr"`` naming a compiled graph, a StateGraph builder,
     a zero-argument factory returning either, or a workflow function ``f(input)``.
 
@@ -31,6 +33,15 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     config: dict[str, Any] = {}
     checkpointer: str | None = None
     timeout: float | None = None
+    #: A LangGraph store for nodes taking ``store: BaseStore``: "memory", "sqlite:///path.db"
+    #: or "postgresql://..."; one per worker loop, like checkpointers.
+    store: str | None = None
+    #: LangGraph's checkpoint durability for this run (passed to invoke/ainvoke when set).
+    durability: Literal["sync", "async", "exit"] | None = None
+    #: Continue the thread from its last checkpoint (input None) when that checkpoint still has
+    #: nodes to run - a run cut short by a crash; otherwise run with ``input``. Needs
+    #: ``config.configurable.thread_id`` and a checkpointer. Celery retries set it.
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if not _IMPORT_PATH.match(self.graph):
@@ -40,6 +51,8 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             )
         if self.checkpointer is not None:
             validate_checkpointer(self.checkpointer, "GraphConfig.checkpointer")
+        if self.store is not None:
+            validate_checkpointer(self.store, "GraphConfig.store", what="store")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"GraphConfig.timeout: must be > 0 seconds, got {self.timeout!r}")
 
@@ -61,13 +74,23 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return msgspec.structs.replace(self, **changes)
 
 
-def validate_checkpointer(spec: str, field: str) -> None:
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_postgres(spec: str | None) -> bool:
+    return spec is not None and spec.startswith(POSTGRES_PREFIXES)
+
+
+def validate_checkpointer(spec: str, field: str, *, what: str = "checkpointer") -> None:
     if spec == "memory":
         return
     if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
         return
+    if is_postgres(spec) and len(spec) > len("postgresql://"):
+        return
     raise ConfigError(
-        f"{field}: unknown checkpointer {spec!r}; use 'memory' or 'sqlite:///path/to/file.db'"
+        f"{field}: unknown {what} {spec!r}; use 'memory', 'sqlite:///path/to/file.db' or "
+        "'postgresql://user@host:port/dbname'"
     )
 
 

@@ -85,6 +85,7 @@ class ThreadOptions(_Options):
     timeout: float | None = None
     checkpointer: str | None = None
     thread_name_prefix: str | None = None
+    worker_init: str | None = None
 
 
 class ProcessOptions(_Options):
@@ -98,6 +99,7 @@ class ProcessOptions(_Options):
     prestart: bool | None = None
     preload: list[str] | None = None
     kill_grace: float | None = None
+    worker_init: str | None = None
 
 
 class SubinterpreterOptions(_Options):
@@ -118,7 +120,7 @@ TIER_OPTIONS: dict[str, type[_Options]] = {
     "subinterpreter": SubinterpreterOptions,
 }
 
-SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback")
+SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback", "worker_init")
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -133,6 +135,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     max_workers: int | None = None
     timeout: float | None = None
     checkpointer: str | None = None
+    worker_init: str | None = None  # "pkg.mod:factory" (thread and process tiers for now)
+    # What a Celery task (and later every executor) may run: fnmatch patterns of graph
+    # targets and of checkpointer/store specs. See subiso.allow.
+    allowed_graphs: list[str] | None = None
+    allowed_locations: list[str] | None = None
     inline: InlineOptions = msgspec.field(default_factory=InlineOptions)
     context: ContextOptions = msgspec.field(default_factory=ContextOptions)
     thread: ThreadOptions = msgspec.field(default_factory=ThreadOptions)
@@ -428,6 +435,11 @@ def construct(
     if selected_by is not None:
         executor.selected_by = selected_by
     return executor
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """The validated settings in effect (same discovery and overrides as ``load_executor``)."""
+    return resolve_settings(path, **overrides).settings
 
 
 def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:

@@ -276,4 +276,7 @@ def test_graph_config_is_a_msgspec_struct_not_a_dataclass() -> None:
         "config",
         "checkpointer",
         "timeout",
+        "store",
+        "durability",
+        "resume",
     ]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures as cf
+import contextlib
 import heapq
 import itertools
 import multiprocessing
@@ -54,7 +55,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -235,6 +236,7 @@ class ProcessExecutor(Executor):
         preload: Iterable[str] = (),
         max_tasks_per_worker: int | None = None,
         kill_grace: float = 3.0,
+        worker_init: str | None = None,
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer)
         name = type(self).__name__
@@ -246,6 +248,7 @@ class ProcessExecutor(Executor):
         if isinstance(preload, str):
             preload = [preload]
         self.preload = [str(p) for p in preload]
+        self.worker_init = worker_init  # "pkg.mod:factory", entered in each worker process
         self.max_tasks_per_worker = max_tasks_per_worker
         self.kill_grace = float(kill_grace)
         self.start_method = start_method or default_start_method()
@@ -322,11 +325,13 @@ class ProcessExecutor(Executor):
         worker.conn, worker.control = parent, control_w
         process = self._ctx.Process(
             target=worker_main,
-            args=(child, control_r, list(sys.path), os.getcwd(), self.preload, self.kill_grace),
+            args=(child, control_r, list(sys.path), os.getcwd(), self.preload, self.kill_grace)
+            + ((self.worker_init,) if self.worker_init else ()),
             name=f"subiso-process-worker-{worker.index}",
+            daemon=False,  # not inherited from a daemonic host (see _children_allowed)
         )
         try:
-            with _START_LOCK:
+            with _START_LOCK, _children_allowed():
                 process.start()
         finally:
             child.close()  # the worker's ends: only the worker keeps them open
@@ -831,6 +836,26 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Let a daemonic host (a Celery prefork child, a ``multiprocessing.Pool`` worker) start
+    workers: ``Process.start`` refuses while the *current* process's ``daemon`` flag is set
+    (billiard installs its process object as multiprocessing's current one), so the flag is
+    cleared for the start only, under ``_START_LOCK``. The restriction exists so a daemonic
+    process's children do not outlive it; ours cannot: a worker exits when its host's pipe
+    closes, which the kernel does when the host dies, however it dies."""
+    config = multiprocessing.current_process()._config
+    daemonic = config.get("daemon")
+    if not daemonic:
+        yield
+        return
+    config["daemon"] = False
+    try:
+        yield
+    finally:
+        config["daemon"] = daemonic
+
+
 def _context(method: str, owner: str) -> Any:
     if method == "fork":
         raise ConfigError(
