@@ -331,7 +331,7 @@ class ProcessExecutor(Executor):
             daemon=False,  # not inherited from a daemonic host (see _children_allowed)
         )
         try:
-            with _START_LOCK, _children_allowed():
+            with _START_LOCK, _children_allowed(process):
                 process.start()
         finally:
             child.close()  # the worker's ends: only the worker keeps them open
@@ -837,23 +837,33 @@ class ProcessExecutor(Executor):
 
 # -- helpers -----------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _children_allowed() -> Iterator[None]:
+def _children_allowed(process: Any) -> Iterator[None]:
     """Let a daemonic host (a Celery prefork child, a ``multiprocessing.Pool`` worker) start
-    workers: ``Process.start`` refuses while the *current* process's ``daemon`` flag is set
+    ``process``: ``Process.start`` refuses while the *current* process's ``daemon`` flag is set
     (billiard installs its process object as multiprocessing's current one), so the flag is
     cleared for the start only, under ``_START_LOCK``. The restriction exists so a daemonic
     process's children do not outlive it; ours cannot: a worker exits when its host's pipe
-    closes, which the kernel does when the host dies, however it dies."""
+    closes, which the kernel does when the host dies, however it dies.
+
+    Under billiard the inherited authkey is billiard's ``AuthenticationString``, which refuses
+    to be pickled by multiprocessing's spawn/forkserver machinery: give the worker the same
+    key as multiprocessing's type."""
+    from multiprocessing import process as mp_process
+
+    key = process._config.get("authkey")
+    if key is not None and type(key) is not mp_process.AuthenticationString:
+        process._config["authkey"] = mp_process.AuthenticationString(bytes(key))
     config = multiprocessing.current_process()._config
-    daemonic = config.get("daemon")
-    if not daemonic:
-        yield
-        return
-    config["daemon"] = False
+    saved = {k: config[k] for k in ("daemon", "authkey") if k in config}
+    if config.get("daemon"):
+        config["daemon"] = False
+    host_key = config.get("authkey")  # pickled into spawn/forkserver preparation data
+    if host_key is not None and type(host_key) is not mp_process.AuthenticationString:
+        config["authkey"] = mp_process.AuthenticationString(bytes(host_key))
     try:
         yield
     finally:
-        config["daemon"] = daemonic
+        config.update(saved)
 
 
 def _context(method: str, owner: str) -> Any:
