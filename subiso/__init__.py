@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "load_executor": "subiso.settings",
     "executor_from_options": "subiso.settings",
     "run": "subiso.default",
+    "worker_state": "subiso.runtime.worker_init",
     "arun": "subiso.default",
 }
 
@@ -81,4 +82,5 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.executors.subinterpreter.offload import offload
     from subiso.executors.thread import ThreadExecutor
     from subiso.report import RunReport, RunResult
+    from subiso.runtime.worker_init import worker_state
     from subiso.settings import executor_from_options, load_executor

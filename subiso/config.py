@@ -77,6 +77,10 @@ class GraphConfig(
     checkpointer: str | None = None
     store: str | None = None
     timeout: float | None = None
+    #: Continue the thread from its last checkpoint (input None) when that checkpoint still has
+    #: nodes to run - a run cut short by a crashed worker; otherwise run with ``input``. Needs
+    #: ``config.configurable.thread_id`` and a checkpointer. Celery retries set it.
+    recover: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.graph, str):
@@ -95,7 +99,7 @@ class GraphConfig(
         if self.checkpointer is not None:
             checkpointer_spec(self.checkpointer, "GraphConfig.checkpointer")
         if self.store is not None:
-            checkpointer_spec(self.store, "GraphConfig.store")
+            checkpointer_spec(self.store, "GraphConfig.store", what="store")
         seconds(self.timeout, "GraphConfig.timeout")
         if self.resume is not msgspec.UNSET and self.input is not None:
             raise ConfigError(

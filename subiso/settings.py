@@ -57,7 +57,7 @@ AUTO = "auto"
 
 # -- typed settings ------------------------------------------------------------------------------
 #: Keys of the top level that go to whichever tier is selected, if it takes them.
-SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback")
+SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback", "worker_init")
 #: Constructor keywords that are not settings (the caller of the constructor sets them).
 _NOT_OPTIONS = frozenset({"selected_by"})
 
@@ -109,6 +109,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     max_workers: int | None = None
     timeout: float | None = None
     checkpointer: str | None = None
+    worker_init: str | None = None  # "pkg.mod:factory", entered in each worker's loop
+    # What may run: fnmatch patterns of graph targets and of checkpointer/store locations,
+    # enforced by the Celery task always (see subiso.allow).
+    allowed_graphs: list[str] | None = None
+    allowed_locations: list[str] | None = None
     plugins: dict[str, dict[str, Any]] = {}
 
     def shared_options(self) -> dict[str, Any]:
@@ -401,6 +406,11 @@ def construct(
             f"valid options: {valid}"
         ) from None
     return executor
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """The validated settings in effect (same discovery and overrides as ``load_executor``)."""
+    return resolve_settings(path, **overrides).settings
 
 
 def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:

@@ -43,15 +43,26 @@ def seconds(value: Any, field: str) -> float | None:
     return number
 
 
-def checkpointer_spec(spec: Any, field: str) -> str:
-    """``"memory"`` or ``"sqlite:///path.db"``."""
-    if isinstance(spec, str):
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_postgres(spec: str | None) -> bool:
+    return spec is not None and spec.startswith(POSTGRES_PREFIXES)
+
+
+def checkpointer_spec(spec: Any, field: str, *, what: str = "checkpointer") -> str:
+    """``"memory"``, ``"sqlite:///path.db"`` or ``"postgresql://user@host:port/db"`` (the same
+    forms name a checkpointer and a store)."""
+    if isinstance(spec, str) and "\0" not in spec:
         if spec == "memory":
             return spec
-        if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///") and "\0" not in spec:
+        if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
+            return spec
+        if is_postgres(spec) and len(spec) > len("postgresql://"):
             return spec
     raise ConfigError(
-        f"{field}: unknown checkpointer {spec!r}; use 'memory' or 'sqlite:///path/to/file.db'"
+        f"{field}: unknown {what} {spec!r}; use 'memory', 'sqlite:///path/to/file.db' or "
+        "'postgresql://user@host:port/dbname'"
     )
 
 

@@ -128,3 +128,20 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# -- real services for the distributed tests (see tests/services.py) ---------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    from tests.services import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from tests.services import postgres_server
+
+    with postgres_server() as url:
+        yield url

@@ -282,4 +282,5 @@ def test_graph_config_is_a_msgspec_struct_not_a_dataclass() -> None:
         "checkpointer",
         "store",
         "timeout",
+        "recover",
     ]

@@ -48,19 +48,21 @@ class ThreadExecutor(Executor):
         checkpointer: str | None = None,
         selected_by: str | None = None,
         thread_name_prefix: str = "subiso-thread",
+        worker_init: str | None = None,
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         self.max_workers = positive_int(
             max_workers, f"{type(self).__name__}: max_workers", default_max_workers()
         )
         self._name_prefix = thread_name_prefix
+        self.worker_init = worker_init  # "pkg.mod:factory", entered on each worker's loop
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
         self._jobs: dict[cf.Future[RunResult], tuple[LoopWorker, Job]] = {}
 
     # -- hooks for tiers built on this one (the subinterpreter tier's hybrid mode) ---------
     def _make_runtime(self) -> WorkerRuntime:
-        return WorkerRuntime(self.tier, selected_by=self.selected_by)
+        return WorkerRuntime(self.tier, selected_by=self.selected_by, worker_init=self.worker_init)
 
     def _worker_context_setup(self) -> Callable[[], None] | None:
         """Called on each new worker thread before it captures its base context."""

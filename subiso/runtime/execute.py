@@ -52,14 +52,15 @@ class WorkerRuntime:
         fallback_reason: str | None = None,
         selected_by: str | None = None,
         targets: TargetCache | None = None,
+        worker_init: str | None = None,
     ) -> None:
         self.tier = tier
         self.mode: Mode = mode
         self.fallback_reason = fallback_reason
         self.selected_by = selected_by
         self.targets = targets if targets is not None else TargetCache()
-        self.resources = LoopResources()
-        self._compiled: dict[tuple[str, str | None], Any] = {}
+        self.resources = LoopResources(worker_init)
+        self._compiled: dict[tuple[str, str | None, str | None], Any] = {}
 
     def plan(self, cfg: GraphConfig) -> Target:
         """Resolve the target (cached); raises ConfigError for a bad import path or object."""
@@ -69,9 +70,11 @@ class WorkerRuntime:
         """True when this run can go through the sync fast path (see the module docstring)."""
         if cfg.timeout is not None:
             return False
+        if not self.resources.init.ready:  # worker_init is entered on the loop first
+            return False
         if target.kind == "function":
             return not target.is_async
-        if not target.sync_nodes or needs_loop(cfg.checkpointer):
+        if not target.sync_nodes or needs_loop(cfg.checkpointer) or needs_loop(cfg.store):
             return False
         own = getattr(target.obj, "checkpointer", None) if target.kind == "graph" else None
         return own in (None, False, True) or type(own).__name__ == "InMemorySaver"
@@ -79,14 +82,19 @@ class WorkerRuntime:
     def run_sync(self, target: Target, cfg: GraphConfig, loop_id: int | None) -> RunResult:
         """Run on this thread, which must have no running event loop."""
         start = time.perf_counter()
+        self.resources.init.bind()
         if target.kind == "function":
             output = target.obj(cfg.input)
         else:
-            graph = self._graph(target, cfg.checkpointer)
-            if graph is None:  # "memory": the only checkpointer usable from sync code
-                saver = self.resources.memory_saver()
-                graph = self._compiled[target.path, cfg.checkpointer] = target.compile(saver)
-            output = graph.invoke(cfg.input, cfg.config or None)
+            graph = self._graph(target, cfg)
+            if graph is None:  # "memory": the only checkpointer/store usable from sync code
+                saver = self.resources.memory_saver() if cfg.checkpointer else None
+                store = self.resources.memory_store() if cfg.store else None
+                graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
+            run_input = cfg.input
+            if cfg.recover and _resumable(graph.get_state(cfg.config)):
+                run_input = None
+            output = graph.invoke(run_input, cfg.config or None, **_invoke_options(cfg))
         return RunResult(output, self.report(time.perf_counter() - start, loop_id))
 
     def run_once(self, cfg: GraphConfig, context: contextvars.Context | None = None) -> RunResult:
@@ -120,22 +128,30 @@ class WorkerRuntime:
         return RunResult(output, self.report(time.perf_counter() - start, id(loop)))
 
     async def _invoke_async(self, target: Target, cfg: GraphConfig) -> Any:
+        await self.resources.init.enter()
+        self.resources.init.bind()
         if target.kind == "function":
             if target.is_async:
                 return await target.obj(cfg.input)
             return await asyncio.to_thread(target.obj, cfg.input)
-        graph = self._graph(target, cfg.checkpointer)
+        graph = self._graph(target, cfg)
         if graph is None:
-            saver = await self.resources.checkpointer(cfg.checkpointer)  # type: ignore[arg-type]
-            graph = self._compiled[target.path, cfg.checkpointer] = target.compile(saver)
-        return await graph.ainvoke(cfg.input, cfg.config or None)
+            saver = (
+                await self.resources.checkpointer(cfg.checkpointer) if cfg.checkpointer else None
+            )
+            store = await self.resources.store(cfg.store) if cfg.store else None
+            graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
+        run_input = cfg.input
+        if cfg.recover and _resumable(await graph.aget_state(cfg.config)):
+            run_input = None
+        return await graph.ainvoke(run_input, cfg.config or None, **_invoke_options(cfg))
 
-    def _graph(self, target: Target, checkpointer: str | None) -> Any:
-        """The compiled graph for this checkpointer, or None if it must still be compiled
-        against this worker's saver (savers are per loop, so per runtime)."""
-        if checkpointer is None:
+    def _graph(self, target: Target, cfg: GraphConfig) -> Any:
+        """The compiled graph for this checkpointer and store, or None if it must still be
+        compiled against this worker's (savers and stores are per loop, so per runtime)."""
+        if cfg.checkpointer is None and cfg.store is None:
             return target.default_graph
-        return self._compiled.get((target.path, checkpointer))
+        return self._compiled.get(_key(target, cfg))
 
     def report(self, duration_s: float, loop_id: int | None) -> RunReport:
         return RunReport(
@@ -154,3 +170,16 @@ class WorkerRuntime:
         """Close this worker's checkpointers; must run on the loop that opened them."""
         self._compiled.clear()
         await self.resources.aclose()
+
+
+def _key(target: Target, cfg: GraphConfig) -> tuple[str, str | None, str | None]:
+    return (target.path, cfg.checkpointer, cfg.store)
+
+
+def _invoke_options(cfg: GraphConfig) -> dict[str, Any]:
+    return {} if cfg.durability is None else {"durability": cfg.durability}
+
+
+def _resumable(state: Any) -> bool:
+    """A thread whose last checkpoint still has nodes to run (a run stopped part-way)."""
+    return bool(getattr(state, "next", ()))

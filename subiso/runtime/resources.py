@@ -1,9 +1,12 @@
-"""Loop-bound resources of one worker: checkpointers, created on the loop that will use them.
+"""Loop-bound resources of one worker: checkpointers, stores, PostgreSQL connection pools and
+the ``worker_init`` state, created on the loop that will use them.
 
 LangGraph's async savers capture the loop they are created on (``AsyncSqliteSaver.loop``) and
 their ``asyncio.Lock`` binds to it; a saver shared by two loops fails with "attached to a
 different loop". So each worker event loop owns its own savers, opened on first use, reused by
-every run on that loop and closed with it.
+every run on that loop and closed with it. PostgreSQL specs get one
+``psycopg_pool.AsyncConnectionPool`` per loop and database, shared by the loop's saver and store
+(see :mod:`subiso.runtime.postgres`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from subiso.validate import checkpointer_spec
+from subiso.errors import ConfigError
+from subiso.runtime import postgres
+from subiso.runtime.worker_init import WorkerInit
+from subiso.validate import checkpointer_spec, is_postgres
 
 # Several workers opening one new SQLite file at once race on the saver's setup
 # ("database is locked" while one of them switches the file to WAL); retry with backoff.
@@ -27,17 +33,21 @@ def sqlite_path(spec: str) -> str:
 
 
 def needs_loop(spec: str | None) -> bool:
-    """True when the checkpointer can only be used from its own event loop (not sync code)."""
+    """True when the checkpointer (or store) can only be used from its own event loop (not
+    sync code): every spec but "memory" (sqlite, postgresql)."""
     return spec is not None and spec != "memory"
 
 
 class LoopResources:
-    """The checkpointers of one event loop, keyed by their spec string."""
+    """The checkpointers, stores, pools and worker state of one event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker_init: str | None = None) -> None:
         self._savers: dict[str, Any] = {}
+        self._stores: dict[str, Any] = {}
         self._opening: dict[str, asyncio.Future[Any]] = {}
         self._closers: list[Any] = []
+        self.pools = postgres.Pools()
+        self.init = WorkerInit(worker_init)
 
     def memory_saver(self) -> Any:
         """LangGraph's in-memory saver; it is loop-agnostic, so sync runs may use it too."""
@@ -48,6 +58,15 @@ class LoopResources:
             saver = self._savers["memory"] = InMemorySaver()
         return saver
 
+    def memory_store(self) -> Any:
+        """LangGraph's in-memory store, one per runtime; usable from sync code too."""
+        store = self._stores.get("memory")
+        if store is None:
+            from langgraph.store.memory import InMemoryStore
+
+            store = self._stores["memory"] = InMemoryStore()
+        return store
+
     async def checkpointer(self, spec: str) -> Any:
         """The saver for ``spec`` on the running loop, opened once even under concurrent runs."""
         saver = self._savers.get(spec)
@@ -56,46 +75,114 @@ class LoopResources:
         if spec == "memory":
             return self.memory_saver()
         checkpointer_spec(spec, "checkpointer")
-        opening = self._opening.get(spec)
-        if opening is None:
-            opening = self._opening[spec] = asyncio.ensure_future(self._open_sqlite(spec))
-        try:
-            saver = await asyncio.shield(opening)
-        finally:
-            if opening.done():
-                self._opening.pop(spec, None)
-        self._savers[spec] = saver
+        opener = self._open_postgres_saver if is_postgres(spec) else self._open_sqlite
+        saver = self._savers[spec] = await self._once(f"saver:{spec}", lambda: opener(spec))
         return saver
 
-    async def _open_sqlite(self, spec: str) -> Any:
+    async def store(self, spec: str) -> Any:
+        """The LangGraph ``BaseStore`` for ``spec`` on the running loop: ``"memory"``,
+        ``"sqlite:///path.db"`` or ``"postgresql://..."``; opened once, closed with the loop."""
+        store = self._stores.get(spec)
+        if store is not None:
+            return store
+        if spec == "memory":
+            return self.memory_store()
+        checkpointer_spec(spec, "store", what="store")
+        opener = self._open_postgres_store if is_postgres(spec) else self._open_sqlite_store
+        store = self._stores[spec] = await self._once(f"store:{spec}", lambda: opener(spec))
+        return store
+
+    async def _once(self, key: str, open_: Any) -> Any:
+        """Open a resource once per loop, even when concurrent runs ask for it together."""
+        opening = self._opening.get(key)
+        if opening is None:
+            opening = self._opening[key] = asyncio.ensure_future(open_())
+        try:
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done():
+                self._opening.pop(key, None)
+
+    async def _open_postgres_saver(self, spec: str) -> Any:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        pool = await self.pools.get(spec)
+        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await postgres.setup_once(pool, spec, "saver", saver)
+        return saver
+
+    async def _open_postgres_store(self, spec: str) -> Any:
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+
+        pool = await self.pools.get(spec)
+        store = AsyncPostgresStore(pool)  # type: ignore[arg-type]
+        await postgres.setup_once(pool, spec, "store", store)
+        return store
+
+    async def _open_sqlite_store(self, spec: str) -> Any:
+        try:
+            from langgraph.store.sqlite.aio import AsyncSqliteStore
+        except ImportError as exc:  # older langgraph-checkpoint-sqlite
+            raise ConfigError(
+                f"store {spec!r}: langgraph-checkpoint-sqlite has no AsyncSqliteStore here "
+                f"({exc}); upgrade it or use 'memory' / 'postgresql://...'"
+            ) from None
+        # autocommit, as AsyncSqliteStore.from_conn_string opens it: the store runs its own
+        # BEGIN/COMMIT
+        conn = await self._sqlite_connection(spec, isolation_level=None)
+        store = AsyncSqliteStore(conn)
+        await _setup_with_retry(store)
+        return store
+
+    async def _sqlite_connection(self, spec: str, **options: Any) -> Any:
         import aiosqlite
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         path = sqlite_path(spec)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, timeout=30.0)
+        conn = await aiosqlite.connect(path, timeout=30.0, **options)
         self._closers.append(conn)
-        saver = AsyncSqliteSaver(conn)
-        delay = _SETUP_FIRST_DELAY_S
-        for attempt in range(_SETUP_ATTEMPTS):
-            try:
-                await saver.setup()
-                return saver
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == _SETUP_ATTEMPTS - 1:
-                    raise
-                saver.is_setup = False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        raise AssertionError("unreachable")
+        return conn
+
+    async def _open_sqlite(self, spec: str) -> Any:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        saver = AsyncSqliteSaver(await self._sqlite_connection(spec))
+        await _setup_with_retry(saver)
+        return saver
 
     async def aclose(self) -> None:
-        """Close every connection this loop opened; safe to call twice."""
-        closers, self._closers = self._closers, []
-        self._savers.clear()
-        for conn in closers:
-            try:
-                await conn.close()
-            except Exception:  # closing must go on for the others
-                pass
+        """Exit the worker state, close every store, connection and pool this loop opened;
+        safe to call twice."""
+        try:
+            await self.init.aclose()
+        finally:
+            closers, self._closers = self._closers, []
+            stores = list(self._stores.values())
+            self._savers.clear()
+            self._stores.clear()
+            for store in stores:  # batched async stores run a task on this loop
+                task = getattr(store, "_task", None)
+                if task is not None and not task.done():
+                    task.cancel()
+            for conn in closers:
+                try:
+                    await conn.close()
+                except Exception:  # closing must go on for the others
+                    pass
+            await self.pools.aclose()
+
+
+async def _setup_with_retry(resource: Any) -> None:
+    """``setup()`` of an SQLite saver/store, retried while another worker holds the file."""
+    delay = _SETUP_FIRST_DELAY_S
+    for attempt in range(_SETUP_ATTEMPTS):
+        try:
+            await resource.setup()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _SETUP_ATTEMPTS - 1:
+                raise
+            resource.is_setup = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

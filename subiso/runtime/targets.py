@@ -34,13 +34,14 @@ class Target:
         per worker runtime (the context tier makes a runtime per run)."""
         return self.compile(None)
 
-    def compile(self, checkpointer: Any) -> Any:
-        """The compiled graph to invoke, bound to ``checkpointer`` (None keeps the graph's own)."""
+    def compile(self, checkpointer: Any, store: Any = None) -> Any:
+        """The compiled graph to invoke, bound to ``checkpointer`` and ``store`` (None keeps
+        the graph's own)."""
         if self.kind == "builder":
-            return self.obj.compile(checkpointer=checkpointer)
-        if checkpointer is None:
-            return self.obj
-        return self.obj.copy(update={"checkpointer": checkpointer})
+            return self.obj.compile(checkpointer=checkpointer, store=store)
+        pairs = (("checkpointer", checkpointer), ("store", store))
+        update = {k: v for k, v in pairs if v is not None}
+        return self.obj.copy(update=update) if update else self.obj
 
 
 def import_attr(path: str) -> Any:

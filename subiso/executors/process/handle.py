@@ -20,6 +20,7 @@ Two pipe conditions stand apart from the lifecycle because they can happen in an
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import enum
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import select
 import signal
 import sys
 import threading
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -173,7 +175,12 @@ class WorkerHandle:
         )
 
     def start_process(
-        self, ctx: Any, start_method: str, preload: list[str], kill_grace: float
+        self,
+        ctx: Any,
+        start_method: str,
+        preload: Sequence[str],
+        kill_grace: float,
+        worker_init: str | None = None,
     ) -> wire.Hello:
         """Start the worker process and read its Hello (on the reader thread)."""
         if start_method == "forkserver":
@@ -183,11 +190,20 @@ class WorkerHandle:
         self.conn, self.control = parent, control_w
         process = ctx.Process(
             target=worker_main,
-            args=(child, control_r, list(sys.path), os.getcwd(), preload, kill_grace),
+            args=(
+                child,
+                control_r,
+                list(sys.path),
+                os.getcwd(),
+                list(preload),
+                kill_grace,
+                worker_init,
+            ),
             name=f"subiso-process-worker-{self.index}",
+            daemon=False,  # not inherited from a daemonic host (see children_allowed)
         )
         try:
-            with _START_LOCK:
+            with _START_LOCK, children_allowed(process):
                 process.start()
         finally:
             child.close()  # the worker's ends: only the worker keeps them open
@@ -238,3 +254,33 @@ def send_control(worker: WorkerHandle, msg: wire.Cancel | wire.CancelQueued) -> 
             worker.control.send_bytes(codec.encode(msg))  # type: ignore[union-attr]
     except (OSError, ValueError):
         pass  # the worker is gone or going; its reader buries it and settles its runs
+
+
+@contextlib.contextmanager
+def children_allowed(process: Any) -> Iterator[None]:
+    """Let a daemonic host (a Celery prefork child, a ``multiprocessing.Pool`` worker) start
+    ``process``: ``Process.start`` refuses while the *current* process's ``daemon`` flag is set
+    (billiard installs its process object as multiprocessing's current one), so the flag is
+    cleared for the start only, under ``_START_LOCK``. The restriction exists so a daemonic
+    process's children do not outlive it; ours cannot: a worker exits when its host's pipe
+    closes, which the kernel does when the host dies, however it dies.
+
+    Under billiard the inherited authkey is billiard's ``AuthenticationString``, which refuses
+    to be pickled by multiprocessing's spawn/forkserver machinery: give the worker the same
+    key as multiprocessing's type."""
+    from multiprocessing import process as mp_process
+
+    key = process._config.get("authkey")
+    if key is not None and type(key) is not mp_process.AuthenticationString:
+        process._config["authkey"] = mp_process.AuthenticationString(bytes(key))
+    config = multiprocessing.current_process()._config
+    saved = {k: config[k] for k in ("daemon", "authkey") if k in config}
+    if config.get("daemon"):
+        config["daemon"] = False
+    host_key = config.get("authkey")  # pickled into spawn/forkserver preparation data
+    if host_key is not None and type(host_key) is not mp_process.AuthenticationString:
+        config["authkey"] = mp_process.AuthenticationString(bytes(host_key))
+    try:
+        yield
+    finally:
+        config.update(saved)

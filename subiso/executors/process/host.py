@@ -116,6 +116,7 @@ class ProcessExecutor(Executor):
         preload: Sequence[str] = (),
         max_tasks_per_worker: int | None = None,
         kill_grace: float = 3.0,
+        worker_init: str | None = None,
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         name = type(self).__name__
@@ -126,6 +127,7 @@ class ProcessExecutor(Executor):
         if isinstance(preload, str):
             preload = [preload]
         self.preload = [str(p) for p in preload]
+        self.worker_init = worker_init  # "pkg.mod:factory", entered in each worker process
         self.max_tasks_per_worker = max_tasks_per_worker
         self.kill_grace = float(kill_grace)
         self.start_method = start_method or default_start_method()
@@ -175,7 +177,7 @@ class ProcessExecutor(Executor):
         """The worker's reader thread: start the process, read its replies, bury it."""
         try:
             hello = worker.start_process(
-                self._ctx, self.start_method, self.preload, self.kill_grace
+                self._ctx, self.start_method, self.preload, self.kill_grace, self.worker_init
             )
         except BaseException as exc:
             if worker.process is not None and worker.process.is_alive():

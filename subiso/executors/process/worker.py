@@ -313,13 +313,14 @@ def worker_main(
     cwd: str,
     preload: list[str],
     kill_grace: float,
+    worker_init: str | None = None,
 ) -> None:
     """Entry point of a worker process (started with forkserver or spawn, never fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     faulthandler.enable()  # a segfaulting node leaves its traceback on stderr
     sys.path[:] = sys_path  # the host's path, even when the forkserver started earlier
     os.chdir(cwd)  # relative sqlite paths resolve as in the host
-    runtime = WorkerRuntime("process")
+    runtime = WorkerRuntime("process", worker_init=worker_init)
     preload_error = preload_modules(runtime, preload)
     pool = TrackingExecutor(thread_name_prefix="subiso-process-pool")
     channel = Channel(conn, control, pool)
