@@ -189,9 +189,12 @@ def test_workflow_error_keeps_its_type_and_the_worker_traceback(ex: ProcessExecu
     assert ex.run({"graph": f"{W}:square", "input": 2}) == 4
 
 
-def test_exception_that_cannot_be_rebuilt_becomes_remote_error(ex: ProcessExecutor) -> None:
-    with pytest.raises(RemoteError, match=r"PickyError: code 7: picky") as info:
+def test_exception_whose_constructor_differs_keeps_its_type(ex: ProcessExecutor) -> None:
+    from tests.process_workloads import PickyError
+
+    with pytest.raises(PickyError, match=r"code 7: picky") as info:
         ex.run({"graph": f"{P}:raise_picky"})
+    assert info.value.code == 7 and not isinstance(info.value, RemoteError)
     assert "raise_picky" in str(info.value.__cause__)
 
 
