@@ -19,8 +19,8 @@ Wire contract (both directions are ``bytes``, so nothing but bytes crosses the b
 * reply = ``marshal.dumps((status, body))`` with ``status`` one of ``"ok"`` (body: codec
   payload of the return value), ``"error"`` (body: ``(module, qualname, message, traceback,
   args)``, ``args`` being ``exc.args`` when marshal accepts them, else None: no pickle),
-  ``"timeout"`` (body: message), ``"serialization"`` (body: message naming the key path), ``"missing"`` (body: unknown function key; the host resends
-  ``define``).
+  ``"timeout"`` (body: message), ``"serialization"`` (body: message naming the key path),
+  ``"missing"`` (body: unknown function key; the host resends ``define``).
 
 Values that cross are *data*: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, and ``list``/``tuple``/``dict``/``set``/``frozenset`` of those, exact types only
