@@ -43,6 +43,14 @@ class ExecutorClosed(SubisoError, RuntimeError):
     """Work was submitted to an executor after close()."""
 
 
+class RemoteError(SubisoError):
+    """Stands in for a worker-side exception whose type cannot be rebuilt in the caller.
+
+    Raised when the type cannot be imported under its ``module:qualname`` or is not an exception
+    class; the message is ``"module.qualname: message"`` and ``__cause__`` the remote traceback.
+    """
+
+
 class RemoteTraceback(Exception):
     """Carries a worker-side traceback as text; set as ``__cause__`` of a re-raised exception.
 

@@ -18,9 +18,9 @@ Wire contract (both directions are ``bytes``, so nothing but bytes crosses the b
 
 * reply = ``marshal.dumps((status, body))`` with ``status`` one of ``"ok"`` (body: codec
   payload of the return value), ``"error"`` (body: ``(module, qualname, message, traceback,
-  pickled-exception-or-None)``), ``"timeout"`` (body: message), ``"serialization"`` (body:
-  message naming the key path), ``"missing"`` (body: unknown function key; the host resends
-  ``define``).
+  args)``, ``args`` being ``exc.args`` when marshal accepts them, else None: no pickle),
+  ``"timeout"`` (body: message), ``"serialization"`` (body: message naming the key path),
+  ``"missing"`` (body: unknown function key; the host resends ``define``).
 
 Values that cross are *data*: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, and ``list``/``tuple``/``dict``/``set``/``frozenset`` of those, exact types only
@@ -37,7 +37,6 @@ import builtins
 import importlib
 import inspect
 import marshal
-import pickle
 import time
 import traceback
 import types
@@ -227,14 +226,15 @@ def loop_time() -> float:
 
 
 def encode_error(exc: BaseException) -> bytes:
-    """Reply for an exception: type name, message, traceback text, pickle when possible."""
+    """Reply for an exception: type name, message, traceback text, args when marshal takes them."""
     kind = type(exc)
     text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
     try:
-        pickled: bytes | None = pickle.dumps(exc)
+        marshal.dumps(exc.args)
+        args: tuple[Any, ...] | None = exc.args
     except Exception:
-        pickled = None
-    body = (kind.__module__, kind.__qualname__, str(exc), text, pickled)
+        args = None
+    body = (kind.__module__, kind.__qualname__, str(exc), text, args)
     return marshal.dumps(("error", body))
 
 
