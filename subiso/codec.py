@@ -164,7 +164,7 @@ def _walk(obj: Any, path: str) -> Iterator[tuple[str, Any]]:
         # An object that goes through the extension hook and fails: point inside it if we can.
         inner = getattr(obj, "__dict__", None)
         if isinstance(inner, dict) and inner:
-            before = path
+            before: str | None = path
             for name, value in inner.items():
                 for sub in _walk(value, f"{path}.{name}"):
                     before = None
@@ -211,8 +211,9 @@ class RemoteError(SubisoError):
 def exception_to_wire(exc: BaseException) -> WireError:
     """Capture ``exc`` with its traceback text; the pickled form only when it round-trips."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    pickled: bytes | None
     try:
-        pickled: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickled = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(pickled)  # an exception whose __init__ needs other args fails here
     except Exception:
         pickled = None

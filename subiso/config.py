@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -61,7 +61,10 @@ class GraphConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return msgspec.structs.replace(self, **changes)
 
 
-def convert(data: Any, type_: type, *, source: str) -> Any:
+_T = TypeVar("_T")
+
+
+def convert(data: Any, type_: type[_T], *, source: str) -> _T:
     """msgspec.convert with errors turned into ConfigError naming the source and field."""
     try:
         return msgspec.convert(data, type_)

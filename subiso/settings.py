@@ -37,16 +37,19 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import msgspec
 
 from subiso.config import read_mapping
 from subiso.errors import ConfigError
 from subiso.validate import checkpointer_spec
+
+if TYPE_CHECKING:
+    from subiso.executors.base import Executor
 
 ENV_CONFIG = "SUBISO_CONFIG"
 ENV_EXECUTOR = "SUBISO_EXECUTOR"
@@ -375,11 +378,11 @@ def resolve_settings(
     return ResolvedSettings(settings, source, origin, tier_from)
 
 
-def tier_options(settings: Settings, tier: str, cls: type[Any]) -> dict[str, Any]:
+def tier_options(settings: Settings, tier: str, cls: Callable[..., Executor]) -> dict[str, Any]:
     """Constructor keywords for ``tier``: shared keys it accepts, then its own table."""
     shared = settings.shared_options()
     try:
-        params = inspect.signature(cls).parameters
+        params: Mapping[str, inspect.Parameter] = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         params = {}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -388,7 +391,7 @@ def tier_options(settings: Settings, tier: str, cls: type[Any]) -> dict[str, Any
     return options
 
 
-def build_executor(resolved: ResolvedSettings) -> Any:
+def build_executor(resolved: ResolvedSettings) -> Executor:
     """Construct the executor the resolved settings describe ("auto" decides here)."""
     from subiso.executors import tier_class
 
@@ -405,12 +408,12 @@ def build_executor(resolved: ResolvedSettings) -> Any:
 
 def construct(
     tier: str,
-    cls: type[Any],
+    cls: Callable[..., Executor],
     options: dict[str, Any],
     source: str,
     *,
     selected_by: str | None = None,
-) -> Any:
+) -> Executor:
     """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file, and
     ``selected_by`` passed to it (built-in tiers take it, see ``Executor``)."""
     if selected_by is not None:
@@ -431,7 +434,7 @@ def construct(
     return executor
 
 
-def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:
+def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Executor:
     """Build the executor described by the settings in effect (see the module docstring).
 
     ``overrides`` take settings keys and win over the file and ``SUBISO_EXECUTOR``:
@@ -477,7 +480,7 @@ def legacy_tier(opts: Mapping[str, Any]) -> str:
     return "inline"
 
 
-def executor_from_options(opts: Mapping[str, Any], **overrides: Any) -> Any:
+def executor_from_options(opts: Mapping[str, Any], **overrides: Any) -> Executor:
     """An executor for the option dict of the design subiso replaces - the migration path.
 
     The dict picks the tier (see :func:`legacy_tier`); everything else (``max_workers``,
