@@ -60,27 +60,29 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
-    from subiso._capabilities import Capabilities, capabilities
-    from subiso.config import GraphConfig
-    from subiso.default import arun, run
-    from subiso.errors import (
-        ConfigError,
-        ExecutorClosed,
-        NotIsolatable,
-        RunTimeout,
-        SerializationError,
-        SubisoError,
-        TierUnavailable,
-        WorkerCrashed,
-    )
-    from subiso.executors import get_executor
-    from subiso.executors.base import Executor
-    from subiso.executors.context import ContextExecutor
-    from subiso.executors.inline import InlineExecutor
-    from subiso.executors.process import ProcessExecutor
-    from subiso.executors.subinterpreter import SubinterpreterExecutor
-    from subiso.executors.subinterpreter.offload import offload
-    from subiso.executors.thread import ThreadExecutor
-    from subiso.report import RunReport, RunResult
-    from subiso.runtime.worker_init import worker_state
-    from subiso.settings import executor_from_options, load_executor
+    from subiso._capabilities import Capabilities as Capabilities
+    from subiso._capabilities import capabilities as capabilities
+    from subiso.config import GraphConfig as GraphConfig
+    from subiso.default import arun as arun
+    from subiso.default import run as run
+    from subiso.errors import ConfigError as ConfigError
+    from subiso.errors import ExecutorClosed as ExecutorClosed
+    from subiso.errors import NotIsolatable as NotIsolatable
+    from subiso.errors import RunTimeout as RunTimeout
+    from subiso.errors import SerializationError as SerializationError
+    from subiso.errors import SubisoError as SubisoError
+    from subiso.errors import TierUnavailable as TierUnavailable
+    from subiso.errors import WorkerCrashed as WorkerCrashed
+    from subiso.executors import get_executor as get_executor
+    from subiso.executors.base import Executor as Executor
+    from subiso.executors.context import ContextExecutor as ContextExecutor
+    from subiso.executors.inline import InlineExecutor as InlineExecutor
+    from subiso.executors.process import ProcessExecutor as ProcessExecutor
+    from subiso.executors.subinterpreter import SubinterpreterExecutor as SubinterpreterExecutor
+    from subiso.executors.subinterpreter.offload import offload as offload
+    from subiso.executors.thread import ThreadExecutor as ThreadExecutor
+    from subiso.report import RunReport as RunReport
+    from subiso.report import RunResult as RunResult
+    from subiso.runtime.worker_init import worker_state as worker_state
+    from subiso.settings import executor_from_options as executor_from_options
+    from subiso.settings import load_executor as load_executor

@@ -40,9 +40,12 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (ConfigError, TierUnavailable)
 class _Fail(click.ClickException):
     """A message and an exit code, printed by click as ``Error: ...``."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    # click declares exit_code a ClassVar: one subclass per code instead of per-instance codes
+    exit_code = EXIT_FAILED
+
+
+class _UsageFail(_Fail):
+    exit_code = EXIT_USAGE
 
 
 def _verbosity(ctx: click.Context, local: int) -> int:
@@ -52,10 +55,10 @@ def _verbosity(ctx: click.Context, local: int) -> int:
 
 def _fail(exc: BaseException, verbose: int) -> NoReturn:
     """Print ``exc`` (with its traceback when verbose) and exit with the matching code."""
-    code = EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
+    fail = _UsageFail if isinstance(exc, USAGE_ERRORS) else _Fail
     if verbose:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    raise _Fail(f"{type(exc).__name__}: {exc}", code)
+    raise fail(f"{type(exc).__name__}: {exc}")
 
 
 def _ensure_cwd_importable() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -143,7 +143,10 @@ class GraphConfig(
         return msgspec.structs.replace(self, **changes)
 
 
-def convert(data: Any, type_: type, *, source: str) -> Any:
+_T = TypeVar("_T")
+
+
+def convert(data: Any, type_: type[_T], *, source: str) -> _T:
     """msgspec.convert with errors turned into ConfigError naming the source and field."""
     try:
         return msgspec.convert(data, type_)

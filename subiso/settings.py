@@ -39,16 +39,19 @@ import inspect
 import os
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import msgspec
 
 from subiso.config import read_mapping
 from subiso.errors import ConfigError
 from subiso.validate import OPTION_VALIDATORS
+
+if TYPE_CHECKING:
+    from subiso.executors.base import Executor
 
 ENV_CONFIG = "SUBISO_CONFIG"
 ENV_EXECUTOR = "SUBISO_EXECUTOR"
@@ -70,7 +73,7 @@ class _Options(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
         return {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
 
 
-def _builtin_tier_classes() -> dict[str, type[Any]]:
+def _builtin_tier_classes() -> dict[str, Any]:
     """Built-in tiers by name (``auto`` is a factory, not a tier with options of its own)."""
     from subiso.executors import BUILTIN_TIERS, tier_class
 
@@ -78,7 +81,7 @@ def _builtin_tier_classes() -> dict[str, type[Any]]:
 
 
 @functools.cache
-def options_struct(cls: type[Any]) -> type[_Options]:
+def options_struct(cls: Any) -> type[_Options]:
     """The settings table of tier ``cls``, derived from its constructor's keyword-only
     parameters and their annotations: a tier declares its options once, in its signature."""
     hints = typing.get_type_hints(cls.__init__)
@@ -88,7 +91,9 @@ def options_struct(cls: type[Any]) -> type[_Options]:
             continue
         fields.append((name, typing.Optional[hints.get(name, Any)], None))
     name = f"{getattr(cls, 'tier', cls.__name__).title()}Options"
-    return msgspec.defstruct(name, fields, bases=(_Options,), kw_only=True)
+    return typing.cast(
+        "type[_Options]", msgspec.defstruct(name, fields, bases=(_Options,), kw_only=True)
+    )
 
 
 def tier_tables() -> dict[str, type[_Options]]:
@@ -133,7 +138,8 @@ def settings_struct() -> type[Settings]:
     fields = [
         (tier, table, msgspec.field(default_factory=table)) for tier, table in tier_tables().items()
     ]
-    return msgspec.defstruct("Settings", fields, bases=(Settings,), kw_only=True)
+    struct = msgspec.defstruct("Settings", fields, bases=(Settings,), kw_only=True)
+    return typing.cast("type[Settings]", struct)
 
 
 @dataclass(frozen=True)
@@ -295,7 +301,7 @@ def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
         )
     fallbacks = [
         ("fallback", settings.fallback),
-        ("subinterpreter.fallback", settings.subinterpreter.fallback),
+        ("subinterpreter.fallback", settings.tier_table("subinterpreter").get("fallback")),
     ]
     from subiso.executors import NOT_FALLBACKS
 
@@ -352,11 +358,11 @@ def resolve_settings(
     return ResolvedSettings(settings, source, origin, tier_from)
 
 
-def tier_options(settings: Settings, tier: str, cls: type[Any]) -> dict[str, Any]:
+def tier_options(settings: Settings, tier: str, cls: Callable[..., Executor]) -> dict[str, Any]:
     """Constructor keywords for ``tier``: shared keys it accepts, then its own table."""
     shared = settings.shared_options()
     try:
-        params = inspect.signature(cls).parameters
+        params: Mapping[str, inspect.Parameter] = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         params = {}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -365,7 +371,7 @@ def tier_options(settings: Settings, tier: str, cls: type[Any]) -> dict[str, Any
     return options
 
 
-def build_executor(resolved: ResolvedSettings) -> Any:
+def build_executor(resolved: ResolvedSettings) -> Executor:
     """Construct the executor the resolved settings describe ("auto" decides here)."""
     from subiso.executors import tier_class
 
@@ -382,12 +388,12 @@ def build_executor(resolved: ResolvedSettings) -> Any:
 
 def construct(
     tier: str,
-    cls: type[Any],
+    cls: Callable[..., Executor],
     options: dict[str, Any],
     source: str,
     *,
     selected_by: str | None = None,
-) -> Any:
+) -> Executor:
     """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file, and
     ``selected_by`` passed to it (built-in tiers take it, see ``Executor``)."""
     if selected_by is not None:
@@ -413,7 +419,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     return resolve_settings(path, **overrides).settings
 
 
-def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Any:
+def load_executor(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Executor:
     """Build the executor described by the settings in effect (see the module docstring).
 
     ``overrides`` take settings keys and win over the file and ``SUBISO_EXECUTOR``:
@@ -459,7 +465,7 @@ def legacy_tier(opts: Mapping[str, Any]) -> str:
     return "inline"
 
 
-def executor_from_options(opts: Mapping[str, Any], **overrides: Any) -> Any:
+def executor_from_options(opts: Mapping[str, Any], **overrides: Any) -> Executor:
     """An executor for the option dict of the design subiso replaces - the migration path.
 
     The dict picks the tier (see :func:`legacy_tier`); everything else (``max_workers``,

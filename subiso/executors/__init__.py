@@ -7,9 +7,13 @@ asked for); third-party tiers register through the ``subiso.executors`` entry-po
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from subiso.errors import ConfigError
+
+if TYPE_CHECKING:
+    from subiso.executors.base import Executor
 
 BUILTIN_TIERS: dict[str, str] = {
     "inline": "subiso.executors.inline:InlineExecutor",
@@ -26,22 +30,25 @@ BUILTIN_TIERS: dict[str, str] = {
 NOT_FALLBACKS = frozenset({"subinterpreter", "auto"})
 
 
-def tier_class(name: str) -> type[Any]:
-    """The executor class registered as ``name`` (built-in or plugin)."""
+def tier_class(name: str) -> Callable[..., Executor]:
+    """The executor class registered as ``name`` (built-in or plugin; "auto" is a factory)."""
+    factory: Callable[..., Executor]
     path = BUILTIN_TIERS.get(name)
     if path is not None:
         module, _, attr = path.partition(":")
-        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        factory = getattr(importlib.import_module(module), attr)
+        return factory
     from subiso.plugins import plugin_tiers
 
     plugins = plugin_tiers()
     if name in plugins:
-        return plugins[name].load()  # type: ignore[no-any-return]
+        factory = plugins[name].load()
+        return factory
     choices = ", ".join(sorted({*BUILTIN_TIERS, *plugins}))
     raise ConfigError(f"unknown executor {name!r}; choose one of: {choices}")
 
 
-def get_executor(name: str = "thread", **options: Any) -> Any:
+def get_executor(name: str = "thread", **options: Any) -> Executor:
     """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...)."""
     cls = tier_class(name)
     try:

@@ -152,10 +152,6 @@ class ContextExecutor(Executor):
 
 def _leftovers(loop: asyncio.AbstractEventLoop, scope: set[asyncio.Task[Any]]) -> list[Any]:
     """Pending tasks created inside the run whose scope is ``scope``."""
-    if _TASKS_KNOW_CONTEXT:
-        return [
-            t
-            for t in asyncio.all_tasks(loop)
-            if t.get_context().get(_run_tasks) is scope  # type: ignore[attr-defined]
-        ]
+    if sys.version_info >= (3, 12):  # _TASKS_KNOW_CONTEXT, spelled so type checkers see it
+        return [t for t in asyncio.all_tasks(loop) if t.get_context().get(_run_tasks) is scope]
     return [t for t in scope if not t.done()]

@@ -80,7 +80,9 @@ class InlineExecutor(Executor):
         ).run_once(cfg)
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
-        state = getattr(self._local, "state", None)
+        state: tuple[WorkerRuntime, asyncio.AbstractEventLoop] | None = getattr(
+            self._local, "state", None
+        )
         if state is None or state[1].is_closed():
             state = (
                 WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets),
@@ -89,7 +91,7 @@ class InlineExecutor(Executor):
             self._local.state = state
             with self._lock:
                 self._thread_loops.append((state[1], state[0]))
-        return state  # type: ignore[no-any-return]
+        return state
 
     async def acall(self, cfg: GraphConfig) -> RunResult:
         loop = asyncio.get_running_loop()

@@ -283,7 +283,7 @@ class LoopWorker:
         else:
             job.outcome.set_result(result)
         finally:
-            self._runs.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._runs.discard(asyncio.current_task())
             self._finished(job)
             self.loop.call_soon(self._check_quiet)
 

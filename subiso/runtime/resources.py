@@ -107,7 +107,7 @@ class LoopResources:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         pool = await self.pools.get(spec)
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver = AsyncPostgresSaver(pool)
         await postgres.setup_once(pool, spec, "saver", saver)
         return saver
 
@@ -115,7 +115,7 @@ class LoopResources:
         from langgraph.store.postgres.aio import AsyncPostgresStore
 
         pool = await self.pools.get(spec)
-        store = AsyncPostgresStore(pool)  # type: ignore[arg-type]
+        store = AsyncPostgresStore(pool)
         await postgres.setup_once(pool, spec, "store", store)
         return store
 

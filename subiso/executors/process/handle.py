@@ -270,16 +270,17 @@ def children_allowed(process: Any) -> Iterator[None]:
     key as multiprocessing's type."""
     from multiprocessing import process as mp_process
 
+    auth_string: Any = getattr(mp_process, "AuthenticationString")  # noqa: B009 (no stub)
     key = process._config.get("authkey")
-    if key is not None and type(key) is not mp_process.AuthenticationString:
-        process._config["authkey"] = mp_process.AuthenticationString(bytes(key))
-    config = multiprocessing.current_process()._config
-    saved = {k: config[k] for k in ("daemon", "authkey") if k in config}
+    if key is not None and type(key) is not auth_string:
+        process._config["authkey"] = auth_string(bytes(key))
+    config: dict[str, Any] = getattr(multiprocessing.current_process(), "_config")  # noqa: B009
+    saved: dict[str, Any] = {k: config[k] for k in ("daemon", "authkey") if k in config}
     if config.get("daemon"):
         config["daemon"] = False
     host_key = config.get("authkey")  # pickled into spawn/forkserver preparation data
-    if host_key is not None and type(host_key) is not mp_process.AuthenticationString:
-        config["authkey"] = mp_process.AuthenticationString(bytes(host_key))
+    if host_key is not None and type(host_key) is not auth_string:
+        config["authkey"] = auth_string(bytes(host_key))
     try:
         yield
     finally:

@@ -470,13 +470,13 @@ class ProcessExecutor(Executor):
             )
             settle(pending.future, RunResult(output, report))
         elif isinstance(msg, wire.Failed):
-            exc = codec.exception_from_wire(msg.error)
-            if pending.timed_out and isinstance(exc, (asyncio.CancelledError, RunTimeout)):
-                exc = self._timeout_error(pending, killed=False)
-            elif isinstance(exc, asyncio.CancelledError):
+            error = codec.exception_from_wire(msg.error)
+            if pending.timed_out and isinstance(error, (asyncio.CancelledError, RunTimeout)):
+                error = self._timeout_error(pending, killed=False)
+            elif isinstance(error, asyncio.CancelledError):
                 cancel_and_notify(pending.future)
                 return
-            settle(pending.future, exc=exc)
+            settle(pending.future, exc=error)
         elif pending.timed_out:  # Cancelled: it never started within its timeout
             settle(pending.future, exc=self._timeout_error(pending, killed=False))
         else:

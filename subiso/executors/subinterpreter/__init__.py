@@ -47,13 +47,18 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-if TYPE_CHECKING:  # pragma: no cover
-    from subiso.executors.subinterpreter.backends import Backend, backend
+if TYPE_CHECKING:  # pragma: no cover - "x as x": re-exported for type checkers
+    from subiso.executors.subinterpreter.backends import Backend as Backend
+    from subiso.executors.subinterpreter.backends import backend as backend
+    from subiso.executors.subinterpreter.executor import DEFAULT_FALLBACK as DEFAULT_FALLBACK
     from subiso.executors.subinterpreter.executor import (
-        DEFAULT_FALLBACK,
-        SubinterpreterExecutor,
-        target_mode,
+        SubinterpreterExecutor as SubinterpreterExecutor,
     )
-    from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
-    from subiso.executors.subinterpreter.pool import CallSpec, InterpreterFuture, InterpreterPool
-    from subiso.executors.subinterpreter.probes import probe_module, probe_msgspec
+    from subiso.executors.subinterpreter.executor import target_mode as target_mode
+    from subiso.executors.subinterpreter.offload_plans import OffloadPlan as OffloadPlan
+    from subiso.executors.subinterpreter.offload_plans import resolve_offload as resolve_offload
+    from subiso.executors.subinterpreter.pool import CallSpec as CallSpec
+    from subiso.executors.subinterpreter.pool import InterpreterFuture as InterpreterFuture
+    from subiso.executors.subinterpreter.pool import InterpreterPool as InterpreterPool
+    from subiso.executors.subinterpreter.probes import probe_module as probe_module
+    from subiso.executors.subinterpreter.probes import probe_msgspec as probe_msgspec

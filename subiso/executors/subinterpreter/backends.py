@@ -49,12 +49,12 @@ def _detect_backend() -> Backend:
             return Backend(None, f"concurrent.interpreters missing on Python {version}: {exc}")
         return Backend("concurrent.interpreters", "stdlib", interpreters)
     try:
-        from interpreters_backport import interpreters
+        from interpreters_backport import interpreters as backport
     except ImportError:
         return Backend(
             None, "Python 3.13 needs the 'interpreters-pep-734' package for subinterpreters"
         )
-    return Backend("interpreters_backport", "interpreters-pep-734 backport", interpreters)
+    return Backend("interpreters_backport", "interpreters-pep-734 backport", backport)
 
 
 def _require_backend() -> Any:

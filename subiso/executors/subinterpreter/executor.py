@@ -180,7 +180,7 @@ class SubinterpreterExecutor(Executor):
             f"{name}: {reason}; and no fallback tier works: {'; '.join(problems)}"
         )
 
-    def _fallback_options(self, cls: type[Any]) -> dict[str, Any]:
+    def _fallback_options(self, cls: Callable[..., Executor]) -> dict[str, Any]:
         """The options of ours that ``cls`` also takes (timeouts/checkpointers are applied by
         ``prepare`` before a config reaches the fallback tier)."""
         accepted = inspect.signature(cls.__init__).parameters
@@ -296,12 +296,13 @@ class SubinterpreterExecutor(Executor):
     def _submit_full(self, decided: _TargetPlan, cfg: GraphConfig) -> cf.Future[RunResult]:
         pool = self._pool_future.result()  # ready: _decide waited for it
         outer: cf.Future[RunResult] = cf.Future()
+        assert decided.call is not None  # full mode always carries the pool's plan
         try:
             inner = pool.submit(CallSpec(decided.call, (cfg.input,), {}, cfg.timeout))
         except BaseException as exc:  # SerializationError, ExecutorClosed
             settle(outer, exc=exc)
             return outer
-        inner.add_done_callback(lambda done: self._finish_full(done, outer))
+        inner.add_done_callback(lambda _done: self._finish_full(inner, outer))
         outer.add_done_callback(lambda done: done.cancelled() and inner.cancel())
         return outer
 

@@ -179,7 +179,7 @@ def resolve_ref(ref: str) -> Callable[..., Any]:
     return fn
 
 
-def define(key: int, code: types.CodeType, spec: tuple) -> None:
+def define(key: int, code: types.CodeType, spec: tuple[Any, ...]) -> None:
     """Build a shipped self-contained function and cache it under ``key``.
 
     ``spec`` is ``(name, qualname, module, defaults, kwdefaults, imports, self_names)``:
@@ -199,7 +199,9 @@ def define(key: int, code: types.CodeType, spec: tuple) -> None:
     _by_key[key] = fn
 
 
-def invoke(fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float | None) -> Any:
+def invoke(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+) -> Any:
     """Call ``fn``; coroutine functions run on the persistent loop, cancelled at ``timeout``.
 
     A sync function cannot be pre-empted inside an interpreter; its ``timeout`` is checked

@@ -15,7 +15,7 @@ import inspect
 import types
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,15 +23,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 class OffloadRoute(Protocol):
     """Where offloaded calls go while a hybrid run is active in this context."""
 
-    def call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any: ...
+    def call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
 
-    async def acall(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any: ...
+    async def acall(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
 
 
 current_route: ContextVar[OffloadRoute | None] = ContextVar("subiso_offload_route", default=None)
 
 
-def offload(fn: F | None = None, *, strict: bool = True) -> Any:
+@overload
+def offload(fn: F, *, strict: bool = ...) -> F: ...
+
+
+@overload
+def offload(fn: None = None, *, strict: bool = ...) -> Callable[[F], F]: ...
+
+
+def offload(fn: F | None = None, *, strict: bool = True) -> F | Callable[[F], F]:
     """Mark a module-level sync or async function as CPU-bound work to run in a subinterpreter.
 
     ``strict=False`` lets a function that cannot reach an interpreter run in place (reported)
@@ -62,7 +74,8 @@ def offload(fn: F | None = None, *, strict: bool = True) -> Any:
 
             wrapper = sync_wrapper
         wrapper.__subiso_offload__ = {"strict": strict}
-        return wrapper  # type: ignore[no-any-return]
+        # functools.wraps keeps the signature at run time; F keeps it for type checkers.
+        return cast(F, wrapper)
 
     if fn is not None:
         return decorate(fn)

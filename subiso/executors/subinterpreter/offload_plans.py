@@ -14,7 +14,7 @@ import threading
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from subiso.errors import NotIsolatable
 from subiso.executors.subinterpreter import interp_side
@@ -34,7 +34,7 @@ class OffloadPlan:
     ref: str
     key: int = 0
     code: types.CodeType | None = field(default=None, repr=False)
-    spec: tuple = field(default=(), repr=False)
+    spec: tuple[Any, ...] = field(default=(), repr=False)
     reason: str = ""
 
 
@@ -81,7 +81,8 @@ def _make_plan(fn: Callable[..., Any]) -> OffloadPlan:
             f"shipped on its own because {problem}. Move it to a module that imports only "
             "isolatable modules, or make it self-contained."
         )
-    code, spec = _ship_parts(inner)
+    # no problem found: ``inner`` is a plain function (checked by _self_contained_problem)
+    code, spec = _ship_parts(cast(types.FunctionType, inner))
     return OffloadPlan("ship", ref, next(_plan_keys), code, spec, blocked)
 
 
@@ -149,7 +150,7 @@ def _builtins() -> types.ModuleType:
     return builtins
 
 
-def _ship_parts(inner: types.FunctionType) -> tuple[types.CodeType, tuple]:
+def _ship_parts(inner: types.FunctionType) -> tuple[types.CodeType, tuple[Any, ...]]:
     imports: dict[str, str] = {}
     self_names: list[str] = []
     for _, name in _global_names(inner.__code__):

@@ -49,12 +49,12 @@ class CallSpec:
     """One call for the pool: ``target`` is ``"module:qualname"``, a function, or a plan."""
 
     target: str | Callable[..., Any] | OffloadPlan
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
 
 
-class InterpreterFuture(Future):
+class InterpreterFuture(Future[Any]):
     """A Future that also says which interpreter ran the call, on which host thread and
     since when (``time.perf_counter()``), for RunReport."""
 
@@ -85,7 +85,9 @@ def _plan_for(target: str | Callable[..., Any] | OffloadPlan) -> OffloadPlan:
     return OffloadPlan("import", target)
 
 
-def _encode_payload(codec: interp_side.Codec, args: tuple, kwargs: dict) -> bytes:
+def _encode_payload(
+    codec: interp_side.Codec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bytes:
     try:
         return codec.dumps((tuple(args), dict(kwargs)))
     except (ValueError, TypeError, OverflowError) as exc:
@@ -149,8 +151,8 @@ class _ExecQueueTransport(_Transport):
     _STUB = compile("_subiso_put(_subiso_handle(_subiso_req))", "<subiso-stub>", "exec")
 
     def _setup(self, sys_path: list[str]) -> None:
-        import _interpqueues  # type: ignore[import-not-found]
-
+        # imported by name: a 3.13+ private module (no stubs for older Pythons' type checks)
+        _interpqueues = importlib.import_module("_interpqueues")
         self._queues = _interpqueues
         self._exec = importlib.import_module("_interpreters").exec
         # 3.13 layout: create(maxsize, fmt, unboundop); fmt 0 = shared-only, op 1 = remove.
@@ -453,7 +455,7 @@ def _default_codec() -> str:
     return "msgpack" if probe_msgspec().ok else "marshal"
 
 
-def _expire(future: Future) -> None:
+def _expire(future: Future[Any]) -> None:
     if future.done():
         return
     try:

@@ -94,7 +94,7 @@ class PoolRoute:
         self._lock = threading.Lock()
 
     # -- OffloadRoute ---------------------------------------------------------------------------
-    def call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run ``fn`` in an interpreter and wait for its result on this thread."""
         spec = self._spec(fn, args, kwargs)
         if spec is None:
@@ -102,7 +102,9 @@ class PoolRoute:
         pool = self._pool or self._wait_pool()
         return pool.submit(spec).result()
 
-    async def acall(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    async def acall(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Run ``fn`` in an interpreter; awaits without blocking the worker's loop."""
         spec = self._spec(fn, args, kwargs)
         if spec is None:
@@ -119,7 +121,9 @@ class PoolRoute:
         self._pool = self._pool_future.result()
         return self._pool
 
-    def _spec(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> CallSpec | None:
+    def _spec(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> CallSpec | None:
         """The pool call for ``fn``, or None when it runs in place (strict=False, reported)."""
         state = current_run.get()
         reason = self._in_place.get(fn)
