@@ -7,6 +7,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 Mode = Literal["full", "hybrid", "fallback"]
+Status = Literal["done", "interrupted"]
 
 
 class RunReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -15,11 +16,14 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     ``mode`` is ``"full"`` when the whole workflow ran in the requested tier, ``"hybrid"`` when
     the graph ran on a host worker thread and offloaded nodes ran in subinterpreters, and
     ``"fallback"`` when the tier was unavailable and ``fallback_reason`` says why another ran.
+    ``status`` is ``"interrupted"`` when the graph paused - an ``interrupt()`` (its payloads are
+    in ``RunResult.interrupts``) or a static breakpoint - and ``"done"`` otherwise.
     The ``*_s`` transfer fields are zero for tiers that do not cross a boundary.
     """
 
     tier: str
     mode: Mode = "full"
+    status: Status = "done"
     fallback_reason: str | None = None
     pid: int
     thread_id: int
@@ -37,3 +41,11 @@ class RunResult(NamedTuple):
 
     output: Any
     report: RunReport
+
+    @property
+    def interrupts(self) -> tuple[Any, ...]:
+        """The ``langgraph.types.Interrupt`` objects the run paused on (empty when none)."""
+        output = self.output
+        if isinstance(output, dict):
+            return tuple(output.get("__interrupt__") or ())
+        return ()

@@ -5,6 +5,7 @@ savers (no aiosqlite connection thread left, the file readable by plain sqlite3)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import sqlite3
 import threading
 from pathlib import Path
@@ -168,10 +169,20 @@ def test_memory_persists_within_one_thread_worker(make_executor: Any) -> None:
     assert executor.run(cfg) == {"entries": runs(5)}
 
 
-def test_memory_lives_for_one_run_on_context_tier(make_executor: Any) -> None:
-    """Documented: the context tier opens its checkpointers per run (a fresh loop per run), so
-    an in-memory saver does not carry state from one run to the next - use SQLite there."""
-    executor = make_executor("context")
+@pytest.mark.parametrize("tier", ["inline", "context", "thread"])
+def test_memory_lives_as_long_as_the_executor_in_process(make_executor: Any, tier: str) -> None:
+    """"memory" is not loop-bound: in the tiers that run in this process one saver serves every
+    run, loop and worker of the executor (the context tier opens a fresh loop per run, inline a
+    loop per calling thread and the caller's own, thread one per worker)."""
+    executor = make_executor(tier, **({"max_workers": 4} if tier == "thread" else {}))
     cfg = log_cfg(None, "m")
     assert executor.run(cfg) == {"entries": runs(1)}
-    assert executor.run(cfg) == {"entries": runs(1)}
+    assert executor.run(cfg) == {"entries": runs(2)}
+    assert executor.run(cfg.replace(timeout=30.0)) == {"entries": runs(3)}  # the async path
+    assert asyncio.run(executor.arun(cfg)) == {"entries": runs(4)}
+
+    def from_another_thread() -> Any:
+        return executor.run(cfg)
+
+    with cf.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(from_another_thread).result() == {"entries": runs(5)}

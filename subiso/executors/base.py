@@ -2,20 +2,24 @@
 
 A tier implements three public hooks, in the spirit of ``concurrent.futures.Executor``:
 
-* ``start(cfg) -> Future[RunResult]`` - begin one run of a prepared GraphConfig (defaults
-  applied, executor open); the future resolves exactly once with its RunResult or exception;
+* ``start(call, events=None) -> Future[RunResult]`` - begin one
+  :class:`~subiso.runtime.call.Call` (an invoke, a stream or a state operation on a prepared
+  GraphConfig); the future resolves exactly once with its RunResult or exception; each event
+  the run produces goes to ``events`` (an :class:`~subiso.events.EventChannel`) as it happens;
 * ``shutdown(wait, cancel_pending)`` - release workers and resources (called once, by
   ``close``);
 * ``cancel_running(future)`` - stop a run that already executes (an awaiting caller was
-  cancelled); best effort, optional.
+  cancelled, a stream's consumer left); best effort, optional.
 
 Tiers that run in the caller's own thread or loop (inline, context) or that can hand a sync
 caller its reply directly (process) add a fast path through one optional hook, in its sync and
-async form: ``call(cfg) -> RunResult`` and ``acall(cfg)``. By default both go through ``start``.
+async form: ``call(call) -> RunResult`` and ``acall(call, events=None)``. By default both go
+through ``start``.
 
-Everything callers use - ``run``, ``arun``, ``execute``, ``aexecute``, ``submit``,
-``submit_execute``, ``map``, ``close``, the context managers - is defined here and only here,
-so a plugin tier gets all of it, and every change to it, by implementing ``start``.
+Everything callers use - ``run``, ``arun``, ``execute``, ``aexecute``, ``submit``, ``map``,
+``stream``, ``astream``, ``get_state``, ``get_state_history``, ``update_state`` and their async
+forms, ``close``, the context managers - is defined here and only here, so a plugin tier gets
+all of it, and every change to it, by implementing ``start``.
 """
 
 from __future__ import annotations
@@ -23,21 +27,26 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from subiso._futures import relay
+from subiso._futures import relay, running_future, settle
 
 if TYPE_CHECKING:
     from subiso._capabilities import Capabilities
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed
+from subiso.events import EventChannel
 from subiso.report import RunResult
+from subiso.runtime.call import Call, StreamMode
 from subiso.validate import checkpointer_spec, seconds
 
 ConfigLike = GraphConfig | Mapping[str, Any]
+#: Called on the caller's side with each event of a run.
+OnEvent = Callable[[Any], object]
 
 
 class Executor(abc.ABC):
@@ -51,6 +60,10 @@ class Executor(abc.ABC):
     tier: ClassVar[str] = "?"
     #: One line for ``subiso info``: what this tier gives.
     summary: ClassVar[str] = ""
+    #: True when runs execute in another process or interpreter, which imports the graph
+    #: itself: a compiled graph object cannot be passed there (``boundary`` names where).
+    crosses_boundary: ClassVar[bool] = False
+    boundary: ClassVar[str] = "process"
 
     def __init__(
         self,
@@ -78,12 +91,13 @@ class Executor(abc.ABC):
 
     # -- the tier's hooks ------------------------------------------------------------------------
     @abc.abstractmethod
-    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        """Begin a run of ``cfg`` (prepared: defaults applied); return its future.
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        """Begin ``call`` (its GraphConfig prepared: defaults applied); return its future.
 
         The future resolves exactly once: a RunResult, the run's exception, or cancelled (only
         if the run will not complete). Tiers with workers return at once; tiers that run in
-        the caller's thread may run it here and return a done future.
+        the caller's thread may run it here and return a done future - except with
+        ``events``, whose consumer reads while the run goes on.
         """
 
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
@@ -95,15 +109,15 @@ class Executor(abc.ABC):
         return None
 
     # -- the optional fast path ------------------------------------------------------------------
-    def call(self, cfg: GraphConfig) -> RunResult:
-        """Run ``cfg`` (prepared) to completion for a sync caller. Override to skip the future
+    def call(self, call: Call) -> RunResult:
+        """Carry out ``call`` to completion for a sync caller. Override to skip the future
         (tiers running in the caller's thread, or reading their own reply)."""
-        return self.start(cfg).result()
+        return self.start(call).result()
 
-    async def acall(self, cfg: GraphConfig) -> RunResult:
-        """Await a run of ``cfg`` (prepared) without blocking the caller's loop; cancelling
-        the caller cancels the run. Override to run on the caller's loop itself."""
-        future = self.start(cfg)
+    async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
+        """Await ``call`` without blocking the caller's loop; cancelling the caller cancels
+        the run. Override to run on the caller's loop itself."""
+        future = self.start(call, events)
         try:
             # wrap_future cancels ``future`` when we are cancelled; that only works while it
             # is still queued, so a running one is cancelled on its worker.
@@ -122,6 +136,12 @@ class Executor(abc.ABC):
             if not isinstance(cfg, Mapping):
                 raise ConfigError(f"expected a GraphConfig or a mapping, got {type(cfg).__name__}")
             cfg = GraphConfig.from_dict(dict(cfg))
+        if self.crosses_boundary and not isinstance(cfg.graph, str):
+            raise ConfigError(
+                f"GraphConfig.graph: the {self.tier} tier imports the graph in its own "
+                f"{self.boundary}, so pass its import path 'pkg.mod:attr', not a "
+                f"{type(cfg.graph).__name__} object"
+            )
         if (cfg.timeout is None and self.timeout is not None) or (
             cfg.checkpointer is None and self.checkpointer is not None
         ):
@@ -135,31 +155,46 @@ class Executor(abc.ABC):
 
     def submit_execute(self, cfg: ConfigLike) -> cf.Future[RunResult]:
         """Start a run; the future's result is its RunResult."""
-        return self.start(self.prepare(cfg))
+        return self.start(Call(cfg=self.prepare(cfg)))
 
     def submit(self, cfg: ConfigLike) -> cf.Future[Any]:
         """Start a run; the future's result is the run's output, as with ``run``."""
         inner = self.submit_execute(cfg)
         return relay(inner, cf.Future(), _output, on_cancel=self.cancel_running)
 
-    def execute(self, cfg: ConfigLike) -> RunResult:
+    def execute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
         """Run to completion and return ``RunResult(output, report)``.
 
         Safe from plain sync code and from a thread whose loop is running: it only waits on a
-        future, it never starts or nests an event loop here.
+        future, it never starts or nests an event loop here. ``on_event(update)`` is called on
+        this thread with each node's update (LangGraph's ``"updates"`` stream) as it happens.
         """
-        return self.call(self.prepare(cfg))
+        call = Call(cfg=self.prepare(cfg))
+        if on_event is None:
+            return self.call(call)
+        events = EventChannel()
+        future = self._start_streaming(call, events)
+        for event in self._drain(events, future):
+            on_event(event)
+        return future.result()
 
-    def run(self, cfg: ConfigLike) -> Any:
+    def run(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> Any:
         """Run to completion and return the output."""
-        return self.execute(cfg).output
+        return self.execute(cfg, on_event=on_event).output
 
-    async def aexecute(self, cfg: ConfigLike) -> RunResult:
-        """Await a run without blocking the caller's loop; cancelling the caller cancels it."""
-        return await self.acall(self.prepare(cfg))
+    async def aexecute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
+        """Await a run without blocking the caller's loop; cancelling the caller cancels it.
+        ``on_event`` is called on the caller's loop with each update as it happens."""
+        call = Call(cfg=self.prepare(cfg))
+        if on_event is None:
+            return await self.acall(call)
+        result = _Box()
+        async for event in self._aevents(call, result):
+            on_event(event)
+        return result.value
 
-    async def arun(self, cfg: ConfigLike) -> Any:
-        return (await self.aexecute(cfg)).output
+    async def arun(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> Any:
+        return (await self.aexecute(cfg, on_event=on_event)).output
 
     def map(self, cfgs: Iterable[ConfigLike], *, timeout: float | None = None) -> Iterator[Any]:
         """Start every run now; yield outputs in order (like ``concurrent.futures.Executor.map``).
@@ -180,6 +215,100 @@ class Executor(abc.ABC):
                     fut.cancel()
 
         return results()
+
+    # -- streaming -----------------------------------------------------------------------------
+    def stream(
+        self,
+        cfg: ConfigLike,
+        stream_mode: StreamMode | list[StreamMode] = "updates",
+        *,
+        subgraphs: bool = False,
+    ) -> Iterator[Any]:
+        """Yield exactly what ``graph.stream(input, config, stream_mode=..., subgraphs=...)``
+        yields, each chunk as the worker produces it (bounded buffering: a slow consumer
+        slows the run). Leaving the loop early cancels the run on its worker."""
+        call = Call(
+            cfg=self.prepare(cfg), op="stream", stream_mode=stream_mode, subgraphs=subgraphs
+        )
+        events = EventChannel()
+        return self._drain(events, self._start_streaming(call, events), raise_at_end=True)
+
+    async def astream(
+        self,
+        cfg: ConfigLike,
+        stream_mode: StreamMode | list[StreamMode] = "updates",
+        *,
+        subgraphs: bool = False,
+    ) -> AsyncIterator[Any]:
+        """``stream`` for async callers: an async iterator, never blocking the caller's loop."""
+        call = Call(
+            cfg=self.prepare(cfg), op="stream", stream_mode=stream_mode, subgraphs=subgraphs
+        )
+        async for event in self._aevents(call, _Box()):
+            yield event
+
+    def _start_streaming(self, call: Call, events: EventChannel) -> cf.Future[RunResult]:
+        future = self.start(call, events)
+        future.add_done_callback(lambda _: events.close())
+        return future
+
+    def _drain(
+        self, events: EventChannel, future: cf.Future[RunResult], *, raise_at_end: bool = False
+    ) -> Iterator[Any]:
+        """Events until the run ends; a consumer that leaves (or fails) cancels the run."""
+        try:
+            yield from events
+            if raise_at_end:
+                future.result()
+        finally:
+            if not future.done():
+                events.abandon()
+                if not future.cancel():
+                    self.cancel_running(future)
+
+    async def _aevents(self, call: Call, result: _Box) -> AsyncIterator[Any]:
+        events = EventChannel()
+        task = asyncio.ensure_future(self.acall(call, events))
+        task.add_done_callback(lambda _: events.close())
+        try:
+            async for event in events:
+                yield event
+            result.value = await task
+        finally:
+            if not task.done():
+                events.abandon()
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    # -- state ---------------------------------------------------------------------------------
+    def get_state(self, cfg: ConfigLike, *, subgraphs: bool = False) -> Any:
+        """LangGraph's ``StateSnapshot`` of ``cfg``'s thread, read on a worker that owns the
+        checkpointer's loop."""
+        return self.call(Call(cfg=self.prepare(cfg), op="get_state", subgraphs=subgraphs)).output
+
+    async def aget_state(self, cfg: ConfigLike, *, subgraphs: bool = False) -> Any:
+        call = Call(cfg=self.prepare(cfg), op="get_state", subgraphs=subgraphs)
+        return (await self.acall(call)).output
+
+    def get_state_history(self, cfg: ConfigLike, limit: int | None = None) -> list[Any]:
+        """The thread's ``StateSnapshot`` objects, newest first (``limit`` of them at most)."""
+        call = Call(cfg=self.prepare(cfg), op="get_state_history", limit=limit)
+        return list(self.call(call).output)
+
+    async def aget_state_history(self, cfg: ConfigLike, limit: int | None = None) -> list[Any]:
+        call = Call(cfg=self.prepare(cfg), op="get_state_history", limit=limit)
+        return list((await self.acall(call)).output)
+
+    def update_state(self, cfg: ConfigLike, values: Any, as_node: str | None = None) -> Any:
+        """``graph.update_state``: write ``values`` as if ``as_node`` returned them; returns the
+        new checkpoint's RunnableConfig."""
+        call = Call(cfg=self.prepare(cfg), op="update_state", values=values, as_node=as_node)
+        return self.call(call).output
+
+    async def aupdate_state(self, cfg: ConfigLike, values: Any, as_node: str | None = None) -> Any:
+        call = Call(cfg=self.prepare(cfg), op="update_state", values=values, as_node=as_node)
+        return (await self.acall(call)).output
 
     def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stop accepting work, then release workers and resources.
@@ -214,16 +343,39 @@ class Executor(abc.ABC):
         return f"<{type(self).__name__} tier={self.tier!r} {state}>"
 
 
-def ran(fn: Callable[[GraphConfig], RunResult], cfg: GraphConfig) -> cf.Future[RunResult]:
-    """A done future holding ``fn(cfg)``'s outcome: ``start`` for tiers that run in the
+def ran(fn: Callable[[Call], RunResult], call: Call) -> cf.Future[RunResult]:
+    """A done future holding ``fn(call)``'s outcome: ``start`` for tiers that run in the
     caller's thread."""
     future: cf.Future[RunResult] = cf.Future()
     future.set_running_or_notify_cancel()
     try:
-        future.set_result(fn(cfg))
+        future.set_result(fn(call))
     except BaseException as exc:
         future.set_exception(exc)
     return future
+
+
+def on_helper_thread(fn: Callable[[], RunResult]) -> cf.Future[RunResult]:
+    """``fn()`` on a short-lived daemon thread; its future resolves with the outcome. For tiers
+    that run in the caller's thread, when the caller must read events while the run goes on."""
+    future: cf.Future[RunResult] = running_future()
+
+    def main() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            settle(future, exc=exc)
+        else:
+            settle(future, result)
+
+    threading.Thread(target=main, name="subiso-stream", daemon=True).start()
+    return future
+
+
+class _Box:
+    """Where an async generator leaves the RunResult for its caller."""
+
+    value: RunResult
 
 
 def _output(result: RunResult) -> Any:

@@ -28,11 +28,13 @@ from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any
 
-from subiso.config import GraphConfig
-from subiso.executors.base import Executor, ran
+from subiso.events import EventChannel
+from subiso.executors.base import Executor, on_helper_thread, ran
 from subiso.report import RunResult
-from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.call import Call
+from subiso.runtime.execute import Emit, WorkerRuntime
 from subiso.runtime.loops import call_off_running_loop, cancel_until_settled
+from subiso.runtime.resources import Memory
 from subiso.runtime.targets import TargetCache
 
 _run_tasks: ContextVar[set[asyncio.Task[Any]] | None] = ContextVar("subiso_run_tasks", default=None)
@@ -106,29 +108,38 @@ class ContextExecutor(Executor):
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         self._targets = TargetCache()
+        self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per run
 
-    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        """Runs here, now: the future is done when it is returned."""
-        return ran(self.call, cfg)
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        """Runs here, now: the future is done when it is returned. With ``events`` (a sync
+        consumer reads them meanwhile) the run goes to a helper thread, isolated the same way."""
+        if events is None:
+            return ran(self.call, call)
+        return on_helper_thread(lambda: self._execute_isolated(call, events.put))
 
-    def call(self, cfg: GraphConfig) -> RunResult:
-        return call_off_running_loop(lambda: self._execute_isolated(cfg))
+    def call(self, call: Call) -> RunResult:
+        return call_off_running_loop(lambda: self._execute_isolated(call))
 
-    def _execute_isolated(self, cfg: GraphConfig) -> RunResult:
-        runtime = WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets)
-        return runtime.run_once(cfg, contextvars.Context())
+    def _execute_isolated(self, call: Call, emit: Emit | None = None) -> RunResult:
+        return self._runtime().run_once(call, contextvars.Context(), emit)
 
-    async def acall(self, cfg: GraphConfig) -> RunResult:
+    def _runtime(self) -> WorkerRuntime:
+        return WorkerRuntime(
+            self.tier, selected_by=self.selected_by, targets=self._targets, memory=self._memory
+        )
+
+    async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
         loop = asyncio.get_running_loop()
-        runtime = WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets)
-        target = runtime.plan(cfg)
+        runtime = self._runtime()
+        target = runtime.plan(call)
         scope: set[asyncio.Task[Any]] = set()
         context = contextvars.Context()
         context.run(_run_tasks.set, scope)
         if not _TASKS_KNOW_CONTEXT:
             _TaskTracking.acquire(loop)
         try:
-            task = context.run(loop.create_task, runtime.run_async(target, cfg))
+            emit = None if events is None else events.put
+            task = context.run(loop.create_task, runtime.run_async(target, call, emit))
             try:
                 return await asyncio.shield(task)
             except asyncio.CancelledError:

@@ -15,15 +15,17 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from subiso.config import GraphConfig
-from subiso.executors.base import Executor, ran
+from subiso.events import EventChannel
+from subiso.executors.base import Executor, on_helper_thread, ran
 from subiso.report import RunResult
-from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.call import Call
+from subiso.runtime.execute import Emit, WorkerRuntime
 from subiso.runtime.loops import (
     call_off_running_loop,
     running_loop,
     shutdown_loop,
 )
+from subiso.runtime.resources import Memory
 from subiso.runtime.targets import TargetCache
 
 
@@ -51,6 +53,7 @@ class InlineExecutor(Executor):
     ) -> None:
         super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
         self._targets = TargetCache()
+        self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per loop
         self._local = threading.local()
         self._lock = threading.Lock()
         self._thread_loops: list[tuple[asyncio.AbstractEventLoop, WorkerRuntime]] = []
@@ -61,51 +64,53 @@ class InlineExecutor(Executor):
             weakref.WeakKeyDictionary()
         )
 
-    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        """Runs here, now: the future is done when it is returned."""
-        return ran(self.call, cfg)
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        """Runs here, now: the future is done when it is returned. With ``events`` (a sync
+        consumer reads them meanwhile) the run goes to a helper thread with a fresh loop."""
+        if events is None:
+            return ran(self.call, call)
+        return on_helper_thread(lambda: self._execute_fresh(call, events.put))
 
-    def call(self, cfg: GraphConfig) -> RunResult:
+    def call(self, call: Call) -> RunResult:
         if running_loop() is not None:
-            return call_off_running_loop(lambda: self._execute_fresh(cfg))
+            return call_off_running_loop(lambda: self._execute_fresh(call))
         runtime, loop = self._thread_state()
-        target = runtime.plan(cfg)
-        if runtime.runs_sync(target, cfg):
-            return runtime.run_sync(target, cfg, id(loop))
-        return loop.run_until_complete(runtime.run_async(target, cfg))
+        target = runtime.plan(call)
+        if runtime.runs_sync(target, call):
+            return runtime.run_sync(target, call, id(loop))
+        return loop.run_until_complete(runtime.run_async(target, call))
 
-    def _execute_fresh(self, cfg: GraphConfig) -> RunResult:
+    def _execute_fresh(self, call: Call, emit: Emit | None = None) -> RunResult:
+        return self._runtime().run_once(call, emit=emit)
+
+    def _runtime(self) -> WorkerRuntime:
         return WorkerRuntime(
-            self.tier, selected_by=self.selected_by, targets=self._targets
-        ).run_once(cfg)
+            self.tier, selected_by=self.selected_by, targets=self._targets, memory=self._memory
+        )
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
         state: tuple[WorkerRuntime, asyncio.AbstractEventLoop] | None = getattr(
             self._local, "state", None
         )
         if state is None or state[1].is_closed():
-            state = (
-                WorkerRuntime(self.tier, selected_by=self.selected_by, targets=self._targets),
-                asyncio.new_event_loop(),
-            )
+            state = (self._runtime(), asyncio.new_event_loop())
             self._local.state = state
             with self._lock:
                 self._thread_loops.append((state[1], state[0]))
         return state
 
-    async def acall(self, cfg: GraphConfig) -> RunResult:
+    async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
         loop = asyncio.get_running_loop()
         runtime = self._caller_loops.get(loop)
         if runtime is None:
-            runtime = self._caller_loops[loop] = WorkerRuntime(
-                self.tier, selected_by=self.selected_by, targets=self._targets
-            )
+            runtime = self._caller_loops[loop] = self._runtime()
             # The caller's loop may end (``asyncio.run`` returning) long before this executor
             # closes; its checkpointer connections (and their threads) must not outlive it.
             closer = _close_at_loop_shutdown(runtime)
             await closer.__anext__()
             self._loop_closers[loop] = closer
-        return await runtime.run_async(runtime.plan(cfg), cfg)
+        emit = None if events is None else events.put
+        return await runtime.run_async(runtime.plan(call), call, emit)
 
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         with self._lock:

@@ -15,13 +15,20 @@ from collections.abc import Callable
 from typing import Any
 
 from subiso._capabilities import Capabilities
-from subiso.config import GraphConfig
 from subiso.errors import ExecutorClosed
+from subiso.events import EventChannel
 from subiso.executors.base import Executor
 from subiso.report import RunResult
+from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.loop_worker import Job, LoopWorker
+from subiso.runtime.resources import Memory
 from subiso.validate import positive_int
+
+#: A thread_id's runs stay with their worker while it has fewer runs in flight than this.
+AFFINITY_BACKLOG = 4
+#: thread_ids remembered (the oldest is forgotten first).
+AFFINITY_ENTRIES = 4096
 
 
 def default_max_workers() -> int:
@@ -59,18 +66,39 @@ class ThreadExecutor(Executor):
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
         self._jobs: dict[cf.Future[RunResult], tuple[LoopWorker, Job]] = {}
+        self._affinity: dict[str, LoopWorker] = {}  # thread_id -> worker that last served it
+        self._memory = Memory()  # "memory" checkpointer/store: one per executor
 
     # -- hooks for tiers built on this one (the subinterpreter tier's hybrid mode) ---------
     def _make_runtime(self) -> WorkerRuntime:
-        return WorkerRuntime(self.tier, selected_by=self.selected_by, worker_init=self.worker_init)
+        return WorkerRuntime(
+            self.tier,
+            selected_by=self.selected_by,
+            worker_init=self.worker_init,
+            memory=self._memory,
+        )
 
     def _worker_context_setup(self) -> Callable[[], None] | None:
         """Called on each new worker thread before it captures its base context."""
         return None
 
     # -- dispatch ------------------------------------------------------------------------------
-    def _pick_worker(self) -> LoopWorker:
-        """Least-busy worker; a new one when all are busy and the pool may still grow."""
+    def _pick_worker(self, thread_id: str | None) -> LoopWorker:
+        """The worker that last served ``thread_id`` while it is not backed up (its loop holds
+        that thread's sqlite connection and compiled graph warm); else the least-busy worker,
+        or a new one when all are busy and the pool may still grow."""
+        if thread_id is not None:
+            last = self._affinity.get(thread_id)
+            if last is not None and last in self._workers and last.in_flight < AFFINITY_BACKLOG:
+                return last
+        worker = self._least_busy()
+        if thread_id is not None:
+            self._affinity[thread_id] = worker
+            if len(self._affinity) > AFFINITY_ENTRIES:
+                del self._affinity[next(iter(self._affinity))]  # the oldest
+        return worker
+
+    def _least_busy(self) -> LoopWorker:
         idle = None
         for worker in self._workers:
             if idle is None or worker.in_flight < idle.in_flight:
@@ -87,13 +115,13 @@ class ThreadExecutor(Executor):
         self._workers.append(worker)
         return worker
 
-    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         future: cf.Future[RunResult] = cf.Future()
-        job = Job(cfg, future)
+        job = Job(call, future, None if events is None else events.put)
         with self._dispatch_lock:
             if self._closed:
                 raise ExecutorClosed(f"cannot run on a closed {type(self).__name__}")
-            worker = self._pick_worker()
+            worker = self._pick_worker(call.cfg.thread_id)
             worker.in_flight += 1
             self._jobs[future] = (worker, job)
         worker.post(job)

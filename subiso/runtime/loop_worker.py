@@ -38,7 +38,8 @@ from typing import Any, Protocol
 
 from subiso.config import GraphConfig
 from subiso.report import RunResult
-from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.call import Call
+from subiso.runtime.execute import Emit, WorkerRuntime, as_call
 from subiso.runtime.loops import shutdown_loop
 from subiso.runtime.targets import Target
 
@@ -54,14 +55,22 @@ class Outcome(Protocol):
 
 
 class Job:
-    """One GraphConfig to run and where its outcome goes."""
+    """One Call (or a bare GraphConfig: an invoke) to carry out, where its outcome goes, and
+    where its events go (``emit``, awaited on the worker's loop; None: nobody listens)."""
 
-    __slots__ = ("cfg", "outcome", "task")
+    __slots__ = ("call", "emit", "outcome", "task")
 
-    def __init__(self, cfg: GraphConfig, outcome: Outcome) -> None:
-        self.cfg = cfg
+    def __init__(
+        self, work: Call | GraphConfig, outcome: Outcome, emit: Emit | None = None
+    ) -> None:
+        self.call = as_call(work)
         self.outcome = outcome
+        self.emit = emit
         self.task: asyncio.Task[Any] | None = None
+
+    @property
+    def cfg(self) -> GraphConfig:
+        return self.call.cfg
 
 
 #: An inbox item that ends the worker once the jobs before it are done.
@@ -211,7 +220,7 @@ class LoopWorker:
         target = self._admit(item)
         if target is None:
             return None
-        return item, target, self.runtime.runs_sync(target, item.cfg)
+        return item, target, self.runtime.runs_sync(target, item.call, item.emit)
 
     def _admit(self, job: Job) -> Target | None:
         """Mark the job running and resolve its target; None when it is already settled."""
@@ -219,7 +228,7 @@ class LoopWorker:
             self._finished(job)
             return None
         try:
-            return self.runtime.plan(job.cfg)
+            return self.runtime.plan(job.call)
         except BaseException as exc:
             job.outcome.set_exception(exc)
             self._finished(job)
@@ -228,13 +237,14 @@ class LoopWorker:
     def _run_sync(self, job: Job, target: Target) -> None:
         try:
             result = contextvars.copy_context().run(
-                self.runtime.run_sync, target, job.cfg, id(self.loop)
+                self.runtime.run_sync, target, job.call, id(self.loop)
             )
         except BaseException as exc:
+            self._finished(job)
             job.outcome.set_exception(exc)
         else:
+            self._finished(job)
             job.outcome.set_result(result)
-        self._finished(job)
 
     # -- worker thread: looping state ----------------------------------------------------------
     def _loop_until_quiet(self, first: Job, target: Target) -> None:
@@ -276,16 +286,21 @@ class LoopWorker:
         self._runs.add(task)
 
     async def _run_async(self, job: Job, target: Target) -> None:
+        # The owner hears of the end (``_finished``: its busy count drops) before the caller
+        # does, so a caller's next run sees this worker free again.
         try:
-            result = await self.runtime.run_async(target, job.cfg)
+            result = await self.runtime.run_async(target, job.call, job.emit)
         except BaseException as exc:  # CancelledError included: the caller sees it
+            self._end(job)
             job.outcome.set_exception(exc)
         else:
+            self._end(job)
             job.outcome.set_result(result)
-        finally:
-            self._runs.discard(asyncio.current_task())
-            self._finished(job)
-            self.loop.call_soon(self._check_quiet)
+
+    def _end(self, job: Job) -> None:
+        self._runs.discard(asyncio.current_task())
+        self._finished(job)
+        self.loop.call_soon(self._check_quiet)
 
     def _check_quiet(self) -> None:
         """Leave the looping state once no run is in flight and nothing else is scheduled."""

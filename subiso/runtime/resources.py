@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,34 +39,52 @@ def needs_loop(spec: str | None) -> bool:
     return spec is not None and spec != "memory"
 
 
+class Memory:
+    """The ``"memory"`` checkpointer and store: not loop-bound, so one per executor in the tiers
+    that run in this process (every worker thread and every run share it, and a thread's
+    checkpoints hold across runs), one per worker process elsewhere."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._saver: Any = None
+        self._store: Any = None
+
+    def saver(self) -> Any:
+        with self._lock:
+            if self._saver is None:
+                from langgraph.checkpoint.memory import InMemorySaver
+
+                self._saver = InMemorySaver()
+            return self._saver
+
+    def store(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from langgraph.store.memory import InMemoryStore
+
+                self._store = InMemoryStore()
+            return self._store
+
+
 class LoopResources:
     """The checkpointers, stores, pools and worker state of one event loop."""
 
-    def __init__(self, worker_init: str | None = None) -> None:
+    def __init__(self, worker_init: str | None = None, memory: Memory | None = None) -> None:
         self._savers: dict[str, Any] = {}
         self._stores: dict[str, Any] = {}
         self._opening: dict[str, asyncio.Future[Any]] = {}
         self._closers: list[Any] = []
         self.pools = postgres.Pools()
         self.init = WorkerInit(worker_init)
+        self.memory = memory if memory is not None else Memory()
 
     def memory_saver(self) -> Any:
         """LangGraph's in-memory saver; it is loop-agnostic, so sync runs may use it too."""
-        saver = self._savers.get("memory")
-        if saver is None:
-            from langgraph.checkpoint.memory import InMemorySaver
-
-            saver = self._savers["memory"] = InMemorySaver()
-        return saver
+        return self.memory.saver()
 
     def memory_store(self) -> Any:
-        """LangGraph's in-memory store, one per runtime; usable from sync code too."""
-        store = self._stores.get("memory")
-        if store is None:
-            from langgraph.store.memory import InMemoryStore
-
-            store = self._stores["memory"] = InMemoryStore()
-        return store
+        """LangGraph's in-memory store; usable from sync code too."""
+        return self.memory.store()
 
     async def checkpointer(self, spec: str) -> Any:
         """The saver for ``spec`` on the running loop, opened once even under concurrent runs."""

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from subiso import codec
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError
+from subiso.events import EventChannel
 from subiso.executors.process import wire
 from subiso.executors.process.worker import worker_main
 from subiso.report import RunResult
@@ -100,6 +101,7 @@ class PendingRun:
     __slots__ = (
         "direct",
         "encode_s",
+        "events",
         "frame",
         "future",
         "graph",
@@ -111,8 +113,16 @@ class PendingRun:
         "worker",
     )
 
-    def __init__(self, rid: int, cfg: GraphConfig, frame: bytes, encode_s: float) -> None:
+    def __init__(
+        self,
+        rid: int,
+        cfg: GraphConfig,
+        frame: bytes,
+        encode_s: float,
+        events: EventChannel | None = None,
+    ) -> None:
         self.rid = rid
+        self.events = events
         self.future: cf.Future[RunResult] = cf.Future()
         self.frame = frame
         self.graph = cfg.graph
@@ -247,7 +257,7 @@ def start_context(method: str, owner: str) -> Any:
         ) from None
 
 
-def send_control(worker: WorkerHandle, msg: wire.Cancel | wire.CancelQueued) -> None:
+def send_control(worker: WorkerHandle, msg: wire.Cancel | wire.CancelQueued | wire.Credit) -> None:
     """Send a cancellation on the worker's control pipe (read even while a run hogs it)."""
     try:
         with worker.send_lock:

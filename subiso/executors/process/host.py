@@ -60,8 +60,8 @@ import msgspec
 from subiso import codec
 from subiso._capabilities import Capabilities
 from subiso._futures import Deadlines, cancel_and_notify, settle
-from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
+from subiso.events import EventChannel
 from subiso.executors.base import Executor
 from subiso.executors.process import wire
 from subiso.executors.process.handle import (
@@ -76,6 +76,7 @@ from subiso.executors.process.handle import (
 )
 from subiso.executors.process.handle import WorkerState as S
 from subiso.report import RunResult
+from subiso.runtime.call import Call
 from subiso.validate import positive_int, seconds
 
 Send = tuple[WorkerHandle, bytes, PendingRun | None]
@@ -95,6 +96,7 @@ class ProcessExecutor(Executor):
     """
 
     tier = "process"
+    crosses_boundary = True
 
     @classmethod
     def availability(cls, caps: Capabilities) -> tuple[bool, str]:
@@ -224,10 +226,10 @@ class ProcessExecutor(Executor):
         self._send_all(sends)
 
     # -- dispatch ------------------------------------------------------------------------------
-    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
-        return self._start(cfg, direct=False).future
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        return self._start(call, direct=False, events=events).future
 
-    def call(self, cfg: GraphConfig) -> RunResult:
+    def call(self, call: Call) -> RunResult:
         """Run to completion; the calling thread reads its own reply when it can.
 
         A caller blocked on a future would be woken by the worker's reader thread, which was
@@ -235,21 +237,23 @@ class ProcessExecutor(Executor):
         chosen worker has no receiver, the caller becomes it until its reply arrives (reading
         and settling any other reply that comes first), and the reader thread stays parked.
         """
-        pending = self._start(cfg, direct=CAN_PARK)
+        pending = self._start(call, direct=CAN_PARK)
         if pending.direct:
             self._receive_own_reply(pending)
         return pending.future.result()
 
-    def _start(self, cfg: GraphConfig, *, direct: bool) -> PendingRun:
+    def _start(self, call: Call, *, direct: bool, events: EventChannel | None = None) -> PendingRun:
+        cfg = call.cfg
         rid = next(self._rids)
         start = time.perf_counter()
+        window = 0 if events is None else events.maxsize
         try:
-            frame = codec.encode(wire.RunOut(rid, cfg), label="state", part=cfg.input)
+            frame = codec.encode(wire.RunOut(rid, call, window), label="state", part=cfg.input)
         except Exception as exc:
             failed = PendingRun(rid, cfg, b"", 0.0)
             settle(failed.future, exc=exc)
             return failed
-        pending = PendingRun(rid, cfg, frame, time.perf_counter() - start)
+        pending = PendingRun(rid, cfg, frame, time.perf_counter() - start, events)
         pending.direct = direct  # a wish until _assign_locked grants it
         with self._lock:
             if self._closing:
@@ -436,8 +440,12 @@ class ProcessExecutor(Executor):
             worker.parked = False
 
     def _on_frame(self, worker: WorkerHandle, frame: bytes, t_recv: float) -> None:
-        """Settle the run a reply frame answers (on whichever thread is the receiver)."""
+        """Settle the run a reply frame answers, or pass on an event (on whichever thread is
+        the receiver)."""
         msg = worker.decoder.decode(frame)
+        if isinstance(msg, wire.Event):
+            self._on_event(worker, msg)
+            return
         with self._lock:
             pending = worker.in_flight.pop(msg.rid, None)
             if pending is not None and pending.direct:
@@ -446,6 +454,23 @@ class ProcessExecutor(Executor):
         self._send_all(sends)
         if pending is not None:
             self._complete(pending, msg, t_recv)
+
+    def _on_event(self, worker: WorkerHandle, msg: wire.Event) -> None:
+        """Hand one event to its run's channel; never blocks this reader (the worker sends no
+        more than the credit the consumer gave back)."""
+        pending = worker.in_flight.get(msg.rid)
+        if pending is None or pending.events is None:
+            return
+        events = pending.events
+        if events.on_taken is None:
+            events.on_taken = _CreditReturn(worker, msg.rid, events.maxsize)
+        try:
+            event = codec.decode(msg.payload, label=f"an event of {pending.graph!r}")
+        except Exception as exc:  # an event that cannot be rebuilt fails the run
+            settle(pending.future, exc=exc)
+            send_control(worker, wire.Cancel(msg.rid))
+            return
+        events.put_nowait(event)
 
     def _after_run_locked(self, worker: WorkerHandle, msg: Any) -> list[Send]:
         if isinstance(msg, wire.Failed) and msg.tainted and worker.state is S.SERVING:
@@ -657,6 +682,25 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+class _CreditReturn:
+    """Gives a worker back the credit for events its caller took, half a window at a time."""
+
+    def __init__(self, worker: WorkerHandle, rid: int, window: int) -> None:
+        self._worker = worker
+        self._rid = rid
+        self._batch = max(1, window // 2)
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self._taken += n
+            if self._taken < self._batch:
+                return
+            n, self._taken = self._taken, 0
+        send_control(self._worker, wire.Credit(self._rid, n))
+
+
 @atexit.register
 def _end_open_executors() -> None:
     for executor in list(_LIVE):

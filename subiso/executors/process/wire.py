@@ -2,13 +2,14 @@
 
 msgspec msgpack, array-like tagged structs, one length-prefixed frame per message:
 
-* host -> worker, run pipe: :class:`Run` ``(rid, cfg)``, :class:`Stop` (drain and exit);
+* host -> worker, run pipe: :class:`Run` ``(rid, call, window)``, :class:`Stop` (drain and exit);
 * host -> worker, control pipe: :class:`Cancel` ``(rid)``, :class:`CancelQueued` ``(rids)``
-  (cancel those of the runs that have not started);
+  (cancel those of the runs that have not started), :class:`Credit` ``(rid, n)`` (events taken);
 * worker -> host, run pipe: :class:`Hello` ``(pid, preload_error)`` once at start, then per
-  run exactly one of :class:`Done`, :class:`Failed` or :class:`Cancelled`.
+  run any number of :class:`Event` then exactly one of :class:`Done`, :class:`Failed` or
+  :class:`Cancelled`.
 
-Payloads (``cfg`` and the output) travel as ``msgspec.Raw`` so a payload that fails to decode
+Payloads (the call, events and the output) travel as ``msgspec.Raw`` so a payload that fails to decode
 fails only its own run, with the run id still known.
 """
 
@@ -17,22 +18,33 @@ from __future__ import annotations
 import msgspec
 
 from subiso import codec
-from subiso.config import GraphConfig
 from subiso.report import RunReport
+from subiso.runtime.call import Call
 
 
 class Run(msgspec.Struct, array_like=True, tag=0):
-    """A run, as the worker reads it: ``cfg`` stays raw until the run id is known."""
+    """A run, as the worker reads it: ``call`` stays raw until the run id is known.
+    ``window``: how many events it may send before it waits for a :class:`Credit` (0: the
+    caller reads no events)."""
 
     rid: int
-    cfg: msgspec.Raw
+    call: msgspec.Raw
+    window: int = 0
 
 
 class RunOut(msgspec.Struct, array_like=True, tag=0):
-    """The same frame as :class:`Run`, as the host writes it: ``cfg`` encoded in place."""
+    """The same frame as :class:`Run`, as the host writes it: ``call`` encoded in place."""
 
     rid: int
-    cfg: GraphConfig
+    call: Call
+    window: int = 0
+
+
+class Credit(msgspec.Struct, array_like=True, tag=4):
+    """The caller took ``n`` more of run ``rid``'s events: it may send ``n`` more."""
+
+    rid: int
+    n: int
 
 
 class Cancel(msgspec.Struct, array_like=True, tag=1):
@@ -72,6 +84,13 @@ class Cancelled(msgspec.Struct, array_like=True, tag=13):
     rid: int
 
 
+class Event(msgspec.Struct, array_like=True, tag=14):
+    """One event of run ``rid``, as it happened."""
+
+    rid: int
+    payload: msgspec.Raw
+
+
 ToWorker = Run | Stop
-Control = Cancel | CancelQueued
-ToHost = Hello | Done | Failed | Cancelled
+Control = Cancel | CancelQueued | Credit
+ToHost = Hello | Done | Failed | Cancelled | Event

@@ -44,13 +44,16 @@ from subiso.executors.process.wire import (
     Cancel,
     Cancelled,
     Control,
+    Credit,
     Done,
+    Event,
     Failed,
     Hello,
     Stop,
     ToWorker,
 )
 from subiso.report import RunResult
+from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.loop_worker import STOP, Job, LoopWorker
 
@@ -143,6 +146,7 @@ class Channel:
         self._state_lock = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self._cancelled_early: set[int] = set()
+        self._emitters: dict[int, _Emitter] = {}  # runs whose caller reads events
         self._decoder = codec.decoder(ToWorker)
         self._control_decoder = codec.decoder(Control)
 
@@ -186,6 +190,7 @@ class Channel:
         with self._state_lock:
             reply.state = _OVER
             self._jobs.pop(reply.rid, None)
+        self._emitters.pop(reply.rid, None)
         self.send(frame)
 
     # run frames (read by the LoopWorker's thread, see PipeInbox)
@@ -197,12 +202,15 @@ class Channel:
             return STOP
         reply = _Reply(self, msg.rid, t_recv, 0.0)
         try:
-            cfg = codec.decode(msg.cfg, GraphConfig, label="the GraphConfig")
+            call = codec.decode(msg.call, Call, label="the GraphConfig")
         except Exception as exc:
             self.reply_failed(reply, exc)
             return None
         reply.decode_s = time.perf_counter() - t_recv
-        job = Job(cfg, reply)
+        emitter = None
+        if msg.window:
+            emitter = self._emitters[msg.rid] = _Emitter(self, msg.rid, msg.window)
+        job = Job(call, reply, emitter)
         with self._state_lock:
             if msg.rid in self._cancelled_early:  # answered Cancelled already
                 self._cancelled_early.discard(msg.rid)
@@ -221,6 +229,10 @@ class Channel:
             msg = self._control_decoder.decode(frame)
             if isinstance(msg, Cancel):
                 self.cancel(msg.rid, running_too=True)
+            elif isinstance(msg, Credit):
+                emitter = self._emitters.get(msg.rid)
+                if emitter is not None:
+                    emitter.grant(msg.n)
             else:
                 for rid in msg.rids:
                     self.cancel(rid, running_too=False)
@@ -246,6 +258,43 @@ class Channel:
             self.send(codec.encode(Cancelled(rid)))
         elif running_too and self.worker is not None:
             self.worker.cancel(job)  # type: ignore[arg-type]
+
+
+class _Emitter:
+    """A run's ``emit``: sends each event as an Event frame, at most ``window`` ahead of what
+    the caller has taken (Credit frames give the room back), so a slow consumer holds the run
+    back instead of the host buffering it."""
+
+    def __init__(self, channel: Channel, rid: int, window: int) -> None:
+        self._channel = channel
+        self._rid = rid
+        self._credit = window
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room: asyncio.Event | None = None
+
+    async def __call__(self, event: Any) -> None:
+        if self._room is None:
+            self._loop = asyncio.get_running_loop()
+            self._room = asyncio.Event()
+        while self._credit <= 0:
+            self._room.clear()
+            await self._room.wait()
+        self._credit -= 1
+        payload = codec.encode(event, label="an event")
+        self._channel.send(codec.encode(Event(self._rid, msgspec.Raw(payload))))
+
+    def grant(self, n: int) -> None:
+        """From the control thread: the caller took ``n`` more events."""
+        loop = self._loop
+        if loop is None:
+            self._credit += n  # before the first event: nothing waits yet
+            return
+        loop.call_soon_threadsafe(self._granted, n)
+
+    def _granted(self, n: int) -> None:
+        self._credit += n
+        if self._room is not None:
+            self._room.set()
 
 
 class PipeInbox:

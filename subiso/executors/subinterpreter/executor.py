@@ -44,6 +44,7 @@ from subiso._capabilities import Capabilities
 from subiso._futures import done_future, relay, running_future, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
+from subiso.events import EventChannel
 from subiso.executors.base import Executor
 from subiso.executors.subinterpreter.backends import backend
 from subiso.executors.subinterpreter.offload import current_route, offloaded_functions
@@ -58,7 +59,9 @@ from subiso.executors.subinterpreter.routing import (
 )
 from subiso.executors.thread import ThreadExecutor
 from subiso.report import Mode, RunReport, RunResult
-from subiso.runtime.execute import WorkerRuntime
+from subiso.runtime.call import Call
+from subiso.runtime.execute import Emit, WorkerRuntime, as_call
+from subiso.runtime.resources import Memory
 from subiso.runtime.targets import Target, import_attr, is_workflow_function
 from subiso.validate import positive_int
 
@@ -85,6 +88,8 @@ class SubinterpreterExecutor(Executor):
     """
 
     tier = "subinterpreter"
+    crosses_boundary = True
+    boundary = "interpreter (or fallback process)"
 
     @classmethod
     def availability(cls, caps: Capabilities) -> tuple[bool, str]:
@@ -261,25 +266,36 @@ class SubinterpreterExecutor(Executor):
         return _TargetPlan("hybrid")
 
     # -- dispatch --------------------------------------------------------------------------------
-    def start(self, cfg: GraphConfig) -> cf.Future[RunResult]:
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         if self._delegate is not None:
-            inner = self._delegate.start(cfg)
+            inner = self._delegate.start(call, events)
             return self._link(inner, self._delegate, self._fallback_report)
-        plan = self._plan(cfg.graph)
+        plan = self._plan(call.cfg.graph)
         if plan.done():
-            return self._dispatch(plan, cfg)
+            return self._dispatch(plan, call, events)
         outer: cf.Future[RunResult] = cf.Future()
-        plan.add_done_callback(lambda done: self._dispatch_later(done, cfg, outer))
+        plan.add_done_callback(lambda done: self._dispatch_later(done, call, events, outer))
         return outer
 
-    def _dispatch(self, plan: cf.Future[_TargetPlan], cfg: GraphConfig) -> cf.Future[RunResult]:
+    def _dispatch(
+        self, plan: cf.Future[_TargetPlan], call: Call, events: EventChannel | None
+    ) -> cf.Future[RunResult]:
         decided = plan.result()  # raises ConfigError & co. for a target that cannot load
         if decided.mode == "hybrid":
-            return self._hybrid.start(cfg)
-        return self._submit_full(decided, cfg)
+            return self._hybrid.start(call, events)
+        if call.op != "invoke":
+            raise ConfigError(
+                f"{call.op}: {call.cfg.label} is a workflow function; streaming and state "
+                "need a LangGraph graph"
+            )
+        return self._submit_full(decided, call.cfg)
 
     def _dispatch_later(
-        self, plan: cf.Future[_TargetPlan], cfg: GraphConfig, outer: cf.Future[RunResult]
+        self,
+        plan: cf.Future[_TargetPlan],
+        call: Call,
+        events: EventChannel | None,
+        outer: cf.Future[RunResult],
     ) -> None:
         """Runs on the planning thread once a new target's mode is known."""
         if self._cancelling:
@@ -287,7 +303,7 @@ class SubinterpreterExecutor(Executor):
         if outer.done():  # cancelled while its target was being probed
             return
         try:
-            inner = self._dispatch(plan, cfg)
+            inner = self._dispatch(plan, call, events)
         except BaseException as exc:
             settle(outer, exc=exc)
             return
@@ -418,33 +434,39 @@ class _HybridRuntime(WorkerRuntime):
     """A hybrid worker's runtime: each run gets a :class:`RunState` (deadline, in-place
     offloads) for its offloaded calls, and its report names what kept it out of full mode."""
 
-    def __init__(self, reasons: dict[str, cf.Future[str]], selected_by: str | None) -> None:
-        super().__init__("subinterpreter", mode="hybrid", selected_by=selected_by)
+    def __init__(
+        self, reasons: dict[str, cf.Future[str]], selected_by: str | None, memory: Memory
+    ) -> None:
+        super().__init__("subinterpreter", mode="hybrid", selected_by=selected_by, memory=memory)
         self._reasons = reasons
 
-    def run_sync(self, target: Target, cfg: GraphConfig, loop_id: int | None) -> RunResult:
+    def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
+        cfg = as_call(work).cfg
         state = RunState(cfg.timeout)
         token = current_run.set(state)
         try:
-            result = super().run_sync(target, cfg, loop_id)
+            result = super().run_sync(target, work, loop_id)
         finally:
             current_run.reset(token)
         return self._annotate(result, cfg, state)
 
-    async def run_async(self, target: Target, cfg: GraphConfig) -> RunResult:
+    async def run_async(
+        self, target: Target, work: Call | GraphConfig, emit: Emit | None = None
+    ) -> RunResult:
+        cfg = as_call(work).cfg
         state = RunState(cfg.timeout)
         token = current_run.set(state)
         try:
-            result = await super().run_async(target, cfg)
+            result = await super().run_async(target, work, emit)
         finally:
             current_run.reset(token)
-        reason = self._reasons.get(cfg.graph)
+        reason = self._reasons.get(cfg.graph) if isinstance(cfg.graph, str) else None
         if reason is not None and not reason.done():  # first run of a target: probe finishing
             await asyncio.wrap_future(reason)
         return self._annotate(result, cfg, state)
 
     def _annotate(self, result: RunResult, cfg: GraphConfig, state: RunState) -> RunResult:
-        known = self._reasons.get(cfg.graph)
+        known = self._reasons.get(cfg.graph) if isinstance(cfg.graph, str) else None
         reason = None if known is None else known.result()
         if state.in_place:
             reason = f"{reason}; {describe_in_place(state.in_place)}"
@@ -462,7 +484,7 @@ class _HybridThreads(ThreadExecutor):
         self._owner = owner
 
     def _make_runtime(self) -> WorkerRuntime:
-        return _HybridRuntime(self._owner._reasons, self._owner.selected_by)
+        return _HybridRuntime(self._owner._reasons, self._owner.selected_by, self._memory)
 
     def _worker_context_setup(self) -> Callable[[], None]:
         route = self._owner._route
