@@ -186,3 +186,21 @@ def test_memory_lives_as_long_as_the_executor_in_process(make_executor: Any, tie
 
     with cf.ThreadPoolExecutor(1) as pool:
         assert pool.submit(from_another_thread).result() == {"entries": runs(5)}
+
+
+@pytest.mark.parametrize("tier", ["thread", "process"])
+def test_memory_follows_its_thread_to_the_worker_that_served_it(
+    make_executor: Any, tier: str
+) -> None:
+    """Two threads submitted together land on two workers; submitted again in the other
+    order, least-busy dispatch alone would swap them. Each must go back to its own worker:
+    in the process tier that worker holds the thread's only "memory" checkpoints."""
+    executor = make_executor(tier, max_workers=2)
+    a, b = log_cfg(None, "aff-a"), log_cfg(None, "aff-b")
+    for n in range(1, 6):
+        first, second = (a, b) if n % 2 else (b, a)
+        futures = {cfg.thread_id: executor.submit(cfg) for cfg in (first, second)}
+        assert {tid: f.result(timeout=60) for tid, f in futures.items()} == {
+            "aff-a": {"entries": runs(n)},
+            "aff-b": {"entries": runs(n)},
+        }

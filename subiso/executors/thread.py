@@ -17,6 +17,7 @@ from typing import Any
 from subiso._capabilities import Capabilities
 from subiso.errors import ExecutorClosed
 from subiso.events import EventChannel
+from subiso.executors.affinity import Affinity
 from subiso.executors.base import Executor
 from subiso.report import RunResult
 from subiso.runtime.call import Call
@@ -24,11 +25,6 @@ from subiso.runtime.execute import WorkerRuntime
 from subiso.runtime.loop_worker import Job, LoopWorker
 from subiso.runtime.resources import Memory
 from subiso.validate import positive_int
-
-#: A thread_id's runs stay with their worker while it has fewer runs in flight than this.
-AFFINITY_BACKLOG = 4
-#: thread_ids remembered (the oldest is forgotten first).
-AFFINITY_ENTRIES = 4096
 
 
 def default_max_workers() -> int:
@@ -66,7 +62,7 @@ class ThreadExecutor(Executor):
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
         self._jobs: dict[cf.Future[RunResult], tuple[LoopWorker, Job]] = {}
-        self._affinity: dict[str, LoopWorker] = {}  # thread_id -> worker that last served it
+        self._affinity: Affinity[LoopWorker] = Affinity()
         self._memory = Memory()  # "memory" checkpointer/store: one per executor
 
     # -- hooks for tiers built on this one (the subinterpreter tier's hybrid mode) ---------
@@ -87,16 +83,14 @@ class ThreadExecutor(Executor):
         """The worker that last served ``thread_id`` while it is not backed up (its loop holds
         that thread's sqlite connection and compiled graph warm); else the least-busy worker,
         or a new one when all are busy and the pool may still grow."""
-        if thread_id is not None:
-            last = self._affinity.get(thread_id)
-            if last is not None and last in self._workers and last.in_flight < AFFINITY_BACKLOG:
-                return last
-        worker = self._least_busy()
-        if thread_id is not None:
-            self._affinity[thread_id] = worker
-            if len(self._affinity) > AFFINITY_ENTRIES:
-                del self._affinity[next(iter(self._affinity))]  # the oldest
+        worker = self._affinity.preferred(thread_id, self._load)
+        if worker is None:
+            worker = self._least_busy()
+            self._affinity.remember(thread_id, worker)
         return worker
+
+    def _load(self, worker: LoopWorker) -> int | None:
+        return worker.in_flight if worker in self._workers else None
 
     def _least_busy(self) -> LoopWorker:
         idle = None

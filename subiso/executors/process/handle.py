@@ -108,6 +108,7 @@ class PendingRun:
         "nested",
         "rid",
         "t_sent",
+        "thread_id",
         "timed_out",
         "timeout",
         "worker",
@@ -127,6 +128,7 @@ class PendingRun:
         self.frame = frame
         self.graph = cfg.graph
         self.timeout = cfg.timeout
+        self.thread_id = cfg.thread_id
         self.encode_s = encode_s
         self.t_sent = 0.0
         self.timed_out = False

@@ -62,6 +62,7 @@ from subiso._capabilities import Capabilities
 from subiso._futures import Deadlines, cancel_and_notify, settle
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.events import EventChannel
+from subiso.executors.affinity import Affinity
 from subiso.executors.base import Executor
 from subiso.executors.process import wire
 from subiso.executors.process.handle import (
@@ -142,6 +143,7 @@ class ProcessExecutor(Executor):
         self._indexes = itertools.count()
         self._closing = False
         self._deadlines = Deadlines("subiso-process-deadlines")  # timeouts, kill grace
+        self._affinity: Affinity[WorkerHandle] = Affinity()
         self._threads: list[threading.Thread] = []
         _LIVE.add(self)
         if prestart:
@@ -299,11 +301,15 @@ class ProcessExecutor(Executor):
                 worker.poke()
 
     def _dispatch_locked(self, pending: PendingRun) -> list[Send]:
-        """Give the run to the least-busy serving worker, or queue it until one is ready."""
-        best: WorkerHandle | None = None
-        for w in self._workers:
-            if w.serving and (best is None or len(w.in_flight) < len(best.in_flight)):
-                best = w
+        """Give the run to its thread's worker (see ``affinity``), else the least-busy serving
+        worker, or queue it until one is ready."""
+        best = self._affinity.preferred(pending.thread_id, self._load_locked)
+        if best is None:
+            for w in self._workers:
+                if w.serving and (best is None or len(w.in_flight) < len(best.in_flight)):
+                    best = w
+            if best is not None:
+                self._affinity.remember(pending.thread_id, best)
         if (best is None or best.in_flight) and self._active_count_locked() < self.max_workers:
             self._spawn_locked()  # grow in the background; this run does not wait for it
         if best is None:
@@ -311,6 +317,9 @@ class ProcessExecutor(Executor):
             self._queue.append(pending)
             return []
         return self._assign_locked(best, pending)
+
+    def _load_locked(self, worker: WorkerHandle) -> int | None:
+        return len(worker.in_flight) if worker.serving and worker in self._workers else None
 
     def _assign_locked(self, worker: WorkerHandle, pending: PendingRun) -> list[Send]:
         pending.worker = worker
