@@ -57,6 +57,32 @@ def done_future(value: Any) -> cf.Future[Any]:
     return future
 
 
+class DerivedFuture(cf.Future[T]):
+    """A future whose outcome is copied from another one, its *source*, once it follows one.
+
+    It reports the source's state rather than its own: ``running()`` while the source runs,
+    and ``cancel()`` succeeds only if the source can still be cancelled - so a caller's
+    ``cancel()`` returns True only when the run will not happen, as the stdlib promises.
+    """
+
+    _source: cf.Future[Any] | None = None
+
+    def follow(self, source: cf.Future[Any]) -> None:
+        self._source = source
+
+    def cancel(self) -> bool:
+        source = self._source
+        if source is not None and not self.done() and not source.cancel():
+            return False  # the source runs (or ran): this run will complete
+        return super().cancel()
+
+    def running(self) -> bool:
+        source = self._source
+        if source is not None and not self.done():
+            return source.running()
+        return super().running()
+
+
 def relay(
     inner: cf.Future[T],
     outer: cf.Future[U],
@@ -66,7 +92,9 @@ def relay(
 ) -> cf.Future[U]:
     """Copy ``inner``'s outcome into ``outer`` (through ``transform``); cancelling ``outer``
     cancels ``inner``, and when ``inner`` already runs, calls ``on_cancel(inner)`` to stop it on
-    its worker."""
+    its worker. A :class:`DerivedFuture` ``outer`` follows ``inner``'s state as well."""
+    if isinstance(outer, DerivedFuture):
+        outer.follow(inner)
 
     def copy(done: cf.Future[T]) -> None:
         if done.cancelled():

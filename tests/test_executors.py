@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import subiso
-from subiso import ConfigError, ExecutorClosed, GraphConfig, RunReport, RunResult, RunTimeout
+from subiso import ConfigError, GraphConfig, RunReport, RunResult, RunTimeout
 from tests import workloads
 from tests.workloads import WorkflowFailed, expected
 
@@ -176,13 +176,6 @@ def test_demo_graph(executor: Any, tier: str) -> None:
         return await executor.arun(cfg.replace(graph="examples.contract_review.graph:builder"))
 
     assert asyncio.run(host()) == want
-
-
-def test_map_keeps_order_and_twenty_submits(executor: Any) -> None:
-    cfgs, outs = many_cfgs(20)
-    assert list(executor.map(cfgs)) == outs
-    futures = [executor.submit(cfg) for cfg in cfgs]
-    assert [f.result() for f in futures] == outs
 
 
 # -- from inside a running loop ------------------------------------------------------------------
@@ -495,40 +488,6 @@ def _exercise(executor: Any, db: Path) -> None:
     executor.run(cfg_for("tests.workloads:fire_and_forget_graph", {"x": 1}))
 
 
-def test_close_leaves_no_threads_and_is_idempotent(
-    tier: str, tmp_path: Path, thread_guard: set[threading.Thread]
-) -> None:
-    before = set(threading.enumerate())
-    executor = subiso.get_executor(tier)
-    try:
-        _exercise(executor, tmp_path / "close.db")
-    finally:
-        executor.close()
-    assert executor.closed
-    left = [t for t in threading.enumerate() if t not in before]
-    for thread in left:
-        thread.join(10)
-    assert not [t.name for t in left if t.is_alive()]
-    executor.close()  # idempotent
-    executor.close(wait=False)
-
-    cfg = cfg_for("tests.workloads:square", 2)
-    with pytest.raises(ExecutorClosed):
-        executor.submit(cfg)
-    with pytest.raises(ExecutorClosed):
-        executor.run(cfg)
-    with pytest.raises(ExecutorClosed):
-        executor.execute(cfg)
-    with pytest.raises(ExecutorClosed):
-        list(executor.map([cfg]))
-
-    async def host() -> None:
-        with pytest.raises(ExecutorClosed):
-            await executor.arun(cfg)
-
-    asyncio.run(host())
-
-
 def test_thread_close_joins_its_workers(make_executor: Any) -> None:
     executor = make_executor("thread", max_workers=3)
     workloads.rendezvous.reset()
@@ -538,36 +497,3 @@ def test_thread_close_joins_its_workers(make_executor: Any) -> None:
     assert len(workers) == 2 and all(t.is_alive() for t in workers)
     executor.close()
     assert not any(t.is_alive() for t in workers)
-
-
-def test_sync_context_manager(tier: str, thread_guard: set[threading.Thread]) -> None:
-    with subiso.get_executor(tier) as executor:
-        assert executor.run(cfg_for("tests.workloads:async_graph", {"x": 2})) == {"x": expected(2)}
-        assert not executor.closed
-    assert executor.closed
-    with pytest.raises(ExecutorClosed):
-        executor.submit(cfg_for("tests.workloads:square", 1))
-
-
-def test_async_context_manager(tier: str, thread_guard: set[threading.Thread]) -> None:
-    async def host() -> Any:
-        before = asyncio.all_tasks()
-        async with subiso.get_executor(tier) as executor:
-            assert await executor.arun(cfg_for("tests.workloads:async_graph", {"x": 2})) == {
-                "x": expected(2)
-            }
-            assert await executor.arun(
-                cfg_for(
-                    "tests.workloads:async_graph",
-                    {"x": 2},
-                    checkpointer="memory",
-                    config={"configurable": {"thread_id": "acm"}},
-                )
-            ) == {"x": expected(2)}
-        assert executor.closed
-        with pytest.raises(ExecutorClosed):
-            await executor.arun(cfg_for("tests.workloads:square", 1))
-        assert asyncio.all_tasks() == before
-        return executor
-
-    asyncio.run(host())

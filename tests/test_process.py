@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from subiso import GraphConfig
 from subiso.codec import RemoteError, decode, encode
 from subiso.errors import (
     ConfigError,
@@ -125,11 +124,6 @@ def test_graphs_from_sync_code(ex: ProcessExecutor, graph: str) -> None:
     assert ex.run({"graph": f"{W}:{graph}", "input": {"x": 4}}) == {"x": expected(4)}
 
 
-@pytest.mark.parametrize("fn", ["square", "asquare"])
-def test_plain_functions_from_sync_code(ex: ProcessExecutor, fn: str) -> None:
-    assert ex.run(GraphConfig(graph=f"{W}:{fn}", input=12)) == 144
-
-
 def test_report_names_the_worker_and_the_transfer_costs(ex: ProcessExecutor) -> None:
     output, report = ex.execute({"graph": f"{W}:sync_graph", "input": {"x": 1}})
     assert output == {"x": expected(1)}
@@ -139,42 +133,6 @@ def test_report_names_the_worker_and_the_transfer_costs(ex: ProcessExecutor) -> 
     assert report.encode_s > 0 and report.decode_s > 0 and report.transfer_s >= 0
     where = ex.run({"graph": f"{W}:awhere"})
     assert where["pid"] in ex.worker_pids()
-
-
-def test_runs_from_inside_a_running_loop(ex: ProcessExecutor) -> None:
-    async def main() -> list[Any]:
-        before = asyncio.all_tasks()
-        loop = asyncio.get_running_loop()
-        cfg = {"graph": f"{W}:async_graph", "input": {"x": 2}}
-        results = [
-            await ex.arun(cfg),
-            await ex.arun({"graph": f"{W}:asquare", "input": 3}),
-            await loop.run_in_executor(None, ex.run, cfg),
-            await loop.run_in_executor(None, ex.run, {"graph": f"{W}:square", "input": 5}),
-        ]
-        assert asyncio.all_tasks() - before == set()
-        return results
-
-    assert asyncio.run(main()) == [{"x": expected(2)}, 9, {"x": expected(2)}, 25]
-
-
-def test_forty_concurrent_runs(ex: ProcessExecutor) -> None:
-    cfgs = []
-    for i in range(40):
-        graph = ("sync_graph", "async_graph", "square", "asquare")[i % 4]
-        cfgs.append({"graph": f"{W}:{graph}", "input": {"x": i} if "graph" in graph else i})
-    outputs = list(ex.map(cfgs))
-    want = [{"x": expected(i)} if i % 4 < 2 else i * i for i in range(40)]
-    assert outputs == want
-
-
-def test_forty_concurrent_aruns(ex: ProcessExecutor) -> None:
-    async def main() -> list[Any]:
-        return await asyncio.gather(
-            *(ex.arun({"graph": f"{W}:async_graph", "input": {"x": i}}) for i in range(40))
-        )
-
-    assert asyncio.run(main()) == [{"x": expected(i)} for i in range(40)]
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +20,6 @@ import subiso
 from subiso import GraphConfig
 from subiso.errors import (
     ConfigError,
-    ExecutorClosed,
     NotIsolatable,
     RunTimeout,
     SerializationError,
@@ -32,8 +30,6 @@ from subiso.executors.subinterpreter import SubinterpreterExecutor
 from subiso.executors.subinterpreter import executor as sub_module
 from tests.conftest import (
     BACKEND,
-    assert_no_new_threads,
-    list_all_interpreters,
     make_interpreter_queue,
     needs_backend,
     tier_available,
@@ -299,38 +295,6 @@ def test_max_tasks_per_worker_recycles_interpreters(thread_guard: Any) -> None:
     with SubinterpreterExecutor(max_workers=1, max_tasks_per_worker=2) as executor:
         ids = [executor.run(cfg(f"{WF}:word_stats", {"text": "x"}))["interp"] for _ in range(3)]
     assert ids[0] == ids[1] != ids[2]
-
-
-def test_close_destroys_interpreters_and_joins_threads() -> None:
-    threads_before = set(threading.enumerate())
-    interps_before = len(list_all_interpreters()) if BACKEND else 0
-    executor = SubinterpreterExecutor(max_workers=2, fallback=["thread"])
-    futures = [executor.submit(cfg(f"{WF}:word_stats", {"text": "a"})) for _ in range(4)]
-    futures += [executor.submit(cfg(f"{HY}:where_graph", {"x": i})) for i in range(4)]
-    assert [f.result()["words"] for f in futures[:4]] == [1] * 4
-    assert [f.result()["x"] for f in futures[4:]] == [2, 4, 6, 8]
-    if BACKEND:  # the pool's two; the scratch interpreters of probes are gone already
-        assert len(list_all_interpreters()) == interps_before + 2
-    futures += [executor.submit(cfg(f"{HY}:where_graph", {"x": i})) for i in range(4)]
-    executor.close()
-    assert all(f.done() and f.exception() is None for f in futures)
-    if BACKEND:
-        assert len(list_all_interpreters()) == interps_before
-    assert_no_new_threads(threads_before, "SubinterpreterExecutor.close()")
-    with pytest.raises(ExecutorClosed):
-        executor.run(cfg(f"{WF}:word_stats", {"text": "a"}))
-
-
-def test_close_cancel_pending_resolves_every_future() -> None:
-    threads_before = set(threading.enumerate())
-    executor = SubinterpreterExecutor(max_workers=1, fallback=["thread"])
-    futures = [executor.submit(cfg(f"{HY}:where_graph", {"x": i})) for i in range(6)]
-    executor.close(cancel_pending=True)
-    for index, future in enumerate(futures):
-        assert future.done()
-        if not future.cancelled():
-            assert future.result()["x"] == (index + 1) * 2
-    assert_no_new_threads(threads_before, "close(cancel_pending=True)")
 
 
 def test_get_executor_by_name() -> None:

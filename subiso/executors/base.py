@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from subiso._futures import relay, running_future, settle
+from subiso._futures import DerivedFuture, relay, running_future, settle
 
 if TYPE_CHECKING:
     from subiso._capabilities import Capabilities
@@ -160,7 +160,7 @@ class Executor(abc.ABC):
     def submit(self, cfg: ConfigLike) -> cf.Future[Any]:
         """Start a run; the future's result is the run's output, as with ``run``."""
         inner = self.submit_execute(cfg)
-        return relay(inner, cf.Future(), _output, on_cancel=self.cancel_running)
+        return relay(inner, DerivedFuture(), _output, on_cancel=self.cancel_running)
 
     def execute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
         """Run to completion and return ``RunResult(output, report)``.

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import msgspec
 
 from subiso._capabilities import Capabilities
-from subiso._futures import done_future, relay, running_future, settle
+from subiso._futures import DerivedFuture, done_future, relay, running_future, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
 from subiso.events import EventChannel
@@ -273,7 +273,7 @@ class SubinterpreterExecutor(Executor):
         plan = self._plan(call.cfg.graph)
         if plan.done():
             return self._dispatch(plan, call, events)
-        outer: cf.Future[RunResult] = cf.Future()
+        outer: cf.Future[RunResult] = DerivedFuture()
         plan.add_done_callback(lambda done: self._dispatch_later(done, call, events, outer))
         return outer
 
@@ -311,15 +311,15 @@ class SubinterpreterExecutor(Executor):
 
     def _submit_full(self, decided: _TargetPlan, cfg: GraphConfig) -> cf.Future[RunResult]:
         pool = self._pool_future.result()  # ready: _decide waited for it
-        outer: cf.Future[RunResult] = cf.Future()
+        outer: DerivedFuture[RunResult] = DerivedFuture()
         assert decided.call is not None  # full mode always carries the pool's plan
         try:
             inner = pool.submit(CallSpec(decided.call, (cfg.input,), {}, cfg.timeout))
         except BaseException as exc:  # SerializationError, ExecutorClosed
             settle(outer, exc=exc)
             return outer
+        outer.follow(inner)  # cancellable while queued, running while the interpreter runs it
         inner.add_done_callback(lambda _done: self._finish_full(inner, outer))
-        outer.add_done_callback(lambda done: done.cancelled() and inner.cancel())
         return outer
 
     def _finish_full(self, inner: InterpreterFuture, outer: cf.Future[RunResult]) -> None:
@@ -351,7 +351,7 @@ class SubinterpreterExecutor(Executor):
     ) -> cf.Future[RunResult]:
         """Relay ``inner`` into ``outer``; cancelling ``outer`` cancels ``inner``, on its
         worker when it already runs (``owner._cancel_running``)."""
-        outer = outer if outer is not None else cf.Future()
+        outer = outer if outer is not None else DerivedFuture()
         with self._links_lock:
             self._links[outer] = (inner, owner)
 
