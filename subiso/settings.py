@@ -60,7 +60,15 @@ AUTO = "auto"
 
 # -- typed settings ------------------------------------------------------------------------------
 #: Keys of the top level that go to whichever tier is selected, if it takes them.
-SHARED_KEYS = ("max_workers", "timeout", "checkpointer", "fallback", "worker_init")
+SHARED_KEYS = (
+    "max_workers",
+    "timeout",
+    "checkpointer",
+    "fallback",
+    "worker_init",
+    "allowed_graphs",
+    "allowed_locations",
+)
 #: Constructor keywords that are not settings (the caller of the constructor sets them).
 _NOT_OPTIONS = frozenset({"selected_by"})
 
@@ -84,12 +92,16 @@ def _builtin_tier_classes() -> dict[str, Any]:
 def options_struct(cls: Any) -> type[_Options]:
     """The settings table of tier ``cls``, derived from its constructor's keyword-only
     parameters and their annotations: a tier declares its options once, in its signature."""
+    from subiso.executors.base import SharedOptions
+
     hints = typing.get_type_hints(cls.__init__)
     fields: list[tuple[str, Any, Any]] = []
     for name, param in inspect.signature(cls).parameters.items():
-        if param.kind is not param.KEYWORD_ONLY or name in _NOT_OPTIONS:
-            continue
-        fields.append((name, typing.Optional[hints.get(name, Any)], None))
+        if param.kind is param.VAR_KEYWORD:  # **shared: Unpack[SharedOptions]
+            shared = typing.get_type_hints(SharedOptions)
+            fields += [(k, t, None) for k, t in shared.items() if k not in _NOT_OPTIONS]
+        elif param.kind is param.KEYWORD_ONLY and name not in _NOT_OPTIONS:
+            fields.append((name, typing.Optional[hints.get(name, Any)], None))
     name = f"{getattr(cls, 'tier', cls.__name__).title()}Options"
     return typing.cast(
         "type[_Options]", msgspec.defstruct(name, fields, bases=(_Options,), kw_only=True)
@@ -360,15 +372,26 @@ def resolve_settings(
 
 def tier_options(settings: Settings, tier: str, cls: Callable[..., Executor]) -> dict[str, Any]:
     """Constructor keywords for ``tier``: shared keys it accepts, then its own table."""
+    accepted = _accepted_options(cls)
     shared = settings.shared_options()
+    options = {k: v for k, v in shared.items() if accepted is None or k in accepted}
+    options.update(settings.tier_table(tier))
+    return options
+
+
+def _accepted_options(cls: Any) -> set[str] | None:
+    """The option names ``cls`` takes (None: any, a plugin taking ``**kwargs``)."""
+    from subiso.executors.base import Executor
+
+    if isinstance(cls, type) and issubclass(cls, Executor):
+        return {f.name for f in msgspec.structs.fields(options_struct(cls))}
     try:
         params: Mapping[str, inspect.Parameter] = inspect.signature(cls).parameters
     except (TypeError, ValueError):
-        params = {}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    options = {k: v for k, v in shared.items() if takes_any or k in params}
-    options.update(settings.tier_table(tier))
-    return options
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
 
 
 def build_executor(resolved: ResolvedSettings) -> Executor:

@@ -8,6 +8,7 @@ Each takes the value and ``field``, the name the message starts with (``"GraphCo
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,18 @@ def seconds(value: Any, field: str) -> float | None:
             f"{field} must be > 0 seconds and at most {MAX_SECONDS:.0f} (one year), got {value!r}"
         )
     return number
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def import_path(value: Any, field: str) -> str:
+    """``"package.module:attribute"``."""
+    if not isinstance(value, str) or not _IMPORT_PATH.match(value):
+        raise ConfigError(
+            f"{field}: {value!r} is not an import path of the form 'package.module:attribute'"
+        )
+    return value
 
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

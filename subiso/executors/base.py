@@ -30,23 +30,49 @@ import concurrent.futures as cf
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+
+from typing_extensions import Unpack
 
 from subiso._futures import DerivedFuture, relay, running_future, settle
 
 if TYPE_CHECKING:
     from subiso._capabilities import Capabilities
+from subiso.allow import check_allowed
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed
 from subiso.events import EventChannel
 from subiso.report import RunResult
 from subiso.runtime.call import Call, StreamMode
-from subiso.validate import checkpointer_spec, seconds
+from subiso.validate import checkpointer_spec, import_path, seconds
 
 ConfigLike = GraphConfig | Mapping[str, Any]
 #: Called on the caller's side with each event of a run.
 OnEvent = Callable[[Any], object]
+
+
+class SharedOptions(TypedDict, total=False):
+    """The options every tier takes (its constructor's ``**shared``), declared once.
+
+    * ``timeout`` - seconds, for GraphConfigs that set none;
+    * ``checkpointer`` - for GraphConfigs that name none;
+    * ``worker_init`` - ``"pkg.mod:factory"``: an async context manager entered once in each
+      worker's event loop before its first run and exited when the worker stops; its value is
+      ``subiso.worker_state()`` inside nodes;
+    * ``allowed_graphs`` / ``allowed_locations`` - ``fnmatch`` patterns: when set, a
+      GraphConfig whose graph (or checkpointer/store location) matches none is refused with a
+      ConfigError before anything is imported or opened (``"memory"`` is always allowed);
+    * ``selected_by`` - why this tier was chosen when something other than the caller chose
+      it (the "auto" tier); copied into every ``RunReport.selected_by``.
+    """
+
+    timeout: float | None
+    checkpointer: str | None
+    worker_init: str | None
+    allowed_graphs: Sequence[str] | None
+    allowed_locations: Sequence[str] | None
+    selected_by: str | None
 
 
 class Executor(abc.ABC):
@@ -65,21 +91,24 @@ class Executor(abc.ABC):
     crosses_boundary: ClassVar[bool] = False
     boundary: ClassVar[str] = "process"
 
-    def __init__(
-        self,
-        *,
-        timeout: float | None = None,
-        checkpointer: str | None = None,
-        selected_by: str | None = None,
-    ) -> None:
-        """``selected_by``: why this tier was chosen when something other than the caller chose
-        it (the "auto" tier); copied into every ``RunReport.selected_by``."""
+    def __init__(self, **shared: Unpack[SharedOptions]) -> None:
         name = type(self).__name__
-        self.timeout = seconds(timeout, f"{name}: timeout")
-        if checkpointer is not None:
-            checkpointer_spec(checkpointer, f"{name}: checkpointer")
-        self.checkpointer = checkpointer
-        self.selected_by = selected_by
+        unknown = set(shared) - set(SharedOptions.__annotations__)
+        if unknown:
+            valid = ", ".join(SharedOptions.__annotations__)
+            raise TypeError(f"{name}() got unexpected options {sorted(unknown)}; valid: {valid}")
+        self.timeout = seconds(shared.get("timeout"), f"{name}: timeout")
+        self.checkpointer = shared.get("checkpointer")
+        if self.checkpointer is not None:
+            checkpointer_spec(self.checkpointer, f"{name}: checkpointer")
+        self.selected_by = shared.get("selected_by")
+        self.worker_init = shared.get("worker_init")
+        if self.worker_init is not None:
+            import_path(self.worker_init, f"{name}: worker_init")
+        self.allowed_graphs = _patterns(shared.get("allowed_graphs"), f"{name}: allowed_graphs")
+        self.allowed_locations = _patterns(
+            shared.get("allowed_locations"), f"{name}: allowed_locations"
+        )
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -136,6 +165,13 @@ class Executor(abc.ABC):
             if not isinstance(cfg, Mapping):
                 raise ConfigError(f"expected a GraphConfig or a mapping, got {type(cfg).__name__}")
             cfg = GraphConfig.from_dict(dict(cfg))
+        if self.allowed_graphs is not None or self.allowed_locations is not None:
+            check_allowed(
+                cfg,
+                ["*"] if self.allowed_graphs is None else self.allowed_graphs,
+                ["*"] if self.allowed_locations is None else self.allowed_locations,
+                where=f"{type(self).__name__} options",
+            )
         if self.crosses_boundary and not isinstance(cfg.graph, str):
             raise ConfigError(
                 f"GraphConfig.graph: the {self.tier} tier imports the graph in its own "
@@ -353,6 +389,14 @@ def ran(fn: Callable[[Call], RunResult], call: Call) -> cf.Future[RunResult]:
     except BaseException as exc:
         future.set_exception(exc)
     return future
+
+
+def _patterns(value: Any, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f"{field} must be a list of glob patterns, got {value!r}")
+    return list(value)
 
 
 def on_helper_thread(fn: Callable[[], RunResult]) -> cf.Future[RunResult]:

@@ -28,8 +28,10 @@ from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any
 
+from typing_extensions import Unpack
+
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, on_helper_thread, ran
+from subiso.executors.base import Executor, SharedOptions, on_helper_thread, ran
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, WorkerRuntime
@@ -99,14 +101,8 @@ class ContextExecutor(Executor):
     tier = "context"
     summary = "fresh contextvars and event loop per run on the calling thread"
 
-    def __init__(
-        self,
-        *,
-        timeout: float | None = None,
-        checkpointer: str | None = None,
-        selected_by: str | None = None,
-    ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
+    def __init__(self, **shared: Unpack[SharedOptions]) -> None:
+        super().__init__(**shared)
         self._targets = TargetCache()
         self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per run
 
@@ -125,7 +121,11 @@ class ContextExecutor(Executor):
 
     def _runtime(self) -> WorkerRuntime:
         return WorkerRuntime(
-            self.tier, selected_by=self.selected_by, targets=self._targets, memory=self._memory
+            self.tier,
+            selected_by=self.selected_by,
+            targets=self._targets,
+            memory=self._memory,
+            worker_init=self.worker_init,
         )
 
     async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:

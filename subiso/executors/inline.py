@@ -15,8 +15,10 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
+from typing_extensions import Unpack
+
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, on_helper_thread, ran
+from subiso.executors.base import Executor, SharedOptions, on_helper_thread, ran
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, WorkerRuntime
@@ -44,14 +46,8 @@ class InlineExecutor(Executor):
     tier = "inline"
     summary = "the caller's thread and loop; no isolation (the baseline)"
 
-    def __init__(
-        self,
-        *,
-        timeout: float | None = None,
-        checkpointer: str | None = None,
-        selected_by: str | None = None,
-    ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
+    def __init__(self, **shared: Unpack[SharedOptions]) -> None:
+        super().__init__(**shared)
         self._targets = TargetCache()
         self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per loop
         self._local = threading.local()
@@ -85,7 +81,11 @@ class InlineExecutor(Executor):
 
     def _runtime(self) -> WorkerRuntime:
         return WorkerRuntime(
-            self.tier, selected_by=self.selected_by, targets=self._targets, memory=self._memory
+            self.tier,
+            selected_by=self.selected_by,
+            targets=self._targets,
+            memory=self._memory,
+            worker_init=self.worker_init,
         )
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import Unpack
+
 from subiso._capabilities import Capabilities
 from subiso.errors import ExecutorClosed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
-from subiso.executors.base import Executor
+from subiso.executors.base import Executor, SharedOptions
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime
@@ -47,18 +49,14 @@ class ThreadExecutor(Executor):
         self,
         *,
         max_workers: int | None = None,
-        timeout: float | None = None,
-        checkpointer: str | None = None,
-        selected_by: str | None = None,
         thread_name_prefix: str = "subiso-thread",
-        worker_init: str | None = None,
+        **shared: Unpack[SharedOptions],
     ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
+        super().__init__(**shared)
         self.max_workers = positive_int(
             max_workers, f"{type(self).__name__}: max_workers", default_max_workers()
         )
         self._name_prefix = thread_name_prefix
-        self.worker_init = worker_init  # "pkg.mod:factory", entered on each worker's loop
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
         self._jobs: dict[cf.Future[RunResult], tuple[LoopWorker, Job]] = {}

@@ -56,6 +56,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+from typing_extensions import Unpack
 
 from subiso import codec
 from subiso._capabilities import Capabilities
@@ -63,7 +64,7 @@ from subiso._futures import Deadlines, cancel_and_notify, settle
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
-from subiso.executors.base import Executor
+from subiso.executors.base import Executor, SharedOptions
 from subiso.executors.process import wire
 from subiso.executors.process.handle import (
     CAN_PARK,
@@ -111,17 +112,14 @@ class ProcessExecutor(Executor):
         self,
         *,
         max_workers: int | None = None,
-        timeout: float | None = None,
-        checkpointer: str | None = None,
-        selected_by: str | None = None,
         start_method: StartMethod | None = None,
         prestart: bool = False,
         preload: Sequence[str] = (),
         max_tasks_per_worker: int | None = None,
         kill_grace: float = 3.0,
-        worker_init: str | None = None,
+        **shared: Unpack[SharedOptions],
     ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
+        super().__init__(**shared)
         name = type(self).__name__
         self.max_workers = positive_int(max_workers, f"{name}: max_workers", os.cpu_count() or 1)
         if max_tasks_per_worker is not None:
@@ -130,7 +128,6 @@ class ProcessExecutor(Executor):
         if isinstance(preload, str):
             preload = [preload]
         self.preload = [str(p) for p in preload]
-        self.worker_init = worker_init  # "pkg.mod:factory", entered in each worker process
         self.max_tasks_per_worker = max_tasks_per_worker
         self.kill_grace = float(kill_grace)
         self.start_method = start_method or default_start_method()

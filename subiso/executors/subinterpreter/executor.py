@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
+from typing_extensions import Unpack
 
 from subiso._capabilities import Capabilities
 from subiso._futures import DerivedFuture, done_future, relay, running_future, settle
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, TierUnavailable
 from subiso.events import EventChannel
-from subiso.executors.base import Executor
+from subiso.executors.base import Executor, SharedOptions
 from subiso.executors.subinterpreter.backends import backend
 from subiso.executors.subinterpreter.offload import current_route, offloaded_functions
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
@@ -105,13 +106,11 @@ class SubinterpreterExecutor(Executor):
         self,
         *,
         max_workers: int | None = None,
-        timeout: float | None = None,
-        checkpointer: str | None = None,
-        selected_by: str | None = None,
         fallback: Sequence[str] | None = DEFAULT_FALLBACK,
         max_tasks_per_worker: int | None = None,
+        **shared: Unpack[SharedOptions],
     ) -> None:
-        super().__init__(timeout=timeout, checkpointer=checkpointer, selected_by=selected_by)
+        super().__init__(**shared)
         name = type(self).__name__
         self.max_workers = positive_int(max_workers, f"{name}: max_workers", os.cpu_count() or 1)
         if max_tasks_per_worker is not None:
@@ -186,13 +185,20 @@ class SubinterpreterExecutor(Executor):
         )
 
     def _fallback_options(self, cls: Callable[..., Executor]) -> dict[str, Any]:
-        """The options of ours that ``cls`` also takes (timeouts/checkpointers are applied by
-        ``prepare`` before a config reaches the fallback tier)."""
-        accepted = inspect.signature(cls.__init__).parameters
-        options = {"max_workers": self.max_workers}
+        """The options of ours that ``cls`` also takes (timeouts, checkpointers and allow-lists
+        are applied by ``prepare`` before a config reaches the fallback tier)."""
+        params = inspect.signature(cls.__init__).parameters
+        takes_shared = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        options: dict[str, Any] = {"max_workers": self.max_workers}
         if self.max_tasks_per_worker is not None:
             options["max_tasks_per_worker"] = self.max_tasks_per_worker
-        return {k: v for k, v in options.items() if k in accepted}
+        if self.worker_init is not None:
+            options["worker_init"] = self.worker_init
+        return {
+            k: v
+            for k, v in options.items()
+            if k in params or (takes_shared and k in SharedOptions.__annotations__)
+        }
 
     def _fallback_report(self, report: RunReport) -> RunReport:
         return msgspec.structs.replace(
@@ -435,9 +441,19 @@ class _HybridRuntime(WorkerRuntime):
     offloads) for its offloaded calls, and its report names what kept it out of full mode."""
 
     def __init__(
-        self, reasons: dict[str, cf.Future[str]], selected_by: str | None, memory: Memory
+        self,
+        reasons: dict[str, cf.Future[str]],
+        selected_by: str | None,
+        memory: Memory,
+        worker_init: str | None,
     ) -> None:
-        super().__init__("subinterpreter", mode="hybrid", selected_by=selected_by, memory=memory)
+        super().__init__(
+            "subinterpreter",
+            mode="hybrid",
+            selected_by=selected_by,
+            memory=memory,
+            worker_init=worker_init,
+        )
         self._reasons = reasons
 
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
@@ -480,11 +496,17 @@ class _HybridThreads(ThreadExecutor):
     tier = "subinterpreter"
 
     def __init__(self, owner: SubinterpreterExecutor) -> None:
-        super().__init__(max_workers=owner.max_workers, thread_name_prefix="subiso-hybrid")
+        super().__init__(
+            max_workers=owner.max_workers,
+            thread_name_prefix="subiso-hybrid",
+            worker_init=owner.worker_init,
+        )
         self._owner = owner
 
     def _make_runtime(self) -> WorkerRuntime:
-        return _HybridRuntime(self._owner._reasons, self._owner.selected_by, self._memory)
+        return _HybridRuntime(
+            self._owner._reasons, self._owner.selected_by, self._memory, self.worker_init
+        )
 
     def _worker_context_setup(self) -> Callable[[], None]:
         route = self._owner._route
