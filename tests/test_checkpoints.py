@@ -171,7 +171,7 @@ def test_memory_persists_within_one_thread_worker(make_executor: Any) -> None:
 
 @pytest.mark.parametrize("tier", ["inline", "context", "thread"])
 def test_memory_lives_as_long_as_the_executor_in_process(make_executor: Any, tier: str) -> None:
-    """"memory" is not loop-bound: in the tiers that run in this process one saver serves every
+    """The "memory" saver is not loop-bound: in the tiers that run in this process one serves every
     run, loop and worker of the executor (the context tier opens a fresh loop per run, inline a
     loop per calling thread and the caller's own, thread one per worker)."""
     executor = make_executor(tier, **({"max_workers": 4} if tier == "thread" else {}))
