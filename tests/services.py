@@ -158,16 +158,19 @@ class CeleryWorker:
     def __init__(
         self, broker: str, workdir: Path, *, pool: str, tier: str, concurrency: int = 2,
         name: str | None = None, settings: str = "", queue: str | None = None,
+        allow: bool = True,
     ) -> None:
         self.pool, self.tier = pool, tier
         self.name = name or f"{pool}-{tier}"
         self.queue = queue or f"q-{self.name}"
         self.workdir = workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "subiso.toml").write_text(
-            f'executor = "{tier}"\nmax_workers = 2\n'
+        allowed = (
             'allowed_graphs = ["tests.dist_workloads:*", "examples.contract_review.graph:*"]\n'
-            'allowed_locations = ["sqlite:///*", "postgresql://*"]\n' + settings
+            f'allowed_locations = ["sqlite:///{workdir}/*", "postgresql://*"]\n'
+        )
+        (self.workdir / "subiso.toml").write_text(
+            f'executor = "{tier}"\nmax_workers = 2\n' + (allowed if allow else "") + settings
         )
         self.log = self.workdir / "worker.log"
         env = {

@@ -104,7 +104,18 @@ async def setup_once(pool: Any, dsn: str, kind: str, resource: Any) -> None:
         if key in _setup_done:
             return
     async with pool.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+        # Poll pg_try_advisory_lock rather than wait in pg_advisory_lock: a session waiting
+        # inside a statement holds a snapshot, and LangGraph's migrations run CREATE INDEX
+        # CONCURRENTLY, which waits for every older snapshot - the holder would wait for the
+        # waiter forever (seen with two worker loops of one Celery worker).
+        delay = 0.01
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_KEY,))
+            row = await cur.fetchone()
+            if row and row["ok"]:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
         try:
             await resource.setup()
         finally:
