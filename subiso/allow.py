@@ -50,7 +50,7 @@ def check_allowed(
     if not graphs:
         raise ConfigError(
             f"graph {graph!r} refused: allowed_graphs is not set in the {where}; list the "
-            "targets this worker may run, e.g. allowed_graphs = [\"myapp.graphs:*\"]"
+            'targets this worker may run, e.g. allowed_graphs = ["myapp.graphs:*"]'
         )
     if not isinstance(graph, str) or not _matches(graph, graphs):
         raise ConfigError(

@@ -98,7 +98,8 @@ def test_errors_cross_as_named_exceptions(app: Any, worker: Any) -> None:
     assert "allowed_graphs=['tests.dist_workloads:*'" in str(info.value)
     with pytest.raises(Exception) as info:
         subiso.celery.submit(
-            app, {"graph": f"{W}:two_nodes", "checkpointer": "sqlite:////etc/x.db"},
+            app,
+            {"graph": f"{W}:two_nodes", "checkpointer": "sqlite:////etc/x.db"},
             queue=w.queue,
         ).get(timeout=60)
     assert type(info.value).__name__ == "ConfigError" and "allowed_locations" in str(info.value)
@@ -115,7 +116,7 @@ def test_unset_allow_list_refuses_everything(tmp_path: Path, monkeypatch: Any) -
     monkeypatch.setenv("SUBISO_CONFIG", str(f))
     subiso.celery.close_worker_executor()
     try:
-        with pytest.raises(subiso.ConfigError, match="allowed_graphs is not set.*subiso.toml"):
+        with pytest.raises(subiso.ConfigError, match=r"allowed_graphs is not set.*subiso\.toml"):
             subiso.celery.run_graph(None, {"graph": f"{W}:pid"})
     finally:
         subiso.celery.close_worker_executor()
@@ -138,7 +139,9 @@ def counts(log: Path) -> dict[str, int]:
     return {n: names.count(n) for n in ("n1", "n2", "n3", "n4")}
 
 
-def test_crashed_process_worker_is_retried_and_resumes(app: Any, worker: Any, workdir: Path) -> None:
+def test_crashed_process_worker_is_retried_and_resumes(
+    app: Any, worker: Any, workdir: Path
+) -> None:
     """prefork x process: node 3 SIGKILLs its subiso worker -> WorkerCrashed -> autoretry ->
     the retry continues from the checkpoint after node 2."""
     w = worker("prefork", "process")
@@ -168,8 +171,9 @@ def test_retries_are_bounded(app: Any, worker: Any, workdir: Path) -> None:
     gets WorkerCrashed."""
     w = worker("threads", "process")
     log = workdir / "always.log"
-    result = subiso.celery.submit(app, {"graph": f"{W}:crash_always", "input": str(log)},
-                                  queue=w.queue)
+    result = subiso.celery.submit(
+        app, {"graph": f"{W}:crash_always", "input": str(log)}, queue=w.queue
+    )
     with pytest.raises(Exception) as info:
         result.get(timeout=90)
     assert type(info.value).__name__ == "WorkerCrashed"

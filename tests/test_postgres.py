@@ -35,8 +35,14 @@ def test_checkpointer_and_store(tier: str, db: str) -> None:
         }
         counts = [ex.run(cfg)["visits"] for _ in range(3)]
         assert counts == [1, 2, 3]
-        two = ex.run({**cfg, "graph": f"{W}:two_nodes", "input": {"x": 1},
-                      "config": {"configurable": {"thread_id": "n-1"}}})
+        two = ex.run(
+            {
+                **cfg,
+                "graph": f"{W}:two_nodes",
+                "input": {"x": 1},
+                "config": {"configurable": {"thread_id": "n-1"}},
+            }
+        )
         assert two == {"x": 4}
     import psycopg
 
@@ -53,8 +59,15 @@ def test_many_workers_set_up_one_fresh_database_at_once(tier: str, db: str) -> N
     opts = {"prestart": True} if tier == "process" else {}
     with subiso.get_executor(tier, max_workers=4, **opts) as ex:
         futures = [
-            ex.submit({"graph": f"{W}:two_nodes", "input": {"x": i}, "checkpointer": db,
-                       "store": db, "config": {"configurable": {"thread_id": f"s{i}"}}})
+            ex.submit(
+                {
+                    "graph": f"{W}:two_nodes",
+                    "input": {"x": i},
+                    "checkpointer": db,
+                    "store": db,
+                    "config": {"configurable": {"thread_id": f"s{i}"}},
+                }
+            )
             for i in range(16)
         ]
         assert [f.result(timeout=120) for f in futures] == [{"x": (i + 1) * 2} for i in range(16)]
@@ -72,11 +85,14 @@ def test_postgres_spec_validated() -> None:
         subiso.GraphConfig(graph="a:b", store="mysql://h/d")
 
 
-def test_unreachable_database_is_a_config_error(postgres_url: str) -> None:
+def test_unreachable_database_is_a_config_error(postgres_url: str, monkeypatch: Any) -> None:
+    from subiso.runtime import postgres
+
+    monkeypatch.setattr(postgres, "OPEN_TIMEOUT_S", 2.0)  # the thread tier runs in-process
     bad = postgres_url.rsplit("/", 1)[0] + "/no_such_db"
-    with subiso.get_executor("thread", max_workers=1) as ex:
-        with pytest.raises(subiso.ConfigError, match="cannot connect to PostgreSQL"):
-            ex.run({"graph": f"{W}:two_nodes", "input": {"x": 1}, "checkpointer": bad})
+    ex = subiso.get_executor("thread", max_workers=1)
+    with ex, pytest.raises(subiso.ConfigError, match="cannot connect to PostgreSQL"):
+        ex.run({"graph": f"{W}:two_nodes", "input": {"x": 1}, "checkpointer": bad})
 
 
 def test_celery_threads_pool_on_postgres(redis_url: str, db: str, tmp_path: Path) -> None:
@@ -88,10 +104,16 @@ def test_celery_threads_pool_on_postgres(redis_url: str, db: str, tmp_path: Path
     w = CeleryWorker(redis_url, tmp_path, pool="threads", tier="thread", name="pg-threads")
     try:
         results = [
-            subiso.celery.submit(app, {"graph": f"{W}:two_nodes", "input": {"x": i},
-                                       "checkpointer": db,
-                                       "config": {"configurable": {"thread_id": f"c{i % 5}"}}},
-                                 queue=w.queue)
+            subiso.celery.submit(
+                app,
+                {
+                    "graph": f"{W}:two_nodes",
+                    "input": {"x": i},
+                    "checkpointer": db,
+                    "config": {"configurable": {"thread_id": f"c{i % 5}"}},
+                },
+                queue=w.queue,
+            )
             for i in range(20)
         ]
         outs: list[Any] = [r.get(timeout=90) for r in results]

@@ -53,9 +53,7 @@ class ThreadExecutor(Executor):
 
     # -- hooks for tiers built on this one (the subinterpreter tier's hybrid mode) ---------
     def _make_runtime(self) -> WorkerRuntime:
-        return WorkerRuntime(
-            self.tier, selected_by=self.selected_by, worker_init=self.worker_init
-        )
+        return WorkerRuntime(self.tier, selected_by=self.selected_by, worker_init=self.worker_init)
 
     def _worker_context_setup(self) -> Callable[[], None] | None:
         """Called on each new worker thread before it captures its base context."""

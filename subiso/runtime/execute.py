@@ -136,7 +136,9 @@ class WorkerRuntime:
             return await asyncio.to_thread(target.obj, cfg.input)
         graph = self._graph(target, cfg)
         if graph is None:
-            saver = await self.resources.checkpointer(cfg.checkpointer) if cfg.checkpointer else None
+            saver = (
+                await self.resources.checkpointer(cfg.checkpointer) if cfg.checkpointer else None
+            )
             store = await self.resources.store(cfg.store) if cfg.store else None
             graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
         run_input = cfg.input

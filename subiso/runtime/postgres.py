@@ -26,7 +26,7 @@ from subiso.errors import ConfigError
 #: The pool's size bounds per worker loop: a loop interleaves its async runs over these.
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = int(os.environ.get("SUBISO_PG_POOL_MAX_SIZE", "8"))
-OPEN_TIMEOUT_S = 30.0
+OPEN_TIMEOUT_S = float(os.environ.get("SUBISO_PG_OPEN_TIMEOUT", "30"))
 #: pg_advisory_lock key (a bigint) every subiso process takes around LangGraph's setup().
 SETUP_LOCK_KEY = 0x5B150_5E7  # "subiso set"
 
