@@ -5,6 +5,7 @@ Imported by path ("tests.dist_workloads:...") inside worker processes and Celery
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from contextlib import asynccontextmanager
@@ -93,7 +94,7 @@ def _four_steps() -> StateGraph:
     for n in names:
         sg.add_node(n, _step(n))
     sg.add_edge(START, "n1")
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in itertools.pairwise(names):
         sg.add_edge(a, b)
     sg.add_edge("n4", END)
     return sg
@@ -133,15 +134,13 @@ async def make_state() -> Any:
     # in the working directory, which process workers share with their host
     INIT_LOG = os.environ.get("SUBISO_TEST_INIT_LOG", "subiso-init.log")
     state = {"pid": os.getpid(), "entered": time.time()}
-    if INIT_LOG:
-        with open(INIT_LOG, "a") as f:
-            f.write(f"enter {os.getpid()}\n")
+    log = Path(INIT_LOG)
+    log.open("a").write(f"enter {os.getpid()}\n")  # noqa: ASYNC230 - a test log
     try:
         yield state
     finally:
-        if INIT_LOG:
-            with open(INIT_LOG, "a") as f:
-                f.write(f"exit {os.getpid()}\n")
+        with log.open("a") as f:  # noqa: ASYNC230
+            f.write(f"exit {os.getpid()}\n")
 
 
 def broken_state() -> Any:
@@ -161,3 +160,10 @@ def daemonic(_: Any) -> bool:
     import multiprocessing
 
     return bool(multiprocessing.current_process().daemon)
+
+
+def crash_always(path: str) -> None:
+    """Log the attempt, then SIGKILL the process running it (every time)."""
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    os.kill(os.getpid(), 9)

@@ -79,9 +79,23 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     tmp = tempfile.mkdtemp(prefix="subiso-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", tmp, "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tmp,
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"
     try:
@@ -106,8 +120,10 @@ def _pg_bin(name: str) -> str | None:
 def postgres_server() -> Iterator[str]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed "
-                    "(apt-get install postgresql)")
+        unavailable(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed "
+            "(apt-get install postgresql)"
+        )
     as_user: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root
         try:
@@ -126,18 +142,23 @@ def postgres_server() -> Iterator[str]:
     )
     try:
         run(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        opts = (f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        run(pg_ctl, "-D", str(data), "-o", opts, "-l", str(tmp / "log"), "-w", "-t", "60",
-            "start")
+        opts = (
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        run(pg_ctl, "-D", str(data), "-o", opts, "-l", str(tmp / "log"), "-w", "-t", "60", "start")
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL failed to start: {exc.stderr.decode()[-2000:]}") from exc
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -156,18 +177,29 @@ class CeleryWorker:
     """One ``celery worker`` subprocess on its own queue, with its own subiso settings."""
 
     def __init__(
-        self, broker: str, workdir: Path, *, pool: str, tier: str, concurrency: int = 2,
-        name: str | None = None, settings: str = "", queue: str | None = None,
+        self,
+        broker: str,
+        workdir: Path,
+        *,
+        pool: str,
+        tier: str,
+        concurrency: int = 2,
+        name: str | None = None,
+        settings: str = "",
+        queue: str | None = None,
+        allow: bool = True,
     ) -> None:
         self.pool, self.tier = pool, tier
         self.name = name or f"{pool}-{tier}"
         self.queue = queue or f"q-{self.name}"
         self.workdir = workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "subiso.toml").write_text(
-            f'executor = "{tier}"\nmax_workers = 2\n'
+        allowed = (
             'allowed_graphs = ["tests.dist_workloads:*", "examples.contract_review.graph:*"]\n'
-            'allowed_locations = ["sqlite:///*", "postgresql://*"]\n' + settings
+            f'allowed_locations = ["sqlite:///{workdir}/*", "postgresql://*"]\n'
+        )
+        (self.workdir / "subiso.toml").write_text(
+            f'executor = "{tier}"\nmax_workers = 2\n' + (allowed if allow else "") + settings
         )
         self.log = self.workdir / "worker.log"
         env = {
@@ -180,15 +212,39 @@ class CeleryWorker:
         }
         env.pop("SUBISO_EXECUTOR", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "examples.celery_app", "worker",
-             "-P", pool, "-c", str(concurrency), "-n", f"{self.name}@%h", "-Q", self.queue,
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=self.workdir, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "examples.celery_app",
+                "worker",
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{self.name}@%h",
+                "-Q",
+                self.queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=self.workdir,
+            env=env,
+            stdout=open(self.log, "wb"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
-            wait_for(lambda: b" ready." in self.log.read_bytes(), f"celery worker {self.name}",
-                     bound_s=60, proc=self.proc)
+            wait_for(
+                lambda: b" ready." in self.log.read_bytes(),
+                f"celery worker {self.name}",
+                bound_s=60,
+                proc=self.proc,
+            )
         except BaseException:
             self.stop()
             raise

@@ -92,11 +92,13 @@ def test_worker_state_in_nodes(tier: str, target: str, tmp_path: Path, monkeypat
 def test_failing_worker_init_fails_runs_and_the_pool_lives(tier: str) -> None:
     with subiso.get_executor(tier, max_workers=1, worker_init=f"{W}:broken_state") as ex:
         for _ in range(2):
-            with pytest.raises(ConfigError, match=r"worker_init 'tests\.dist_workloads:broken_state'"):
+            with pytest.raises(
+                ConfigError, match=r"worker_init 'tests\.dist_workloads:broken_state'"
+            ):
                 ex.run({"graph": f"{W}:read_state"})
-    with subiso.get_executor(tier, max_workers=1, worker_init="tests.nope:factory") as ex:
-        with pytest.raises(ConfigError, match=r"tests\.nope:factory"):
-            ex.run({"graph": f"{W}:pid"})
+    ex = subiso.get_executor(tier, max_workers=1, worker_init="tests.nope:factory")
+    with ex, pytest.raises(ConfigError, match=r"tests\.nope:factory"):
+        ex.run({"graph": f"{W}:pid"})
     # the pool stays usable: a fixed worker_init on a new executor, and other executors, run
     with subiso.get_executor(tier, max_workers=1) as ex:
         assert isinstance(ex.run({"graph": f"{W}:pid"}), int)
@@ -186,7 +188,9 @@ def test_check_allowed() -> None:
         check_allowed(ok, None, ["postgresql://*"])
     with pytest.raises(ConfigError, match=r"allowed_graphs=\['other:\*'\]"):
         check_allowed(ok, ["other:*"], ["postgresql://*"])
-    with pytest.raises(ConfigError, match=r"checkpointer .* allowed_locations=\['sqlite:///var/\*'\]"):
+    with pytest.raises(
+        ConfigError, match=r"checkpointer .* allowed_locations=\['sqlite:///var/\*'\]"
+    ):
         check_allowed(ok, ["myapp.*"], ["sqlite:///var/*"])
     with pytest.raises(ConfigError, match="store"):
         check_allowed({**ok, "store": "sqlite:///etc/x.db"}, ["myapp.*"], ["postgresql://*"])

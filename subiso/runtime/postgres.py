@@ -26,7 +26,7 @@ from subiso.errors import ConfigError
 #: The pool's size bounds per worker loop: a loop interleaves its async runs over these.
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = int(os.environ.get("SUBISO_PG_POOL_MAX_SIZE", "8"))
-OPEN_TIMEOUT_S = 30.0
+OPEN_TIMEOUT_S = float(os.environ.get("SUBISO_PG_OPEN_TIMEOUT", "30"))
 #: pg_advisory_lock key (a bigint) every subiso process takes around LangGraph's setup().
 SETUP_LOCK_KEY = 0x5B150_5E7  # "subiso set"
 
@@ -104,7 +104,18 @@ async def setup_once(pool: Any, dsn: str, kind: str, resource: Any) -> None:
         if key in _setup_done:
             return
     async with pool.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+        # Poll pg_try_advisory_lock rather than wait in pg_advisory_lock: a session waiting
+        # inside a statement holds a snapshot, and LangGraph's migrations run CREATE INDEX
+        # CONCURRENTLY, which waits for every older snapshot - the holder would wait for the
+        # waiter forever (seen with two worker loops of one Celery worker).
+        delay = 0.01
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_KEY,))
+            row = await cur.fetchone()
+            if row and row["ok"]:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
         try:
             await resource.setup()
         finally:
