@@ -69,3 +69,28 @@ def test_setup_block_demo_command_runs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_past_one_machine_block_runs() -> None:
+    """Redis, two detached Celery workers and 100 reviews, exactly as the README says."""
+    import shutil
+
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    missing = [b for b in ("redis-server", "redis-cli", "celery") if not shutil.which(b, path=path)]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {missing} not installed")
+        pytest.skip(f"needs {missing}")
+    block = readme_block("Past one machine", "bash")
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=ROOT,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "100/100 reviews" in run.stdout, run.stdout
+    assert "runs per worker pid" in run.stdout
