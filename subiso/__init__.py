@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "SubisoError": "subiso.errors",
     "ConfigError": "subiso.errors",
     "RunTimeout": "subiso.errors",
+    "RunAborted": "subiso.errors",
     "WorkerCrashed": "subiso.errors",
     "SerializationError": "subiso.errors",
     "NotIsolatable": "subiso.errors",
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.errors import ConfigError as ConfigError
     from subiso.errors import ExecutorClosed as ExecutorClosed
     from subiso.errors import NotIsolatable as NotIsolatable
+    from subiso.errors import RunAborted as RunAborted
     from subiso.errors import RunTimeout as RunTimeout
     from subiso.errors import SerializationError as SerializationError
     from subiso.errors import SubisoError as SubisoError

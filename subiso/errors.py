@@ -19,6 +19,12 @@ class RunTimeout(SubisoError, TimeoutError):
     """A run went past its timeout; it was cancelled (or its worker replaced) and the pool lives on."""
 
 
+class RunAborted(SubisoError):
+    """A run raised ``SystemExit`` or ``KeyboardInterrupt`` (its ``__cause__``): reported to its
+    caller as this, so a node (or a target such as ``"sys:exit"``) can neither end the host nor
+    kill the worker it ran on."""
+
+
 class WorkerCrashed(SubisoError, RuntimeError):
     """This run's worker died (exit code or signal in the message); the pool lives on.
 

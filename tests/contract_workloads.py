@@ -193,3 +193,12 @@ def __getattr__(name: str) -> Any:
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def exits(code: int) -> None:
+    """Calls sys.exit: must reach its caller as RunAborted, ending neither worker nor host."""
+    raise SystemExit(code)
+
+
+def interrupted(_: object) -> None:
+    raise KeyboardInterrupt

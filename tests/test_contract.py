@@ -29,7 +29,8 @@ from typing import Any
 
 import pytest
 
-from subiso import ExecutorClosed, GraphConfig, RunReport, RunResult, RunTimeout
+import subiso
+from subiso import ConfigError, ExecutorClosed, GraphConfig, RunReport, RunResult, RunTimeout
 from subiso.errors import RemoteTraceback
 from tests import contract_workloads as cw
 from tests.conftest import BACKEND, list_all_interpreters
@@ -291,6 +292,24 @@ def check_origin(ex: Any, tier: str, exc: BaseException, function: str) -> None:
     else:
         frames = [f.name for f in traceback.extract_tb(exc.__traceback__)]
         assert function in frames, frames
+
+
+def test_exits_and_interrupts_raised_by_a_run_end_neither_worker_nor_host(
+    ex: Any, tier: str
+) -> None:
+    """sys.exit() in a run (or a target like "sys:exit") reaches its caller as RunAborted; a
+    KeyboardInterrupt too, except in the caller's own thread (inline, context), where it is the
+    caller's. The executor keeps working."""
+    with pytest.raises(subiso.RunAborted, match=r"SystemExit\(3\)") as info:
+        ex.run(cfg(f"{CW}:exits", 3))
+    cause = info.value.__cause__  # across a boundary: the worker's traceback, naming it
+    assert isinstance(cause, SystemExit) or "SystemExit" in str(cause)
+    with pytest.raises(ConfigError, match="sys:exit"):
+        ex.run(cfg("sys:exit", 3))
+    expected_error = KeyboardInterrupt if tier in IN_CALLER else subiso.RunAborted
+    with pytest.raises(expected_error):
+        ex.run(cfg(f"{CW}:interrupted"))
+    assert ex.run(cfg(f"{CW}:square", 4)) == 16
 
 
 def test_workflow_error_keeps_type_message_and_traceback(ex: Any, tier: str) -> None:

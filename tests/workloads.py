@@ -261,3 +261,12 @@ async def _aexplode(state: Counter) -> Counter:
 
 
 afailing_graph = _chain(_aadd_one, _aexplode).compile()
+
+
+def exits(code: int) -> None:
+    """A workflow function that calls sys.exit."""
+    raise SystemExit(code)
+
+
+def interrupts_keyboard(_: object) -> None:
+    raise KeyboardInterrupt

@@ -155,7 +155,7 @@ def summary_table(summary: dict[str, Any]) -> str:
                 row["mode"],
                 str(row["runs"]),
                 *(
-                    f"{row[k] * 1000:.2f}"
+                    f"{row[k] * 1000:.3f}"
                     for k in ("min_s", "median_s", "mean_s", "p95_s", "max_s")
                 ),
             )

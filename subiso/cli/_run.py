@@ -243,13 +243,14 @@ def run(
     except Exception as exc:
         fail(exc, verbose, hint=hint if _is_empty_input(exc) else None)
     last, last_cfg = results[-1]
-    _print_run(last, last_cfg, output_mode, as_json, config_or_target)
+    heading = "report:" if repeat == 1 else f"report (run {repeat} of {repeat}):"
+    extra: dict[str, Any] = {}
     if repeat > 1:
-        run_results = [r for r, _ in results]
-        stats = fmt.summary(run_results, wall, concurrency)
-        if as_json:
-            return
-        click.echo(fmt.summary_table(stats))
+        extra["reports"] = [r.report for r, _ in results]
+        extra["summary"] = fmt.summary([r for r, _ in results], wall, concurrency)
+    _print_run(last, last_cfg, output_mode, as_json, config_or_target, heading, extra)
+    if repeat > 1 and not as_json:
+        click.echo(fmt.summary_table(extra["summary"]))
 
 
 def _run_many(
@@ -300,7 +301,15 @@ def _resume_hint(target: str, cfg: Any) -> str:
     return "resume with: " + " ".join(parts)
 
 
-def _print_run(result: Any, cfg: Any, output_mode: str, as_json: bool, target: str) -> None:
+def _print_run(
+    result: Any,
+    cfg: Any,
+    output_mode: str,
+    as_json: bool,
+    target: str,
+    heading: str,
+    extra: dict[str, Any],
+) -> None:
     report = result.report
     interrupts = fmt.interrupts_of(result.output)
     if as_json:
@@ -311,7 +320,7 @@ def _print_run(result: Any, cfg: Any, output_mode: str, as_json: bool, target: s
         if cfg.thread_id is not None:
             doc["thread_id"] = cfg.thread_id
         doc["report"] = report
-        click.echo(to_json(doc))
+        click.echo(to_json({**doc, **extra}))
         return
     if output_mode == "full":
         lines = fmt.output_full(result.output)
@@ -323,7 +332,7 @@ def _print_run(result: Any, cfg: Any, output_mode: str, as_json: bool, target: s
         lines += fmt.interrupt_lines(interrupts)
     if cfg.thread_id is not None:
         lines.append(f"thread_id: {cfg.thread_id}")
-    lines.append("report:")
+    lines.append(heading)
     lines += fmt.report_lines(report, everything=output_mode == "full")
     if report.status == "interrupted":
         lines.append(_resume_hint(target, cfg))

@@ -126,6 +126,7 @@ class ContextExecutor(Executor):
             targets=self._targets,
             memory=self._memory,
             worker_init=self.worker_init,
+            in_caller=True,
         )
 
     async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:

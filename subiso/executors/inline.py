@@ -86,6 +86,7 @@ class InlineExecutor(Executor):
             targets=self._targets,
             memory=self._memory,
             worker_init=self.worker_init,
+            in_caller=True,
         )
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:

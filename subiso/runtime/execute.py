@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, RunTimeout
+from subiso.errors import ConfigError, RunAborted, RunTimeout
 from subiso.report import Mode, RunReport, RunResult, Status
 from subiso.runtime.call import Call
 from subiso.runtime.loops import run_on_fresh_loop
@@ -35,6 +35,8 @@ from subiso.runtime.targets import Target, TargetCache
 Emit = Callable[[Any], Awaitable[None]]
 
 INTERRUPT = "__interrupt__"
+#: What a node may raise that would otherwise end its thread, worker or host.
+_ENDING = (SystemExit, KeyboardInterrupt)
 
 
 def as_call(work: Call | GraphConfig) -> Call:
@@ -75,8 +77,10 @@ class WorkerRuntime:
         targets: TargetCache | None = None,
         worker_init: str | None = None,
         memory: Memory | None = None,
+        in_caller: bool = False,
     ) -> None:
         self.tier = tier
+        self.in_caller = in_caller  # runs on the caller's own thread (inline, context)
         self.mode: Mode = mode
         self.fallback_reason = fallback_reason
         self.selected_by = selected_by
@@ -88,7 +92,13 @@ class WorkerRuntime:
         """Resolve the target (cached); raises ConfigError for a bad import path or object,
         or for an operation a workflow function does not have."""
         call = as_call(work)
-        target = self.targets.get(call.cfg.graph)
+        try:
+            target = self.targets.get(call.cfg.graph)
+        except _ENDING as exc:  # a factory raising KeyboardInterrupt (SystemExit: ConfigError)
+            aborted = self._aborted(call.cfg, exc)
+            if aborted is exc:
+                raise
+            raise aborted from exc
         if target.kind == "function" and call.op != "invoke":
             raise ConfigError(
                 f"{call.op}: {call.cfg.label} is a workflow function; streaming and state "
@@ -114,6 +124,15 @@ class WorkerRuntime:
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
         """Invoke on this thread, which must have no running event loop."""
         cfg = as_call(work).cfg
+        try:
+            return self._run_sync(target, cfg, loop_id)
+        except _ENDING as exc:
+            aborted = self._aborted(cfg, exc)
+            if aborted is exc:
+                raise
+            raise aborted from exc
+
+    def _run_sync(self, target: Target, cfg: GraphConfig, loop_id: int | None) -> RunResult:
         start = time.perf_counter()
         self.resources.init.bind()
         if target.kind == "function":
@@ -161,16 +180,21 @@ class WorkerRuntime:
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         coro = self._call_async(target, call, emit)
-        if cfg.timeout is None:
-            output, status = await coro
-        else:
-            try:
+        try:
+            if cfg.timeout is None:
+                output, status = await coro
+            else:
                 output, status = await asyncio.wait_for(coro, cfg.timeout)
-            except asyncio.TimeoutError:
-                raise RunTimeout(
-                    f"run of {cfg.label!r} exceeded its timeout of {cfg.timeout:g}s and was "
-                    f"cancelled on its {self.tier} worker"
-                ) from None
+        except asyncio.TimeoutError:
+            raise RunTimeout(
+                f"run of {cfg.label!r} exceeded its timeout of {cfg.timeout:g}s and was "
+                f"cancelled on its {self.tier} worker"
+            ) from None
+        except _ENDING as exc:
+            aborted = self._aborted(cfg, exc)
+            if aborted is exc:
+                raise
+            raise aborted from exc
         return self._result(output, status, start, id(loop))
 
     async def _call_async(
@@ -200,6 +224,16 @@ class WorkerRuntime:
             history = graph.aget_state_history(cfg.config, limit=call.limit)
             return [snapshot async for snapshot in history], "done"
         return await graph.aupdate_state(cfg.config, call.values, as_node=call.as_node), "done"
+
+    def _aborted(self, cfg: GraphConfig, exc: BaseException) -> BaseException:
+        """``exc`` as its caller should see it: RunAborted in a worker; a KeyboardInterrupt in
+        the caller's own thread (inline, context) stays the caller's."""
+        if isinstance(exc, KeyboardInterrupt) and self.in_caller:
+            return exc
+        return RunAborted(
+            f"run of {cfg.label!r} raised {type(exc).__name__}({exc}); the {self.tier} "
+            "worker caught it, so it ended neither the worker nor the host"
+        )
 
     def _graph(self, target: Target, cfg: GraphConfig) -> Any:
         """The compiled graph for this checkpointer and store, or None if it must still be

@@ -55,7 +55,7 @@ def import_attr(path: str) -> Any:
         raise ConfigError(
             f"GraphConfig.graph: module {module_name!r} failed to import: {exc!r}"
         ) from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module calling sys.exit() must not end us
         raise ConfigError(
             f"GraphConfig.graph: module {module_name!r} failed to import: {exc!r}"
         ) from exc
@@ -125,7 +125,13 @@ def classify(path: str, obj: Any, *, from_factory: bool = False) -> Target:
     if not from_factory and callable(obj):
         arity = _positional_arity(obj)
         if arity == 0:
-            return classify(path, obj(), from_factory=True)
+            try:
+                made = obj()
+            except (Exception, SystemExit) as exc:  # a factory calling sys.exit() must not end us
+                raise ConfigError(
+                    f"GraphConfig.graph: factory {path!r} raised {type(exc).__name__}: {exc}"
+                ) from exc
+            return classify(path, made, from_factory=True)
         if arity in (1, None):
             return Target(path, "function", obj, is_async=inspect.iscoroutinefunction(obj))
         raise ConfigError(

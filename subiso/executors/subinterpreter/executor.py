@@ -44,7 +44,7 @@ from typing_extensions import Unpack
 from subiso._capabilities import Capabilities
 from subiso._futures import DerivedFuture, done_future, relay, running_future, settle
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, TierUnavailable
+from subiso.errors import ConfigError, RunAborted, TierUnavailable
 from subiso.events import EventChannel
 from subiso.executors.base import Executor, SharedOptions
 from subiso.executors.subinterpreter.backends import backend
@@ -333,6 +333,13 @@ class SubinterpreterExecutor(Executor):
             outer.cancel()
             return
         exc = inner.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            aborted = RunAborted(
+                f"a run in subinterpreter {inner.interpreter_id} raised {type(exc).__name__}"
+                f"({exc}); the pool caught it, so it ended neither the interpreter nor the host"
+            )
+            aborted.__cause__ = exc
+            exc = aborted
         if exc is not None:
             settle(outer, exc=exc)
             return
