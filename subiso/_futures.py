@@ -12,7 +12,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -116,6 +116,15 @@ def relay(
     outer.add_done_callback(cancel_inner)
     inner.add_done_callback(copy)
     return outer
+
+
+def join_all(threads: Iterable[threading.Thread]) -> None:
+    """Join every thread but the calling one: ``close()`` may be called from a done-callback,
+    which runs on one of the threads it closes; that one ends once its callback returns."""
+    me = threading.current_thread()
+    for thread in threads:
+        if thread is not me:
+            thread.join()
 
 
 class Deadline:

@@ -5,6 +5,7 @@ Validated by msgspec; every failure becomes ``ConfigError`` naming the field and
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -146,12 +147,100 @@ class GraphConfig(
 _T = TypeVar("_T")
 
 
+#: What a GraphConfig key takes, in words, for type errors.
+_EXPECTED = {
+    "graph": "an import path 'package.module:attribute'",
+    "config": "a table of RunnableConfig keys (configurable, recursion_limit, ...)",
+    "durability": "one of sync, async, exit",
+    "interrupt_before": '"*" or a list of node names',
+    "interrupt_after": '"*" or a list of node names',
+    "checkpointer": "'memory', 'sqlite:///path.db' or 'postgresql://...'",
+    "store": "'memory', 'sqlite:///path.db' or 'postgresql://...'",
+    "timeout": "a number of seconds",
+    "recover": "true or false",
+}
+#: msgspec's type names in words, for keys not in _EXPECTED.
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "object": "a table",
+    "array": "a list",
+    "null": "nothing",
+}
+_UNKNOWN = re.compile(
+    r"^Object contains unknown field `(?P<key>[^`]*)`(?: - at `\$(?P<at>[^`]*)`)?$"
+)
+_AT = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_EXPECTED_GOT = re.compile(r"^Expected `(?P<want>[^`]*)`, got `[^`]*`$")
+
+
+def _field_path(path: str) -> list[str | int]:
+    """``.config.configurable[0]`` -> ``["config", "configurable", 0]``."""
+    parts: list[str | int] = []
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        parts.append(int(index) if index else name)
+    return parts
+
+
+def _value_at(data: Any, parts: list[str | int]) -> Any:
+    for part in parts:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _shown(value: Any) -> str:
+    """``str "10"``, ``int 3``, ``list [1, 2]``: a wrong value's type and the value itself."""
+    text = repr(value) if not isinstance(value, str) else '"' + value.replace('"', '\\"') + '"'
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _plain_error(exc: msgspec.ValidationError, data: Any, type_: type[Any]) -> str:
+    """msgspec's message in plain words, naming the key: ``timeout: expected a number of
+    seconds, got str "10"``; ``unknown key 'timout' (did you mean 'timeout'?); valid keys: ...``."""
+    message = str(exc)
+    fields = (
+        [f.name for f in msgspec.structs.fields(type_)]
+        if isinstance(type_, type) and issubclass(type_, msgspec.Struct)
+        else []
+    )
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        key, at = unknown.group("key"), unknown.group("at")
+        if at:  # inside a nested struct: name where
+            return f"{'.'.join(map(str, _field_path(at)))}: unknown key {key!r}"
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r}{hint}; valid keys: {', '.join(fields)}"
+    located = _AT.match(message)
+    if not located:
+        missing = re.match(r"^Object missing required field `([^`]*)`$", message)
+        return f"missing required key {missing.group(1)!r}" if missing else message
+    parts = _field_path(located.group("path"))
+    key = ".".join(map(str, parts))
+    value = _value_at(data, parts)
+    want = _EXPECTED.get(key)
+    if want is None:
+        got = _EXPECTED_GOT.match(located.group("msg"))
+        if got is None:
+            return f"{key}: {located.group('msg')}"
+        want = " or ".join(_TYPE_WORDS.get(t, t) for t in got.group("want").split(" | "))
+    return f"{key}: expected {want}, got {_shown(value)}"
+
+
 def convert(data: Any, type_: type[_T], *, source: str) -> _T:
-    """msgspec.convert with errors turned into ConfigError naming the source and field."""
+    """msgspec.convert with errors turned into ConfigError naming the source and the key, in
+    plain words."""
     try:
         return msgspec.convert(data, type_)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {_plain_error(exc, data, type_)}") from None
 
 
 _READERS = {

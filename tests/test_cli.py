@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -44,7 +45,53 @@ async def hang(_):
 
 def bump(state):
     return {"x": state["x"] + 1}
+
+
+def big(n):
+    return {"name": "numbers", "items": list(range(n)), "nested": {"a": 1, "b": [1, 2]}}
 '''
+
+GRAPHS = '''
+"""CLI test graphs (these import langgraph): an interrupt, and a node that reports its thread."""
+from typing import TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+
+class State(TypedDict, total=False):
+    x: int
+    answer: str
+    thread: str
+
+
+def ask(state):
+    return {"answer": interrupt({"question": "approve?", "x": state["x"]})}
+
+
+def whoami(state, config):
+    return {"thread": config["configurable"]["thread_id"]}
+
+
+def _one(node):
+    builder = StateGraph(State)
+    builder.add_node(node.__name__, node)
+    builder.add_edge(START, node.__name__)
+    builder.add_edge(node.__name__, END)
+    return builder
+
+
+asker = _one(ask)
+thread_echo = _one(whoami)
+'''
+
+FILE_TARGET = """
+from .helper import OFFSET  # a relative import: the file is imported as part of its package
+
+
+def shift(x):
+    return x + OFFSET
+"""
 
 
 @dataclass
@@ -65,6 +112,30 @@ def _layout(base: Path) -> dict[str, Path]:
     (work / "inline.toml").write_text('executor = "inline"\n', encoding="utf-8")
     (work / "hang.toml").write_text('graph = "cli_targets:hang"\ntimeout = 0.2\n')
     (work / "input.json").write_text('{"x": 10}', encoding="utf-8")
+    (work / "cli_graphs.py").write_text(GRAPHS, encoding="utf-8")
+    (work / "typo.toml").write_text('graph = "cli_targets:square"\ntimout = 10\n')
+    (work / "wrongtype.toml").write_text('graph = "cli_targets:square"\ntimeout = "10"\n')
+    # a file target outside the working directory, inside a package
+    pkg = base / "elsewhere" / "flows"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("", encoding="utf-8")
+    (pkg / "helper.py").write_text("OFFSET = 100\n", encoding="utf-8")
+    (pkg / "shifted.py").write_text(FILE_TARGET, encoding="utf-8")
+    (base / "elsewhere" / "plain_wf.py").write_text("def double(x):\n    return 2 * x\n")
+    # a LangGraph project: graphs by file path (relative to langgraph.json) and by module
+    lg = base / "lgproject"
+    (lg / "agent").mkdir(parents=True)
+    (lg / "agent" / "my_graph.py").write_text(GRAPHS, encoding="utf-8")
+    (lg / "lgmod.py").write_text(TARGETS, encoding="utf-8")
+    (lg / "langgraph.json").write_text(
+        json.dumps(
+            {
+                "dependencies": ["."],
+                "graphs": {"asker": "./agent/my_graph.py:asker", "square": "lgmod:square"},
+            }
+        ),
+        encoding="utf-8",
+    )
     bad = base / "bad"
     bad.mkdir()
     (bad / "cli_targets.py").write_text(TARGETS, encoding="utf-8")
@@ -156,6 +227,105 @@ COMMANDS: dict[str, tuple[list[str], str, dict[str, str]]] = {
         {},
     ),
     "no_such_command": (["frobnicate"], "work", {}),
+    # LangGraph surface: interrupts, streaming, thread ids, langgraph.json, file targets
+    "run_interrupt": (["run", "cli_graphs:asker", "--input", '{"x": 7}'], "work", {}),
+    "run_interrupt_json": (
+        ["run", "cli_graphs:asker", "--input", '{"x": 7}', "--json", "-e", "process"],
+        "work",
+        {},
+    ),
+    "run_stream": (
+        ["run", "cli_graphs:thread_echo", "--input", "{}", "--stream", "--thread-id", "s1"],
+        "work",
+        {},
+    ),
+    "run_stream_json": (
+        [
+            "run",
+            "cli_graphs:asker",
+            "--input",
+            '{"x": 1}',
+            "--stream",
+            "values,updates",
+            "--json",
+        ],
+        "work",
+        {},
+    ),
+    "run_stream_bad_mode": (["run", "cli_graphs:asker", "--stream=valuez"], "work", {}),
+    "run_thread_id": (
+        [
+            "run",
+            "cli_graphs:thread_echo",
+            "--input",
+            "{}",
+            "--thread-id",
+            "t-42",
+            "--checkpointer",
+            "memory",
+            "--json",
+        ],
+        "work",
+        {},
+    ),
+    "run_new_thread": (
+        ["run", "cli_graphs:thread_echo", "--input", "{}", "--checkpointer", "memory", "--json"],
+        "work",
+        {},
+    ),
+    "run_langgraph_json": (
+        ["run", "../lgproject/langgraph.json", "--graph", "asker", "--input", '{"x": 2}'],
+        "work",
+        {},
+    ),
+    "run_langgraph_json_process": (
+        [
+            "run",
+            "../lgproject/langgraph.json",
+            "--graph",
+            "square",
+            "--input",
+            "5",
+            "-e",
+            "process",
+            "--json",
+        ],
+        "work",
+        {},
+    ),
+    "run_langgraph_json_unknown": (
+        ["run", "../lgproject/langgraph.json", "--graph", "askr"],
+        "work",
+        {},
+    ),
+    "run_langgraph_json_ambiguous": (["run", "../lgproject/langgraph.json"], "work", {}),
+    "run_file_target_process": (
+        ["run", "../elsewhere/flows/shifted.py:shift", "--input", "1", "-e", "process", "--json"],
+        "work",
+        {},
+    ),
+    "run_file_target_subinterpreter": (
+        [
+            "run",
+            "../elsewhere/plain_wf.py:double",
+            "--input",
+            "21",
+            "-e",
+            "subinterpreter",
+            "--json",
+        ],
+        "work",
+        {},
+    ),
+    "run_main_target": (["run", "__main__:wf", "--input", "1"], "work", {}),
+    # a newcomer's first hour: output, errors
+    "run_summary": (["run", "cli_targets:big", "--input", "500"], "work", {}),
+    "run_output_full": (["run", "cli_targets:big", "--input", "3", "--output", "full"], "work", {}),
+    "run_output_none": (["run", "cli_targets:big", "--input", "3", "--output", "none"], "work", {}),
+    "run_typo_executor": (["run", "cli_targets:square", "-e", "thraed"], "work", {}),
+    "run_graph_no_input": (["run", "cli_graphs:asker"], "work", {}),
+    "run_config_typo": (["run", "typo.toml"], "work", {}),
+    "run_config_wrong_type": (["run", "wrongtype.toml"], "work", {}),
     "doctor_pure": (["doctor", "cli_targets:square", "--json"], "work", {}),
     "doctor_graph": (["doctor", "tests.workloads:sync_graph"], "work", {}),
     "doctor_bad": (["doctor", "nosuch:thing"], "work", {}),
@@ -257,10 +427,11 @@ def test_info_with_bad_settings_exits_2(results: dict[str, Outcome]) -> None:
 def test_run_prints_output_and_report(results: dict[str, Outcome]) -> None:
     out = ok(results["run_graph"]).out
     head, _, report = out.partition("report:")
-    assert json.loads(head.removeprefix("output:")) == {"x": 5}
+    assert head.splitlines() == ["output: dict with 1 key", "  x  int  5"]
     fields = dict(line.split(None, 1) for line in report.strip().splitlines())
     assert fields["tier"] == "thread" and fields["mode"] == "full"
-    assert int(fields["pid"]) > 0 and float(fields["duration_s"]) >= 0
+    assert fields["status"] == "done" and int(fields["pid"]) > 0
+    assert re.fullmatch(r"\d+(\.\d+)? (ms|s)", fields["duration"]), fields["duration"]
 
 
 def test_run_json_input_file_and_executor_flag(results: dict[str, Outcome]) -> None:
@@ -276,7 +447,7 @@ def test_run_graph_config_file(results: dict[str, Outcome]) -> None:
 
 def test_run_repeat_text(results: dict[str, Outcome]) -> None:
     outcome = ok(results["run_repeat"])
-    assert "output:\n9\n" in outcome.out
+    assert "output: int 9\n" in outcome.out
     assert "report (run 6 of 6):" in outcome.out
     table = outcome.out.split("durations:", 1)[1].strip().splitlines()
     header = "tier mode runs min ms median ms mean ms p95 ms max ms"
@@ -360,6 +531,184 @@ def test_usage_and_config_errors_exit_2(
     for needle in needles:
         assert needle in outcome.err, (needle, outcome.err)
     assert "Traceback" not in outcome.err
+
+
+# -- LangGraph surface: interrupts, --resume, --stream, --thread-id, langgraph.json, file.py ---------
+def test_interrupted_run_exits_0_with_its_payloads(results: dict[str, Outcome]) -> None:
+    out = ok(results["run_interrupt"]).out
+    assert "interrupted: the graph paused at 1 interrupt(s):" in out
+    assert re.search(r'id [0-9a-f]+: \{"question":"approve\?","x":7\}', out), out
+    assert re.search(r"^  status +interrupted$", out, re.M), out
+    assert "--resume JSON" in out  # how to go on
+
+
+def test_interrupted_run_json(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_interrupt_json"]).json()
+    assert doc["status"] == "interrupted" and doc["report"]["status"] == "interrupted"
+    assert doc["report"]["tier"] == "process"
+    (item,) = doc["interrupts"]
+    assert item["value"] == {"question": "approve?", "x": 7} and isinstance(item["id"], str)
+
+
+def test_resume_continues_the_paused_thread(tmp_path: Path) -> None:
+    (tmp_path / "cli_graphs.py").write_text(GRAPHS, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBISO_")}
+    env["PYTHONPATH"] = str(ROOT)
+    common = ["run", "cli_graphs:asker", "--checkpointer", "sqlite:///runs.db", "--json"]
+
+    def cli(*args: str) -> Outcome:
+        proc = subprocess.run(
+            [sys.executable, "-m", "subiso", *common, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+    paused = ok(cli("--input", '{"x": 3}', "--thread-id", "review-1")).json()
+    assert paused["status"] == "interrupted" and paused["thread_id"] == "review-1"
+    resumed = ok(cli("--resume", '"approved"', "--thread-id", "review-1")).json()
+    assert resumed["status"] == "done" and resumed["interrupts"] == []
+    assert resumed["output"] == {"x": 3, "answer": "approved"}
+    no_thread = cli("--resume", '"approved"')
+    assert no_thread.code == 2 and "--thread-id" in no_thread.err
+
+
+def test_stream_prints_one_line_per_event(results: dict[str, Outcome]) -> None:
+    lines = ok(results["run_stream"]).out.splitlines()
+    assert lines[0] == 'updates: {"whoami":{"thread":"s1"}}'
+    assert lines[1] == "status: done (1 events)"
+
+
+def test_stream_json_lines_and_interrupt(results: dict[str, Outcome]) -> None:
+    lines = [json.loads(line) for line in ok(results["run_stream_json"]).out.splitlines()]
+    *events, end = lines
+    assert [e["mode"] for e in events] == ["values", "updates", "values"]
+    assert events[0]["data"] == {"x": 1}
+    assert end["status"] == "interrupted" and end["events"] == 3
+    assert end["interrupts"][0]["value"] == {"question": "approve?", "x": 1}
+
+
+def test_thread_id_reaches_the_graph(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_thread_id"]).json()
+    assert doc["output"] == {"thread": "t-42"} and doc["thread_id"] == "t-42"
+    fresh = ok(results["run_new_thread"]).json()  # a checkpointer and no id: a new thread
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh["output"]["thread"])
+    assert fresh["thread_id"] == fresh["output"]["thread"]
+
+
+def test_langgraph_json_graphs(results: dict[str, Outcome]) -> None:
+    assert "interrupted: the graph paused" in ok(results["run_langgraph_json"]).out
+    doc = ok(results["run_langgraph_json_process"]).json()
+    assert doc["output"] == 25 and doc["report"]["tier"] == "process"
+
+
+def test_file_targets_on_other_tiers(results: dict[str, Outcome]) -> None:
+    doc = ok(results["run_file_target_process"]).json()
+    assert doc["output"] == 101 and doc["report"]["tier"] == "process"
+    doc = ok(results["run_file_target_subinterpreter"]).json()
+    assert doc["output"] == 42
+    if current_capabilities().subinterpreters is not None:
+        assert (doc["report"]["tier"], doc["report"]["mode"]) == ("subinterpreter", "full")
+
+
+# -- a newcomer's first hour: output and progress ------------------------------------------------
+def test_summary_is_compact_with_human_units(results: dict[str, Outcome]) -> None:
+    out = ok(results["run_summary"]).out
+    lines = out.splitlines()
+    assert lines[0] == "output: dict with 3 keys"
+    assert re.match(r"  items +list\[500\] +\[0,1,2,", lines[2]), lines
+    assert lines[3].startswith("  nested  dict{2}")
+    assert len(lines) < 20 and max(len(line) for line in lines) <= 120
+    assert not re.search(r"\d\.\d{5,}", out), out  # no raw floats
+    assert re.search(r"^  duration +\d+(\.\d+)? (ms|s)$", out, re.M), out
+
+
+def test_output_full_and_none(results: dict[str, Outcome]) -> None:
+    out = ok(results["run_output_full"]).out
+    assert json.loads(out.split("output:\n", 1)[1].split("report:", 1)[0])["items"] == [0, 1, 2]
+    out = ok(results["run_output_none"]).out
+    assert "output" not in out and out.startswith("report:")
+
+
+def test_every_run_option_has_help() -> None:
+    import click
+
+    from subiso.cli import main
+
+    command = main.commands["run"]
+    missing = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+    assert missing == []
+
+
+def test_eta_from_completed_runs_and_concurrency() -> None:
+    from subiso.cli._format import eta_seconds
+
+    assert eta_seconds([], [0.5, 0.5], 6, 3) is None  # nothing completed: no guess
+    # 6 runs of 1 s, 3 at a time: the first finished, two more nearly done, one just started
+    assert eta_seconds([1.0], [0.99, 0.99, 0.0], 5, 3) == pytest.approx(1.0, abs=0.01)
+    assert eta_seconds([1.0] * 6, [], 0, 3) == 0.0
+
+
+def test_progress_line_shows_eta_from_the_first_completed_run() -> None:
+    import io
+
+    from subiso.cli._format import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(6, 3, out, live=True, clock=lambda: now[0])
+    for i in range(3):
+        progress.start(i)
+    assert "eta" not in progress.line()
+    now[0] = 1.0
+    progress.finish(0)
+    progress.start(3)
+    assert progress.line().endswith("1/6 done, 1.00 s elapsed, eta 1.00 s"), progress.line()
+    progress.close()
+
+
+# -- a newcomer's first hour: errors -------------------------------------------------------------
+def test_typo_in_executor_names_the_option_and_the_closest(results: dict[str, Outcome]) -> None:
+    outcome = results["run_typo_executor"]
+    assert outcome.code == 2
+    assert "'--executor'" in outcome.err and "did you mean 'thread'?" in outcome.err
+    assert "defaults (no settings file)" not in outcome.err
+    for tier in ("inline", "context", "thread", "subinterpreter", "process", "auto"):
+        assert tier in outcome.err
+
+
+def test_missing_input_gets_a_hint(results: dict[str, Outcome]) -> None:
+    outcome = results["run_graph_no_input"]
+    assert outcome.code == 1 and "EmptyInputError" in outcome.err
+    assert "pass --input JSON (or --resume to resume an interrupt)" in outcome.err
+
+
+def test_usage_errors_of_the_new_options(results: dict[str, Outcome]) -> None:
+    bad_mode = results["run_stream_bad_mode"]
+    assert bad_mode.code == 2 and "did you mean 'values'?" in bad_mode.err
+    unknown = results["run_langgraph_json_unknown"]
+    assert unknown.code == 2 and "no graph 'askr'" in unknown.err
+    assert "available: asker, square" in unknown.err
+    ambiguous = results["run_langgraph_json_ambiguous"]
+    assert ambiguous.code == 2 and "--graph NAME: asker, square" in ambiguous.err
+    main_target = results["run_main_target"]
+    assert main_target.code == 2 and "path/to/script.py:wf" in main_target.err
+
+
+def test_config_file_typo_lists_valid_keys(results: dict[str, Outcome]) -> None:
+    outcome = results["run_config_typo"]
+    assert outcome.code == 2
+    assert "unknown key 'timout' (did you mean 'timeout'?)" in outcome.err
+    assert "valid keys: graph, input, resume" in outcome.err
+
+
+def test_config_file_wrong_type_in_plain_words(results: dict[str, Outcome]) -> None:
+    outcome = results["run_config_wrong_type"]
+    assert outcome.code == 2
+    assert 'timeout: expected a number of seconds, got str "10"' in outcome.err
 
 
 # -- doctor --------------------------------------------------------------------------------------

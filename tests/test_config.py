@@ -174,12 +174,16 @@ def test_json_is_plain_mapping() -> None:
         ),
         ({"graph": "tests.workloads:sync_graph", "timeout": 0}, "GraphConfig.timeout", "> 0"),
         ({"graph": "tests.workloads:sync_graph", "timeout": -1.0}, "GraphConfig.timeout", "> 0"),
-        ({"graph": "tests.workloads:sync_graph", "timeout": "5s"}, "timeout", "Expected `float"),
+        (
+            {"graph": "tests.workloads:sync_graph", "timeout": "5s"},
+            "timeout",
+            "expected a number of seconds",
+        ),
         ({"graph": 12}, "graph", "Expected `str`"),
-        ({"graph": "tests.workloads:sync_graph", "config": []}, "config", "Expected `object`"),
+        ({"graph": "tests.workloads:sync_graph", "config": []}, "config", "expected a table"),
         ({"graph": "tests.workloads:sync_graph", "checkpointer": 3}, "checkpointer", "Expected"),
-        ({"input": 1}, "graph", "missing required field"),
-        ({"graph": "tests.workloads:sync_graph", "inputs": 1}, "inputs", "unknown field"),
+        ({"input": 1}, "graph", "missing required key"),
+        ({"graph": "tests.workloads:sync_graph", "inputs": 1}, "inputs", "unknown key"),
     ],
 )
 def test_bad_config_from_dict(data: dict[str, Any], field: str, reason: str) -> None:
@@ -248,7 +252,7 @@ def test_mapping_and_wrong_types_through_executor(make_executor: Any) -> None:
     executor = make_executor("inline")
     with pytest.raises(ConfigError, match="expected a GraphConfig or a mapping"):
         executor.run("tests.workloads:square")
-    with pytest.raises(ConfigError, match="unknown field"):
+    with pytest.raises(ConfigError, match="unknown key 'inputt' \\(did you mean 'input'\\?\\)"):
         executor.run({"graph": "tests.workloads:square", "inputt": 2})
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +221,60 @@ def test_clauses_module_loads_in_subinterpreter() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+# -- the demo command: checkpoints in the per-user data directory, a new thread per run ---------
+def _demo(cwd: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBISO_")}
+    env.update(PYTHONPATH=str(ROOT), SUBISO_DATA_DIR=str(data))
+    return subprocess.run(
+        [sys.executable, "-m", "examples.contract_review", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _thread_of(stdout: str) -> str:
+    match = re.search(r"^checkpoints: thread (\S+) in (.+) \(", stdout, re.M)
+    assert match, stdout
+    return match.group(1)
+
+
+def test_demo_keeps_checkpoints_out_of_the_working_directory(tmp_path: Path) -> None:
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir()
+    first = _demo(work, data, "--executor", "auto")
+    assert first.returncode == 0, first.stderr
+    assert "RunReport:" in first.stdout and "selected_by     auto: " in first.stdout
+    second = _demo(work, data, "--executor", "inline")
+    assert second.returncode == 0, second.stderr
+    assert list(work.iterdir()) == []  # nothing written where the demo was started
+    db = data / "contract_review.db"
+    assert db.is_file() and str(db) in first.stdout
+    assert _thread_of(first.stdout) != _thread_of(second.stdout)  # a new thread per run
+    again = _demo(work, data, "--executor", "inline", "--thread-id", "mine")
+    assert again.returncode == 0, again.stderr
+    assert _thread_of(again.stdout) == "mine"
+
+
+def test_demo_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from examples.contract_review.__main__ import data_dir
+
+    monkeypatch.setenv("SUBISO_DATA_DIR", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert data_dir() == tmp_path / "explicit" and data_dir().is_dir()
+    monkeypatch.delenv("SUBISO_DATA_DIR")
+    assert data_dir() == tmp_path / "xdg" / "subiso"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_dir() == tmp_path / "home" / ".local" / "share" / "subiso"
+
+
+def test_demo_config_names_no_fixed_thread_or_database() -> None:
+    from subiso import GraphConfig
+
+    cfg = GraphConfig.from_file(ROOT / "examples" / "contract_review" / "contract_review.toml")
+    assert cfg.checkpointer is None and cfg.thread_id is None

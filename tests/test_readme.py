@@ -59,7 +59,7 @@ def test_toml_block_is_valid_settings(index: int) -> None:
 def test_setup_block_demo_command_runs(tmp_path: Path) -> None:
     setup = readme_block("Set-up on a fresh machine: two commands", "bash")
     assert "python3 -m examples.contract_review" in setup and "tox" in setup
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUBISO_DATA_DIR": str(tmp_path / "data")}
     run = subprocess.run(
         [sys.executable, "-m", "examples.contract_review", "--executor", "thread"],
         cwd=tmp_path,

@@ -9,9 +9,12 @@ cross-interpreter queues only: no sleeps, no timing assertions.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +38,8 @@ from tests.conftest import (
     tier_available,
 )
 from tests.isolation_targets.workflows import WorkflowError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WF = "tests.isolation_targets.workflows"
 HY = "tests.hybrid_workloads"
@@ -306,3 +311,46 @@ def test_get_executor_by_name() -> None:
 def subiso_run(coro_fn: Callable[[], Any]) -> Any:
     """The test's own host loop."""
     return asyncio.run(coro_fn())
+
+
+MAIN_SCRIPT = """
+import sys
+import subiso
+
+G = 10
+
+def wf(x):
+    return x * 2
+
+async def awf(x):
+    return x + 1
+
+def wf_global(x):
+    return x + G
+
+if __name__ == "__main__":
+    tier = sys.argv[1]
+    options = {} if tier in ("inline", "context") else {"max_workers": 2}
+    with subiso.get_executor(tier, **options) as ex:
+        print([ex.run({"graph": f"__main__:{n}", "input": 1}) for n in ("wf", "awf", "wf_global")])
+"""
+
+
+@pytest.mark.parametrize("tier", ["inline", "context", "thread", "subinterpreter", "process"])
+def test_main_module_targets_run_alike_on_every_tier(tier: str, tmp_path: Path) -> None:
+    """``"__main__:wf"`` names the caller's script; a pool interpreter's own __main__ is not
+    it, so the subinterpreter tier ships a self-contained function's code (or runs it on a
+    host thread) instead of failing with AttributeError."""
+    script = tmp_path / "script.py"
+    script.write_text(MAIN_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, str(script), tier],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[2, 2, 11]"

@@ -150,6 +150,7 @@ def _is_empty_input(exc: BaseException) -> bool:
 )
 @click.option(
     "--repeat",
+    metavar="N",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -157,6 +158,7 @@ def _is_empty_input(exc: BaseException) -> bool:
 )
 @click.option(
     "--concurrency",
+    metavar="N",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from typing_extensions import Unpack
 
-from subiso._futures import DerivedFuture, relay, running_future, settle
+from subiso._futures import DerivedFuture, join_all, relay, running_future, settle
 
 if TYPE_CHECKING:
     from subiso._capabilities import Capabilities
@@ -45,6 +45,7 @@ from subiso.errors import ConfigError, ExecutorClosed
 from subiso.events import EventChannel
 from subiso.report import RunResult
 from subiso.runtime.call import Call, StreamMode
+from subiso.runtime.execute import OnTask
 from subiso.validate import checkpointer_spec, import_path, seconds
 
 ConfigLike = GraphConfig | Mapping[str, Any]
@@ -399,21 +400,75 @@ def _patterns(value: Any, field: str) -> list[str] | None:
     return list(value)
 
 
-def on_helper_thread(fn: Callable[[], RunResult]) -> cf.Future[RunResult]:
-    """``fn()`` on a short-lived daemon thread; its future resolves with the outcome. For tiers
-    that run in the caller's thread, when the caller must read events while the run goes on."""
-    future: cf.Future[RunResult] = running_future()
+class HelperRuns:
+    """Runs on short-lived daemon threads, each on a fresh loop, that can be cancelled and
+    joined: for tiers that run in the caller's thread, when a sync caller must read a run's
+    events while the run goes on (``stream``, ``on_event``)."""
 
-    def main() -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[cf.Future[RunResult], _HelperRun] = {}
+
+    def start(self, fn: Callable[[OnTask], RunResult]) -> cf.Future[RunResult]:
+        """``fn(on_task)`` on a helper thread; ``fn`` passes ``on_task`` to ``run_once``."""
+        run = _HelperRun()
+        with self._lock:
+            self._runs[run.future] = run
+        run.future.add_done_callback(self._forget)
+        run.thread = threading.Thread(
+            target=run.main, args=(fn,), name="subiso-stream", daemon=True
+        )
+        run.thread.start()
+        return run.future
+
+    def cancel(self, future: cf.Future[RunResult]) -> None:
+        with self._lock:
+            run = self._runs.get(future)
+        if run is not None:
+            run.cancel()
+
+    def join(self) -> None:
+        with self._lock:
+            threads = [run.thread for run in self._runs.values() if run.thread is not None]
+        join_all(threads)
+
+    def _forget(self, future: cf.Future[RunResult]) -> None:
+        with self._lock:
+            self._runs.pop(future, None)
+
+
+class _HelperRun:
+    def __init__(self) -> None:
+        self.future: cf.Future[RunResult] = running_future()
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[RunResult]] | None = None
+        self._cancelled = False
+
+    def main(self, fn: Callable[[OnTask], RunResult]) -> None:
         try:
-            result = fn()
+            result = fn(self._bind)
         except BaseException as exc:
-            settle(future, exc=exc)
+            settle(self.future, exc=exc)
         else:
-            settle(future, result)
+            settle(self.future, result)
 
-    threading.Thread(target=main, name="subiso-stream", daemon=True).start()
-    return future
+    def _bind(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[RunResult]) -> None:
+        with self._lock:
+            self._task = (loop, task)
+            if self._cancelled:
+                task.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._task is None:
+                return
+            loop, task = self._task
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:  # its loop closed: the run is over
+            pass
 
 
 class _Box:

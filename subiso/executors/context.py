@@ -31,10 +31,10 @@ from typing import Any
 from typing_extensions import Unpack
 
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, SharedOptions, on_helper_thread, ran
+from subiso.executors.base import Executor, HelperRuns, SharedOptions, ran
 from subiso.report import RunResult
 from subiso.runtime.call import Call
-from subiso.runtime.execute import Emit, WorkerRuntime
+from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
 from subiso.runtime.loops import call_off_running_loop, cancel_until_settled
 from subiso.runtime.resources import Memory
 from subiso.runtime.targets import TargetCache
@@ -104,6 +104,7 @@ class ContextExecutor(Executor):
     def __init__(self, **shared: Unpack[SharedOptions]) -> None:
         super().__init__(**shared)
         self._targets = TargetCache()
+        self._helper_runs = HelperRuns()  # sync callers' streams, on helper threads
         self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per run
 
     def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
@@ -111,13 +112,24 @@ class ContextExecutor(Executor):
         consumer reads them meanwhile) the run goes to a helper thread, isolated the same way."""
         if events is None:
             return ran(self.call, call)
-        return on_helper_thread(lambda: self._execute_isolated(call, events.put))
+        return self._helper_runs.start(
+            lambda on_task: self._execute_isolated(call, events.put, on_task)
+        )
 
     def call(self, call: Call) -> RunResult:
         return call_off_running_loop(lambda: self._execute_isolated(call))
 
-    def _execute_isolated(self, call: Call, emit: Emit | None = None) -> RunResult:
-        return self._runtime().run_once(call, contextvars.Context(), emit)
+    def _execute_isolated(
+        self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None
+    ) -> RunResult:
+        return self._runtime().run_once(call, contextvars.Context(), emit, on_task)
+
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
+        self._helper_runs.cancel(future)
+
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        if wait:
+            self._helper_runs.join()
 
     def _runtime(self) -> WorkerRuntime:
         return WorkerRuntime(

@@ -18,10 +18,10 @@ from typing import Any
 from typing_extensions import Unpack
 
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, SharedOptions, on_helper_thread, ran
+from subiso.executors.base import Executor, HelperRuns, SharedOptions, ran
 from subiso.report import RunResult
 from subiso.runtime.call import Call
-from subiso.runtime.execute import Emit, WorkerRuntime
+from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
 from subiso.runtime.loops import (
     call_off_running_loop,
     running_loop,
@@ -49,6 +49,7 @@ class InlineExecutor(Executor):
     def __init__(self, **shared: Unpack[SharedOptions]) -> None:
         super().__init__(**shared)
         self._targets = TargetCache()
+        self._helper_runs = HelperRuns()  # sync callers' streams, on helper threads
         self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per loop
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -65,7 +66,9 @@ class InlineExecutor(Executor):
         consumer reads them meanwhile) the run goes to a helper thread with a fresh loop."""
         if events is None:
             return ran(self.call, call)
-        return on_helper_thread(lambda: self._execute_fresh(call, events.put))
+        return self._helper_runs.start(
+            lambda on_task: self._execute_fresh(call, events.put, on_task)
+        )
 
     def call(self, call: Call) -> RunResult:
         if running_loop() is not None:
@@ -76,8 +79,13 @@ class InlineExecutor(Executor):
             return runtime.run_sync(target, call, id(loop))
         return loop.run_until_complete(runtime.run_async(target, call))
 
-    def _execute_fresh(self, call: Call, emit: Emit | None = None) -> RunResult:
-        return self._runtime().run_once(call, emit=emit)
+    def _execute_fresh(
+        self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None
+    ) -> RunResult:
+        return self._runtime().run_once(call, emit=emit, on_task=on_task)
+
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
+        self._helper_runs.cancel(future)
 
     def _runtime(self) -> WorkerRuntime:
         return WorkerRuntime(
@@ -114,6 +122,8 @@ class InlineExecutor(Executor):
         return await runtime.run_async(runtime.plan(call), call, emit)
 
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        if wait:
+            self._helper_runs.join()
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []
             caller_loops = list(self._caller_loops.items())

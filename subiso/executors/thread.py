@@ -17,6 +17,7 @@ from typing import Any
 from typing_extensions import Unpack
 
 from subiso._capabilities import Capabilities
+from subiso._futures import join_all
 from subiso.errors import ExecutorClosed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
@@ -139,8 +140,7 @@ class ThreadExecutor(Executor):
         for worker in workers:
             worker.stop()
         if wait:
-            for worker in workers:
-                worker.join()
+            join_all(worker.thread for worker in workers)
 
     @property
     def worker_threads(self) -> list[threading.Thread]:

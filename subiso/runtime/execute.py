@@ -33,6 +33,8 @@ from subiso.runtime.targets import Target, TargetCache
 
 #: Where a run's events go: awaited once per event, on the worker's loop.
 Emit = Callable[[Any], Awaitable[None]]
+#: Told the loop and main task of a run on a fresh loop, so it can be cancelled from afar.
+OnTask = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[RunResult]"], None]
 
 INTERRUPT = "__interrupt__"
 #: What a node may raise that would otherwise end its thread, worker or host.
@@ -156,6 +158,7 @@ class WorkerRuntime:
         work: Call | GraphConfig,
         context: contextvars.Context | None = None,
         emit: Emit | None = None,
+        on_task: OnTask | None = None,
     ) -> RunResult:
         """Carry out ``work`` on this thread (no running loop here), keeping nothing: a
         sync-dispatchable run directly, anything else on a fresh loop closed with this
@@ -168,7 +171,10 @@ class WorkerRuntime:
                 return self.run_sync(target, call, None)
             return context.run(self.run_sync, target, call, None)
         return run_on_fresh_loop(
-            lambda: self.run_async(target, call, emit), context=context, before_close=self.aclose
+            lambda: self.run_async(target, call, emit),
+            context=context,
+            before_close=self.aclose,
+            on_task=on_task,
         )
 
     async def run_async(

@@ -67,13 +67,17 @@ def run_on_fresh_loop(
     *,
     context: contextvars.Context | None = None,
     before_close: Callable[[], Awaitable[None]] | None = None,
+    on_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[T]], None] | None = None,
 ) -> T:
-    """Like ``asyncio.run`` (on every Python we support), in ``context`` if given."""
+    """Like ``asyncio.run`` (on every Python we support), in ``context`` if given;
+    ``on_task(loop, task)`` is told the main task before it starts (to cancel it from afar)."""
     loop = asyncio.new_event_loop()
     try:
         asyncio.set_event_loop(loop)
         ctx = context if context is not None else contextvars.copy_context()
         task = ctx.run(lambda: loop.create_task(make_coro()))
+        if on_task is not None:
+            on_task(loop, task)
         return loop.run_until_complete(task)
     finally:
         try:

@@ -145,13 +145,19 @@ def classify(path: str, obj: Any, *, from_factory: bool = False) -> Target:
 
 
 class TargetCache:
-    """Resolved targets by import path; one per worker, so modules import once per worker."""
+    """Resolved targets by import path (or by identity, for a graph object passed in-process);
+    one per worker, so modules import once per worker."""
 
     def __init__(self) -> None:
-        self._targets: dict[str, Target] = {}
+        self._targets: dict[Any, Target] = {}
 
-    def get(self, path: str) -> Target:
-        target = self._targets.get(path)
-        if target is None:
-            target = self._targets[path] = classify(path, import_attr(path))
+    def get(self, graph: Any) -> Target:
+        key = graph if isinstance(graph, str) else id(graph)
+        target = self._targets.get(key)
+        if target is None or (not isinstance(graph, str) and target.obj is not graph):
+            if isinstance(graph, str):
+                target = classify(graph, import_attr(graph))
+            else:  # the Target keeps the object alive, so its id stays its own
+                target = classify(f"<{type(graph).__name__} {id(graph):#x}>", graph)
+            self._targets[key] = target
         return target

@@ -60,7 +60,7 @@ from typing_extensions import Unpack
 
 from subiso import codec
 from subiso._capabilities import Capabilities
-from subiso._futures import Deadlines, cancel_and_notify, settle
+from subiso._futures import Deadlines, cancel_and_notify, join_all, settle
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
@@ -631,7 +631,9 @@ class ProcessExecutor(Executor):
         for worker, msg in controls:
             send_control(worker, msg)
         self._send_all(sends)
-        if wait:
+        # From a done-callback on one of our reader threads, waiting would wait for that very
+        # thread to bury its worker: the workers stop on their own, nobody waits for them here.
+        if wait and threading.current_thread() not in self._threads:
             self._join()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -656,9 +658,7 @@ class ProcessExecutor(Executor):
             while self._workers:
                 self._changed.wait()
         self._deadlines.stop()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join()
+        join_all(self._threads)
 
     def _kill_all(self) -> None:
         """Interpreter exit with the executor still open: end the workers now."""

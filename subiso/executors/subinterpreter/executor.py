@@ -42,9 +42,9 @@ import msgspec
 from typing_extensions import Unpack
 
 from subiso._capabilities import Capabilities
-from subiso._futures import DerivedFuture, done_future, relay, running_future, settle
+from subiso._futures import DerivedFuture, done_future, join_all, relay, running_future, settle
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, RunAborted, TierUnavailable
+from subiso.errors import ConfigError, NotIsolatable, RunAborted, TierUnavailable
 from subiso.events import EventChannel
 from subiso.executors.base import Executor, SharedOptions
 from subiso.executors.subinterpreter.backends import backend
@@ -221,9 +221,11 @@ class SubinterpreterExecutor(Executor):
         """A short-lived helper thread, joined at close (so close leaves no thread behind)."""
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._links_lock:
+            # Started under the lock: a thread not yet started is not alive, and pruning by
+            # another _spawn would drop it from the list close() joins.
             self._helpers = [t for t in self._helpers if t.is_alive()]
+            thread.start()
             self._helpers.append(thread)
-        thread.start()
 
     # -- deciding a target's mode ------------------------------------------------------------------
     def _plan(self, graph: str) -> cf.Future[_TargetPlan]:
@@ -264,6 +266,17 @@ class SubinterpreterExecutor(Executor):
         plan.set_result(decided)
 
     def _decide_function(self, graph: str, obj: Any, verdict: Any) -> _TargetPlan:
+        if graph.partition(":")[0] == "__main__":
+            # A pool interpreter's __main__ is its own, not the caller's script (and probing
+            # "__main__" says nothing): ship the function's code if it is self-contained,
+            # else run it on a host thread, saying why.
+            try:
+                shipped = resolve_offload(obj)
+            except NotIsolatable as exc:
+                self._reasons[graph] = done_future(f"{graph}: {exc}")
+                return _TargetPlan("hybrid")
+            self._pool_future.result()
+            return _TargetPlan("full", shipped)
         mode, reason = target_mode(graph, obj, verdict)
         if mode == "full":
             self._pool_future.result()  # full runs go straight to the pool after this
@@ -426,10 +439,9 @@ class SubinterpreterExecutor(Executor):
         while True:
             with self._links_lock:
                 alive = [t for t in self._helpers if t.is_alive()]
-            if not alive:
+            if not alive or alive == [threading.current_thread()]:
                 return
-            for thread in alive:
-                thread.join()
+            join_all(alive)
 
     def stats(self) -> dict[str, Any]:
         """Diagnostics: which mode per known target, hybrid worker load, live interpreters."""

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from subiso._futures import Deadlines
+from subiso._futures import Deadlines, join_all
 from subiso.codec import WireError, exception_from_wire
 from subiso.errors import (
     ExecutorClosed,
@@ -408,8 +408,7 @@ class InterpreterPool:
                 for _ in self._workers:
                     self._queue.put(None)
         if wait:
-            for worker in self._workers:
-                worker.thread.join()
+            join_all(worker.thread for worker in self._workers)
         self._deadlines.stop(wait)
 
     def _cancel_queued(self) -> None:
