@@ -10,12 +10,27 @@ Mode = Literal["full", "hybrid", "fallback"]
 Status = Literal["done", "interrupted"]
 
 
+class Offloaded(msgspec.Struct, frozen=True, kw_only=True):
+    """What a hybrid run's ``@offload`` calls did: how many ran in interpreters, which ones,
+    the time spent computing inside them, and the rest of their wall time (queueing for an
+    interpreter, encoding and decoding arguments and results)."""
+
+    calls: int
+    interpreter_ids: tuple[int, ...]
+    interp_s: float
+    transfer_s: float
+
+
 class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     """Where a run executed and what it cost.
 
     ``mode`` is ``"full"`` when the whole workflow ran in the requested tier, ``"hybrid"`` when
     the graph ran on a host worker thread and offloaded nodes ran in subinterpreters, and
-    ``"fallback"`` when the tier was unavailable and ``fallback_reason`` says why another ran.
+    ``"fallback"`` when the tier was unavailable and another ran. ``reason`` says why this mode:
+    in hybrid mode what kept the graph out of an interpreter (and which ``strict=False``
+    offloads ran in place), in fallback mode why no interpreter ran - which
+    ``fallback_reason`` also carries, in fallback mode only. ``offloaded`` counts a hybrid
+    run's offloaded calls (None when it made none).
     ``status`` is ``"interrupted"`` when the graph paused - an ``interrupt()`` (its payloads are
     in ``RunResult.interrupts``) or a static breakpoint - and ``"done"`` otherwise.
     The ``*_s`` transfer fields are zero for tiers that do not cross a boundary.
@@ -24,6 +39,7 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     tier: str
     mode: Mode = "full"
     status: Status = "done"
+    reason: str | None = None
     fallback_reason: str | None = None
     pid: int
     thread_id: int
@@ -34,6 +50,7 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     transfer_s: float = 0.0
     decode_s: float = 0.0
     selected_by: str | None = None
+    offloaded: Offloaded | None = None
 
 
 class RunResult(NamedTuple):

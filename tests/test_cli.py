@@ -814,3 +814,14 @@ def test_doctor_finds_offloaded_nodes_of_a_builder_as_the_executor_does() -> Non
     assert [f.__qualname__ for f in offloaded] == ["sync_where"]
     assert offloaded == offloaded_functions(builder, module)
     assert "tests.isolation_targets.workflows" in names
+
+
+def test_doctor_reports_exactly_the_offloaded_functions_the_graph_uses() -> None:
+    import importlib
+
+    from subiso.cli import _target_modules
+
+    module = importlib.import_module("tests.doctor_targets")
+    names, offloaded = _target_modules(module, module.graph)
+    assert [f.__qualname__ for f in offloaded] == ["used"]
+    assert not [n for n in names if n == "subiso" or n.startswith("subiso.")]

@@ -119,8 +119,15 @@ def test_hybrid_demo_graph_matches_thread_executor(ex: SubinterpreterExecutor) -
     assert result.report.mode == expect("hybrid")
     if BACKEND:
         assert result.report.tier == "subinterpreter" and result.report.interpreter_id == 0
-        assert BLOCKER in (result.report.fallback_reason or "")
-        assert ex.mode_for(DEMO) == ("hybrid", result.report.fallback_reason)
+        # the reason names what kept the graph out of an interpreter; fallback_reason stays
+        # for fallback mode; offloaded says what the @offload node really did
+        assert BLOCKER in (result.report.reason or "") and result.report.fallback_reason is None
+        assert ex.mode_for(DEMO) == ("hybrid", result.report.reason)
+        offloaded = result.report.offloaded
+        assert offloaded is not None and offloaded.calls == 1  # split_clauses, once
+        assert offloaded.interpreter_ids and 0 not in offloaded.interpreter_ids
+        assert set(offloaded.interpreter_ids) <= set(ex.interpreter_ids)
+        assert offloaded.interp_s > 0 and offloaded.transfer_s >= 0
 
 
 def test_offloaded_nodes_execute_in_pool_interpreters(ex: SubinterpreterExecutor) -> None:
@@ -221,7 +228,7 @@ def test_module_that_blocks_isolation(ex: SubinterpreterExecutor) -> None:
         assert ex.run(cfg(f"{HY}:strict_graph", {"x": 2})) == {"x": 20}
     result = ex.execute(cfg(f"{HY}:lenient_graph", {"x": 2}))
     assert result.output["lenient"] == 20 and result.output["x"] == 3
-    reason = result.report.fallback_reason or ""
+    reason = result.report.reason or ""
     if BACKEND:
         assert result.report.mode == "hybrid" and result.output["sync_interp"] != 0
         assert "ran in place" in reason and f"{HY}:lenient_scaled" in reason and BLOCKER in reason

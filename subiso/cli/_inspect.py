@@ -145,15 +145,19 @@ def _target_modules(module: Any, obj: Any) -> tuple[list[str], list[Any]]:
     """
     from subiso.executors.subinterpreter.offload import node_functions, offloaded_functions
 
-    stdlib = set(getattr(sys, "stdlib_module_names", ())) | {"builtins", "__main__"}
+    # subiso's own modules are not the user's: never listed as what blocks isolation
+    skipped = set(getattr(sys, "stdlib_module_names", ())) | {"builtins", "__main__", "subiso"}
     names: list[str] = [module.__name__]
 
     def add(name: str | None) -> None:
-        if name and name.split(".")[0] not in stdlib and name not in names:
+        if name and name.split(".")[0] not in skipped and name not in names:
             names.append(name)
 
-    offloaded = offloaded_functions(obj, module)  # the executor's own lookup
-    for fn in node_functions(obj) + offloaded:
+    nodes = node_functions(obj)
+    # A graph: the @offload functions its nodes use (not every one its module defines); a
+    # workflow function: its module's, which it may call.
+    offloaded = offloaded_functions(obj, None if nodes else module)
+    for fn in nodes + offloaded:
         add(getattr(fn, "__module__", None))
     for value in vars(module).values():
         if isinstance(value, type(sys)):

@@ -204,6 +204,7 @@ class SubinterpreterExecutor(Executor):
         return msgspec.structs.replace(
             report,
             mode="fallback",
+            reason=self.fallback_reason,
             fallback_reason=self.fallback_reason,
             selected_by=self.selected_by or report.selected_by,
         )
@@ -505,7 +506,7 @@ class _HybridRuntime(WorkerRuntime):
         reason = None if known is None else known.result()
         if state.in_place:
             reason = f"{reason}; {describe_in_place(state.in_place)}"
-        report = msgspec.structs.replace(result.report, fallback_reason=reason)
+        report = msgspec.structs.replace(result.report, reason=reason, offloaded=state.summary())
         return RunResult(result.output, report)
 
 

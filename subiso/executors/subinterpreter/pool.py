@@ -61,6 +61,7 @@ class InterpreterFuture(Future[Any]):
     interpreter_id: int | None = None
     thread_id: int | None = None
     started_at: float | None = None
+    finished_at: float | None = None
 
 
 @dataclass
@@ -255,9 +256,11 @@ class _Worker:
         try:
             value = self._call(task)
         except BaseException as exc:
+            future.finished_at = time.perf_counter()
             if not future.done():
                 future.set_exception(exc)
         else:
+            future.finished_at = time.perf_counter()
             if not future.done():
                 future.set_result(value)
         self._after_task()

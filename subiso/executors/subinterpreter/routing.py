@@ -15,7 +15,7 @@ How a function reaches an interpreter is decided once per function by
 :func:`subiso.executors.subinterpreter.resolve_offload` (import its module there, or ship its code). When it
 cannot (:class:`~subiso.errors.NotIsolatable`), ``@offload`` re-raises, while
 ``@offload(strict=False)`` runs the function in place; that is logged once per function and
-written into the run's ``RunReport.fallback_reason``, so it never happens silently.
+written into the run's ``RunReport.reason``, so it never happens silently.
 
 A run's remaining time travels with each offloaded call (:class:`RunState`), so an
 offloaded coroutine is cancelled inside its interpreter when the run's timeout passes, and the
@@ -36,7 +36,8 @@ from typing import Any
 from subiso.errors import NotIsolatable, RunTimeout
 from subiso.executors.subinterpreter.interp_side import unwrap_offload
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
-from subiso.executors.subinterpreter.pool import CallSpec, InterpreterPool
+from subiso.executors.subinterpreter.pool import CallSpec, InterpreterFuture, InterpreterPool
+from subiso.report import Offloaded
 
 log = logging.getLogger("subiso.offload")
 
@@ -50,11 +51,38 @@ class RunState:
     tasks, so every node of a run sees the same object and no other run's.
     """
 
-    __slots__ = ("deadline", "in_place")
+    __slots__ = ("calls", "deadline", "in_place", "interp_s", "interpreter_ids", "lock", "wall_s")
 
     def __init__(self, timeout: float | None = None) -> None:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.in_place: list[str] = []
+        self.lock = threading.Lock()  # a run's nodes offload from several threads at once
+        self.calls = 0
+        self.interpreter_ids: set[int] = set()
+        self.interp_s = 0.0
+        self.wall_s = 0.0
+
+    def record(self, future: InterpreterFuture, sent_at: float) -> None:
+        """Count one finished offloaded call (for ``RunReport.offloaded``)."""
+        done = time.perf_counter()
+        started = future.started_at or sent_at
+        inside = max(0.0, (future.finished_at or done) - started)
+        with self.lock:
+            self.calls += 1
+            if future.interpreter_id is not None:
+                self.interpreter_ids.add(future.interpreter_id)
+            self.interp_s += inside
+            self.wall_s += done - sent_at
+
+    def summary(self) -> Offloaded | None:
+        if not self.calls:
+            return None
+        return Offloaded(
+            calls=self.calls,
+            interpreter_ids=tuple(sorted(self.interpreter_ids)),
+            interp_s=self.interp_s,
+            transfer_s=max(0.0, self.wall_s - self.interp_s),
+        )
 
     def remaining(self, ref: str) -> float | None:
         """Seconds left for an offloaded call; RunTimeout when the run is already out of time."""
@@ -74,7 +102,7 @@ current_run: ContextVar[RunState | None] = ContextVar("subiso_hybrid_run", defau
 
 
 def describe_in_place(notes: list[str]) -> str:
-    """The suffix hybrid reports append to ``fallback_reason`` for in-place offloads."""
+    """The suffix hybrid reports append to ``reason`` for in-place offloads."""
     return "offload(strict=False) ran in place: " + "; ".join(notes)
 
 
@@ -100,7 +128,12 @@ class PoolRoute:
         if spec is None:
             return unwrap_offload(fn)(*args, **kwargs)
         pool = self._pool or self._wait_pool()
-        return pool.submit(spec).result()
+        sent_at = time.perf_counter()
+        future = pool.submit(spec)
+        try:
+            return future.result()
+        finally:
+            _record(future, sent_at)
 
     async def acall(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -114,7 +147,12 @@ class PoolRoute:
             # shield: a cancelled run must not cancel the pool start every run shares
             pool = await asyncio.shield(asyncio.wrap_future(self._pool_future))
             self._pool = pool
-        return await asyncio.wrap_future(pool.submit(spec))
+        sent_at = time.perf_counter()
+        future = pool.submit(spec)
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            _record(future, sent_at)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _wait_pool(self) -> InterpreterPool:
@@ -151,6 +189,12 @@ class PoolRoute:
         if first:
             log.warning("@offload(strict=False) %s runs in place on the host: %s", ref, exc)
         return entry
+
+
+def _record(future: InterpreterFuture, sent_at: float) -> None:
+    state = current_run.get()
+    if state is not None and future.done() and not future.cancelled():
+        state.record(future, sent_at)
 
 
 def _is_strict(fn: Callable[..., Any]) -> bool:

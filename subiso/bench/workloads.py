@@ -1,0 +1,141 @@
+"""LangGraph graphs of ``subiso bench``; importable by worker processes as
+``subiso.bench.workloads:<name>``.
+
+* ``io_graph`` - I/O-bound: ``plan`` fans out ``FANOUT`` ``fetch`` branches (``Send``), each
+  awaiting ``asyncio.sleep(state["delay"])``, then ``merge`` sums them;
+* ``messages_graph`` - a ``messages`` state (``add_messages``) carrying ~1 MB of LangChain
+  messages in and out (:func:`messages_input`);
+* ``cpu_graph`` - one ``@offload`` CPU-bound node (:func:`subiso.bench.cpu.cpu_node`);
+* ``sync_graph``/``async_graph`` - the trivial 3-node graphs of ``tests.workloads``, used when
+  the repository's ``tests`` package is not importable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import Send
+
+from subiso.bench.cpu import cpu_node
+
+FANOUT = 4
+
+
+class IOState(TypedDict, total=False):
+    delay: float
+    item: int
+    results: Annotated[list[int], operator.add]
+    total: int
+
+
+def _plan(state: IOState) -> list[Send]:
+    return [Send("fetch", {"delay": state["delay"], "item": i}) for i in range(FANOUT)]
+
+
+async def _fetch(state: IOState) -> IOState:
+    await asyncio.sleep(state["delay"])
+    return {"results": [state["item"]]}
+
+
+async def _merge(state: IOState) -> IOState:
+    return {"total": sum(state["results"])}
+
+
+_io = StateGraph(IOState)
+_io.add_node("fetch", _fetch)
+_io.add_node("merge", _merge)
+_io.add_conditional_edges(START, _plan, ["fetch"])
+_io.add_edge("fetch", "merge")
+_io.add_edge("merge", END)
+io_graph = _io.compile()
+
+
+class MessagesState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def _respond(state: MessagesState) -> dict[str, Any]:
+    size = sum(len(m.content) for m in state["messages"])
+    return {"messages": [AIMessage(content=f"read {size} characters", id="reply")]}
+
+
+_msgs = StateGraph(MessagesState)
+_msgs.add_node("respond", _respond)
+_msgs.add_edge(START, "respond")
+_msgs.add_edge("respond", END)
+messages_graph = _msgs.compile()
+
+
+def messages_input(total_bytes: int = 1 << 20, per_message: int = 10_000) -> dict[str, Any]:
+    """~``total_bytes`` of HumanMessages (ids set, so the output compares equal)."""
+    count = max(1, total_bytes // per_message)
+    return {
+        "messages": [
+            HumanMessage(content=f"{i:06d}" + "x" * (per_message - 6), id=f"m{i}")
+            for i in range(count)
+        ]
+    }
+
+
+class CPUState(TypedDict, total=False):
+    n: int
+    total: int
+
+
+_cpu = StateGraph(CPUState)
+_cpu.add_node("cpu_node", cpu_node)
+_cpu.add_edge(START, "cpu_node")
+_cpu.add_edge("cpu_node", END)
+cpu_graph = _cpu.compile()
+
+
+class Counter(TypedDict):
+    x: int
+
+
+def _add_one(state: Counter) -> Counter:
+    return {"x": state["x"] + 1}
+
+
+def _double(state: Counter) -> Counter:
+    return {"x": state["x"] * 2}
+
+
+def _minus_three(state: Counter) -> Counter:
+    return {"x": state["x"] - 3}
+
+
+async def _aadd_one(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    return {"x": state["x"] + 1}
+
+
+async def _adouble(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    return {"x": state["x"] * 2}
+
+
+async def _aminus_three(state: Counter) -> Counter:
+    await asyncio.sleep(0)
+    return {"x": state["x"] - 3}
+
+
+def _chain(*nodes: Any) -> Any:
+    builder = StateGraph(Counter)
+    names = [f"n{i}" for i in range(len(nodes))]
+    for name, fn in zip(names, nodes, strict=True):
+        builder.add_node(name, fn)
+    builder.add_edge(START, names[0])
+    for a, b in zip(names, names[1:]):  # noqa: RUF007 (3.10 has itertools.pairwise too; keep simple)
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+    return builder.compile()
+
+
+sync_graph = _chain(_add_one, _double, _minus_three)
+async_graph = _chain(_aadd_one, _adouble, _aminus_three)
