@@ -128,24 +128,27 @@ def join_all(threads: Iterable[threading.Thread]) -> None:
 
 
 class Deadline:
-    """A scheduled call; ``cancel()`` makes it a no-op (it is dropped lazily)."""
+    """A scheduled call; ``cancel()`` makes it a no-op."""
 
-    __slots__ = ("cancelled", "fn", "when")
+    __slots__ = ("cancelled", "fn", "owner", "when")
 
-    def __init__(self, when: float, fn: Callable[[], None]) -> None:
+    def __init__(self, when: float, fn: Callable[[], None], owner: Deadlines) -> None:
         self.when = when
         self.fn = fn
+        self.owner = owner
         self.cancelled = False
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.owner._cancel(self)
 
 
 class Deadlines:
-    """Calls functions at monotonic deadlines on one lazily started daemon thread.
+    """Calls functions at monotonic deadlines on one daemon thread, alive only while a call is
+    pending: it starts with the first and ends when none is left (so an idle executor holds no
+    timer thread, and a test's thread count returns to where it was).
 
-    No thread exists until the first deadline; callbacks run on that thread, outside its lock,
-    one after another, so they must be short (settle a future, send a signal, kill a process).
+    Callbacks run on that thread, outside its lock, one after another, so they must be short
+    (settle a future, send a signal, kill a process).
     """
 
     _PRUNE_AT = 4096  # drop cancelled entries when the heap grows past this
@@ -154,20 +157,22 @@ class Deadlines:
         self._name = name
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Deadline]] = []
+        self._live = 0  # entries neither cancelled nor run
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopped = False
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> Deadline:
-        entry = Deadline(time.monotonic() + delay, fn)
+        entry = Deadline(time.monotonic() + delay, fn, self)
         with self._cond:
             if self._stopped:
-                entry.cancel()
+                entry.cancelled = True
                 return entry
             if len(self._heap) > self._PRUNE_AT:
                 self._heap = [item for item in self._heap if not item[2].cancelled]
                 heapq.heapify(self._heap)
             heapq.heappush(self._heap, (entry.when, next(self._seq), entry))
+            self._live += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
                 self._thread.start()
@@ -175,25 +180,42 @@ class Deadlines:
                 self._cond.notify()
         return entry
 
+    def _cancel(self, entry: Deadline) -> None:
+        with self._cond:
+            if entry.cancelled:
+                return
+            entry.cancelled = True
+            self._live -= 1
+            if not self._live:
+                self._cond.notify()  # nothing left: the thread ends
+
     def _main(self) -> None:
         while True:
             with self._cond:
                 while True:
-                    if self._stopped:
+                    if self._stopped or not self._live:
+                        self._heap.clear()
+                        self._thread = None
                         return
                     now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        _, _, entry = heapq.heappop(self._heap)
+                    when, _, entry = self._heap[0]
+                    if entry.cancelled:
+                        heapq.heappop(self._heap)
+                        continue
+                    if when <= now:
+                        heapq.heappop(self._heap)
+                        entry.cancelled = True  # run: no longer pending
+                        self._live -= 1
                         break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
-            if not entry.cancelled:
-                entry.fn()
+                    self._cond.wait(when - now)
+            entry.fn()
 
     def stop(self, wait: bool = True) -> None:
         """Drop every pending call and end the thread (joined unless called from it)."""
         with self._cond:
             self._stopped = True
             self._heap.clear()
+            self._live = 0
             self._cond.notify()
             thread = self._thread
         if wait and thread is not None and thread is not threading.current_thread():

@@ -202,3 +202,16 @@ def exits(code: int) -> None:
 
 def interrupted(_: object) -> None:
     raise KeyboardInterrupt
+
+
+async def ahog(args: dict[str, Any]) -> Any:
+    """An async node that never yields: it holds its loop (a blocking wait, not an await)
+    until released, so no cancellation on that loop can reach it before then."""
+    _say_started(args.get("started"))
+    return _finish(args, _released(args["release"]))  # blocking on purpose
+
+
+def hog(args: dict[str, Any]) -> Any:
+    """A sync node that cannot be interrupted until released."""
+    _say_started(args.get("started"))
+    return _finish(args, _released(args["release"]))

@@ -654,3 +654,25 @@ def test_subinterpreter_fallback_is_reported(make_executor: Callable[..., Any]) 
     assert result.output == 9
     assert result.report.mode == "fallback" and result.report.tier == ex.fallback_tier
     assert f"ran on the {ex.fallback_tier} tier" in (result.report.fallback_reason or "")
+
+
+@pytest.mark.parametrize("node", ["hog", "ahog"])
+def test_control_comes_back_at_the_deadline_whatever_the_node_does(
+    new: Callable[..., Any], tier: str, gates: Any, node: str
+) -> None:
+    """A sync node that cannot be interrupted, and an async one that never yields (it holds
+    its loop): run() raises RunTimeout while the node is still held - the test releases it
+    only afterwards, so a caller that waited for the node would never return - and the
+    executor keeps working (a stuck worker is given up and replaced)."""
+    if tier == "plugin":
+        pytest.skip("the plugin tier runs on ThreadPoolExecutor threads it cannot give up")
+    ex = new()
+    gate = gates()
+    with pytest.raises(RunTimeout):
+        ex.run(cfg(f"{CW}:{node}", gate.args("held"), timeout=0.5))
+    assert not gate.finished(), "control came back only after the node ended"
+    gate.open()
+    assert ex.run(cfg(f"{CW}:square", 5)) == 25
+    assert [ex.run(cfg(f"{W}:async_graph", {"x": i})) for i in range(3)] == [
+        {"x": expected(i)} for i in range(3)
+    ]

@@ -35,13 +35,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from typing_extensions import Unpack
 
-from subiso._futures import DerivedFuture, join_all, relay, running_future, settle
+from subiso._futures import (
+    Deadlines,
+    DerivedFuture,
+    join_all,
+    relay,
+    running_future,
+    settle,
+)
 
 if TYPE_CHECKING:
     from subiso._capabilities import Capabilities
 from subiso.allow import check_allowed
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, ExecutorClosed
+from subiso.errors import ConfigError, ExecutorClosed, RunTimeout
 from subiso.events import EventChannel
 from subiso.report import RunResult
 from subiso.runtime.call import Call, StreamMode
@@ -51,6 +58,23 @@ from subiso.validate import checkpointer_spec, import_path, seconds
 ConfigLike = GraphConfig | Mapping[str, Any]
 #: Called on the caller's side with each event of a run.
 OnEvent = Callable[[Any], object]
+
+
+#: How long past a run's timeout its caller waits for the worker to end the run by itself
+#: (it cancels it at the timeout) before control comes back regardless (``Executor.started``).
+TIMEOUT_GRACE_S = 0.25
+
+_DEADLINES: Deadlines | None = None
+_DEADLINES_LOCK = threading.Lock()
+
+
+def _deadlines() -> Deadlines:
+    """The one timer thread watching every executor's runs' deadlines (started on first use)."""
+    global _DEADLINES
+    with _DEADLINES_LOCK:
+        if _DEADLINES is None:
+            _DEADLINES = Deadlines("subiso-run-deadlines")
+        return _DEADLINES
 
 
 class SharedOptions(TypedDict, total=False):
@@ -138,16 +162,55 @@ class Executor(abc.ABC):
         """Stop a run that already executes (its awaiting caller was cancelled); best effort."""
         return None
 
+    def abandon(self, future: cf.Future[RunResult]) -> None:
+        """Give up a run that went past its timeout and did not stop when cancelled (a sync
+        node cannot be interrupted): its caller already has RunTimeout; make sure the worker
+        it holds takes no more runs and that nothing waits for it. Optional."""
+        return None
+
+    # -- deadlines ----------------------------------------------------------------------------
+    def started(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        """``start(call, events)`` with the run's deadline watched from the caller's side: if
+        the worker has not ended the run ``TIMEOUT_GRACE_S`` after its timeout, the future
+        gets RunTimeout anyway (control is back) and the tier is told to ``abandon`` it."""
+        future = self.start(call, events)
+        self.watch_deadline(future, call.cfg)
+        return future
+
+    def watch_deadline(self, future: cf.Future[RunResult], cfg: GraphConfig) -> None:
+        """Arm ``started``'s deadline on a future a tier made itself (its own fast path)."""
+        timeout = cfg.timeout
+        if timeout is None or future.done():
+            return
+        deadline = _deadlines().call_later(
+            timeout + TIMEOUT_GRACE_S, lambda: self._overdue(future, cfg)
+        )
+        future.add_done_callback(lambda _: deadline.cancel())
+
+    def _overdue(self, future: cf.Future[RunResult], cfg: GraphConfig) -> None:
+        if future.done():
+            return
+        settle(
+            future,
+            exc=RunTimeout(
+                f"run of {cfg.label!r} went past its timeout of {cfg.timeout:g}s and did not "
+                f"stop when cancelled; control is back with the caller and the {self.tier} "
+                "tier gave up its worker"
+            ),
+        )
+        self.cancel_running(future)
+        self.abandon(future)
+
     # -- the optional fast path ------------------------------------------------------------------
     def call(self, call: Call) -> RunResult:
         """Carry out ``call`` to completion for a sync caller. Override to skip the future
         (tiers running in the caller's thread, or reading their own reply)."""
-        return self.start(call).result()
+        return self.started(call).result()
 
     async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
         """Await ``call`` without blocking the caller's loop; cancelling the caller cancels
         the run. Override to run on the caller's loop itself."""
-        future = self.start(call, events)
+        future = self.started(call, events)
         try:
             # wrap_future cancels ``future`` when we are cancelled; that only works while it
             # is still queued, so a running one is cancelled on its worker.
@@ -192,7 +255,7 @@ class Executor(abc.ABC):
 
     def submit_execute(self, cfg: ConfigLike) -> cf.Future[RunResult]:
         """Start a run; the future's result is its RunResult."""
-        return self.start(Call(cfg=self.prepare(cfg)))
+        return self.started(Call(cfg=self.prepare(cfg)))
 
     def submit(self, cfg: ConfigLike) -> cf.Future[Any]:
         """Start a run; the future's result is the run's output, as with ``run``."""
@@ -285,7 +348,7 @@ class Executor(abc.ABC):
             yield event
 
     def _start_streaming(self, call: Call, events: EventChannel) -> cf.Future[RunResult]:
-        future = self.start(call, events)
+        future = self.started(call, events)
         future.add_done_callback(lambda _: events.close())
         return future
 

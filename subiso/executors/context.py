@@ -117,6 +117,14 @@ class ContextExecutor(Executor):
         )
 
     def call(self, call: Call) -> RunResult:
+        if call.cfg.timeout is not None:
+            # Only a run on another thread can hand control back at its deadline, whatever
+            # its nodes do; that helper thread is given up (a daemon) if they never return.
+            future = self._helper_runs.start(
+                lambda on_task: self._execute_isolated(call, None, on_task)
+            )
+            self.watch_deadline(future, call.cfg)
+            return future.result()
         return call_off_running_loop(lambda: self._execute_isolated(call))
 
     def _execute_isolated(

@@ -24,6 +24,7 @@ from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
 from subiso.runtime.loops import (
     call_off_running_loop,
+    new_loop,
     running_loop,
     shutdown_loop,
 )
@@ -71,6 +72,14 @@ class InlineExecutor(Executor):
         )
 
     def call(self, call: Call) -> RunResult:
+        if call.cfg.timeout is not None:
+            # Only a run on another thread can hand control back at its deadline, whatever
+            # its nodes do; that helper thread is given up (a daemon) if they never return.
+            future = self._helper_runs.start(
+                lambda on_task: self._execute_fresh(call, None, on_task)
+            )
+            self.watch_deadline(future, call.cfg)
+            return future.result()
         if running_loop() is not None:
             return call_off_running_loop(lambda: self._execute_fresh(call))
         runtime, loop = self._thread_state()
@@ -102,7 +111,7 @@ class InlineExecutor(Executor):
             self._local, "state", None
         )
         if state is None or state[1].is_closed():
-            state = (self._runtime(), asyncio.new_event_loop())
+            state = (self._runtime(), new_loop())
             self._local.state = state
             with self._lock:
                 self._thread_loops.append((state[1], state[0]))

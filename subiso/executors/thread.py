@@ -131,6 +131,28 @@ class ThreadExecutor(Executor):
             worker, job = entry
             worker.cancel(job)
 
+    def abandon(self, future: cf.Future[RunResult]) -> None:
+        """The run's worker is stuck (a node holding its thread or its loop past the run's
+        timeout): it leaves the pool - a new worker is started on demand - and the runs waiting
+        in its inbox move to other workers. It stops by itself if it ever comes back; neither
+        ``close()`` nor interpreter exit waits for it (a daemon thread)."""
+        with self._dispatch_lock:
+            entry = self._jobs.get(future)
+            if entry is None or entry[0] not in self._workers:
+                return
+            stuck = entry[0]
+            self._workers.remove(stuck)
+            moved: list[tuple[LoopWorker, Job]] = []
+            for job in stuck.inbox_drain():
+                stuck.in_flight -= 1
+                worker = self._pick_worker(job.cfg.thread_id)
+                worker.in_flight += 1
+                self._jobs[job.outcome] = (worker, job)  # type: ignore[index]
+                moved.append((worker, job))
+        stuck.stop()
+        for worker, job in moved:
+            worker.post(job)
+
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         with self._dispatch_lock:
             workers = list(self._workers)

@@ -15,6 +15,7 @@ to these (README, "Writing a tier").
 
 from __future__ import annotations
 
+from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime, current_interpreter_id
 from subiso.runtime.loop_worker import STOP, Inbox, Job, LoopWorker, Outcome, QueueInbox
 from subiso.runtime.loops import (
@@ -28,6 +29,7 @@ from subiso.runtime.targets import Target, TargetCache, import_attr
 
 __all__ = [
     "STOP",
+    "Call",
     "Inbox",
     "Job",
     "LoopResources",

@@ -40,7 +40,7 @@ from subiso.config import GraphConfig
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, WorkerRuntime, as_call
-from subiso.runtime.loops import shutdown_loop
+from subiso.runtime.loops import new_loop, shutdown_loop
 from subiso.runtime.targets import Target
 
 
@@ -143,7 +143,7 @@ class LoopWorker:
     ) -> None:
         self.runtime = runtime
         self.name = name
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()
         self.in_flight = 0  # maintained by the owner (under its dispatch lock)
         self._on_finished = on_finished
         self._setup_context = setup_context
@@ -179,6 +179,18 @@ class LoopWorker:
             self.loop.call_soon_threadsafe(cancel_task)
         except RuntimeError:  # loop already closed: the job has finished
             pass
+
+    def inbox_drain(self) -> list[Job]:
+        """Take back the jobs still waiting in this worker's inbox (it is being given up);
+        a QueueInbox only."""
+        jobs: list[Job] = []
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return jobs
+            if isinstance(item, Job):
+                jobs.append(item)  # a STOP is dropped: the caller stops the worker anyway
 
     def stop(self) -> None:
         """Ask the worker to finish its jobs, close its resources and exit; see ``join``."""

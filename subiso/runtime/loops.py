@@ -2,18 +2,100 @@
 
 Closing a loop the way ``asyncio.run`` does matters here: leftover tasks that a workflow
 spawned and forgot are cancelled and awaited, async generators finalised and the loop's
-default thread pool joined, so a closed executor leaves no tasks or threads behind.
+default thread pool shut down, so a closed executor leaves no tasks or idle threads behind.
+
+Every loop subiso owns uses a :class:`DaemonThreadPool` as its default executor (where LangGraph
+runs an ``ainvoke``'s sync nodes): a sync node still running after its run timed out must hang
+neither ``close()`` nor interpreter exit, which the stdlib pool's joined threads would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextvars
+import os
+import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class DaemonThreadPool(cf.ThreadPoolExecutor):
+    """ThreadPoolExecutor's job with daemon threads that nothing waits for while they run.
+
+    (A subclass because ``loop.set_default_executor`` takes ThreadPoolExecutors only; its
+    ``submit`` and ``shutdown`` are this class's own, its parent's threads are never made.)
+
+    ``shutdown(wait=True)`` joins the idle threads only: a thread still busy runs work that no
+    run awaits any more (a sync node whose run timed out and was cancelled), and finishes it on
+    its own. Neither ``close()`` nor interpreter exit waits for it.
+    """
+
+    def __init__(self, max_workers: int | None = None, name: str = "subiso-sync") -> None:
+        super().__init__(max_workers=1)
+        self._max = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._name = name
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pool_lock = threading.Lock()
+        self._busy: dict[threading.Thread, bool] = {}
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
+        future: cf.Future[T] = cf.Future()
+        with self._pool_lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._work.put((future, fn, args, kwargs))
+            if self._idle:
+                self._idle -= 1  # an idle thread takes it
+            elif len(self._busy) < self._max:
+                thread = threading.Thread(
+                    target=self._serve, name=f"{self._name}-{len(self._busy)}", daemon=True
+                )
+                self._busy[thread] = True
+                thread.start()
+        return future
+
+    def _serve(self) -> None:
+        me = threading.current_thread()
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del item, future, fn, args, kwargs
+            with self._pool_lock:
+                self._busy[me] = False
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._pool_lock:
+            self._closed = True
+            threads = list(self._busy.items())
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for thread, busy in threads:
+                if not busy and thread is not threading.current_thread():
+                    thread.join()
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop with a :class:`DaemonThreadPool` as its default executor."""
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(DaemonThreadPool())
+    return loop
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
@@ -71,7 +153,7 @@ def run_on_fresh_loop(
 ) -> T:
     """Like ``asyncio.run`` (on every Python we support), in ``context`` if given;
     ``on_task(loop, task)`` is told the main task before it starts (to cancel it from afar)."""
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     try:
         asyncio.set_event_loop(loop)
         ctx = context if context is not None else contextvars.copy_context()

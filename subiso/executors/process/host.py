@@ -64,7 +64,7 @@ from subiso._futures import Deadlines, cancel_and_notify, join_all, settle
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
-from subiso.executors.base import Executor, SharedOptions
+from subiso.executors.base import TIMEOUT_GRACE_S, Executor, SharedOptions
 from subiso.executors.process import wire
 from subiso.executors.process.handle import (
     CAN_PARK,
@@ -237,6 +237,7 @@ class ProcessExecutor(Executor):
         and settling any other reply that comes first), and the reader thread stays parked.
         """
         pending = self._start(call, direct=CAN_PARK)
+        self.watch_deadline(pending.future, call.cfg)
         if pending.direct:
             self._receive_own_reply(pending)
         return pending.future.result()
@@ -270,7 +271,10 @@ class ProcessExecutor(Executor):
         eof = False
         try:
             while not pending.future.done():
-                worker.poller.poll()  # wait until readable: an interrupt here consumes nothing
+                # wait until readable (an interrupt here consumes nothing), or until the run's
+                # deadline has settled its future: then the reader thread takes over
+                if not worker.poller.poll(_poll_ms(pending)):
+                    continue
                 try:
                     frame = conn.recv_bytes()
                 except (EOFError, OSError):
@@ -688,6 +692,15 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _poll_ms(pending: PendingRun) -> int | None:
+    """How long a caller reading its own reply may wait before looking at its future again:
+    forever without a timeout, else until just past the caller-side deadline."""
+    if pending.timeout is None:
+        return None
+    left = pending.t_sent + pending.timeout + TIMEOUT_GRACE_S - time.perf_counter()
+    return max(1, int(left * 1000) + 1)
+
+
 class _CreditReturn:
     """Gives a worker back the credit for events its caller took, half a window at a time."""
 

@@ -403,6 +403,12 @@ class SubinterpreterExecutor(Executor):
         elif self._delegate is None:
             self._hybrid.cancel_running(inner)  # no-op unless it is a hybrid run
 
+    def abandon(self, future: cf.Future[RunResult]) -> None:
+        with self._links_lock:
+            inner, owner = self._links.get(future, (future, None))
+        if owner is not None:
+            owner.abandon(inner)
+
     # -- shutdown --------------------------------------------------------------------------------
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         if wait:
