@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "SubinterpreterExecutor": "executor",
     "DEFAULT_FALLBACK": "executor",
-    "target_mode": "executor",
+    "target_mode": "planning",
     "Backend": "backends",
     "backend": "backends",
     "probe_module": "probes",
@@ -54,9 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover - "x as x": re-exported for type checkers
     from subiso.executors.subinterpreter.executor import (
         SubinterpreterExecutor as SubinterpreterExecutor,
     )
-    from subiso.executors.subinterpreter.executor import target_mode as target_mode
     from subiso.executors.subinterpreter.offload_plans import OffloadPlan as OffloadPlan
     from subiso.executors.subinterpreter.offload_plans import resolve_offload as resolve_offload
+    from subiso.executors.subinterpreter.planning import target_mode as target_mode
     from subiso.executors.subinterpreter.pool import CallSpec as CallSpec
     from subiso.executors.subinterpreter.pool import InterpreterFuture as InterpreterFuture
     from subiso.executors.subinterpreter.pool import InterpreterPool as InterpreterPool

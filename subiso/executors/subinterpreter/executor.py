@@ -27,14 +27,12 @@ never blocks the caller's loop, not even on a target's first run.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 import inspect
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,22 +46,22 @@ from subiso.errors import ConfigError, NotIsolatable, RunAborted, TierUnavailabl
 from subiso.events import EventChannel
 from subiso.executors.base import Executor, SharedOptions
 from subiso.executors.subinterpreter.backends import backend
-from subiso.executors.subinterpreter.offload import current_route, offloaded_functions
+from subiso.executors.subinterpreter.hybrid import HybridThreads
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
+from subiso.executors.subinterpreter.planning import (
+    fallback_names,
+    hybrid_reason,
+    prewarm_offloads,
+    target_mode,
+)
 from subiso.executors.subinterpreter.pool import CallSpec, InterpreterFuture, InterpreterPool
 from subiso.executors.subinterpreter.probes import probe_module
 from subiso.executors.subinterpreter.routing import (
     PoolRoute,
-    RunState,
-    current_run,
-    describe_in_place,
 )
-from subiso.executors.thread import ThreadExecutor
-from subiso.report import Mode, RunReport, RunResult
+from subiso.report import RunReport, RunResult
 from subiso.runtime.call import Call
-from subiso.runtime.execute import Emit, WorkerRuntime, as_call
-from subiso.runtime.resources import Memory
-from subiso.runtime.targets import Target, import_attr, is_workflow_function
+from subiso.runtime.targets import import_attr, is_workflow_function
 from subiso.validate import positive_int
 
 DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")
@@ -116,7 +114,7 @@ class SubinterpreterExecutor(Executor):
         if max_tasks_per_worker is not None:
             positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
         self.max_tasks_per_worker = max_tasks_per_worker
-        self.fallback = _fallback_names(DEFAULT_FALLBACK if fallback is None else fallback)
+        self.fallback = fallback_names(DEFAULT_FALLBACK if fallback is None else fallback)
         self.fallback_tier: str | None = None
         self.fallback_reason: str | None = None
         self._delegate: Executor | None = None
@@ -135,7 +133,13 @@ class SubinterpreterExecutor(Executor):
         self._pool_future: cf.Future[InterpreterPool] = running_future()
         self._spawn("subiso-interp-start", self._start_pool)
         self._route = PoolRoute(self._pool_future)
-        self._hybrid = _HybridThreads(self)
+        self._hybrid = HybridThreads(
+            max_workers=self.max_workers,
+            route=self._route,
+            reasons=self._reasons,
+            worker_init=self.worker_init,
+            selected_by=self.selected_by,
+        )
 
     # -- public introspection ------------------------------------------------------------------
     @property
@@ -253,11 +257,11 @@ class SubinterpreterExecutor(Executor):
         self._spawn("subiso-interp-probe", _fill, probe, probe_module, module)
         try:
             obj = import_attr(graph)
-            self._spawn("subiso-interp-prewarm", _prewarm_offloads, obj, module)
+            self._spawn("subiso-interp-prewarm", prewarm_offloads, obj, module)
             if is_workflow_function(obj):
                 decided = self._decide_function(graph, obj, probe.result())
             else:
-                self._reasons[graph] = _then(probe, lambda v: _hybrid_reason(graph, obj, v))
+                self._reasons[graph] = _then(probe, lambda v: hybrid_reason(graph, obj, v))
                 decided = _TargetPlan("hybrid")
         except BaseException as exc:
             with self._plans_lock:  # not cached: a module that appears later gets a new try
@@ -462,128 +466,7 @@ class SubinterpreterExecutor(Executor):
         }
 
 
-class _HybridRuntime(WorkerRuntime):
-    """A hybrid worker's runtime: each run gets a :class:`RunState` (deadline, in-place
-    offloads) for its offloaded calls, and its report names what kept it out of full mode."""
-
-    def __init__(
-        self,
-        reasons: dict[str, cf.Future[str]],
-        selected_by: str | None,
-        memory: Memory,
-        worker_init: str | None,
-    ) -> None:
-        super().__init__(
-            "subinterpreter",
-            mode="hybrid",
-            selected_by=selected_by,
-            memory=memory,
-            worker_init=worker_init,
-        )
-        self._reasons = reasons
-
-    def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
-        cfg = as_call(work).cfg
-        state = RunState(cfg.timeout)
-        token = current_run.set(state)
-        try:
-            result = super().run_sync(target, work, loop_id)
-        finally:
-            current_run.reset(token)
-        return self._annotate(result, cfg, state)
-
-    async def run_async(
-        self, target: Target, work: Call | GraphConfig, emit: Emit | None = None
-    ) -> RunResult:
-        cfg = as_call(work).cfg
-        state = RunState(cfg.timeout)
-        token = current_run.set(state)
-        try:
-            result = await super().run_async(target, work, emit)
-        finally:
-            current_run.reset(token)
-        reason = self._reasons.get(cfg.graph) if isinstance(cfg.graph, str) else None
-        if reason is not None and not reason.done():  # first run of a target: probe finishing
-            await asyncio.wrap_future(reason)
-        return self._annotate(result, cfg, state)
-
-    def _annotate(self, result: RunResult, cfg: GraphConfig, state: RunState) -> RunResult:
-        known = self._reasons.get(cfg.graph) if isinstance(cfg.graph, str) else None
-        reason = None if known is None else known.result()
-        if state.in_place:
-            reason = f"{reason}; {describe_in_place(state.in_place)}"
-        report = msgspec.structs.replace(result.report, reason=reason, offloaded=state.summary())
-        return RunResult(result.output, report)
-
-
-class _HybridThreads(ThreadExecutor):
-    """The thread tier's workers, with the offload route set on each worker thread."""
-
-    tier = "subinterpreter"
-
-    def __init__(self, owner: SubinterpreterExecutor) -> None:
-        super().__init__(
-            max_workers=owner.max_workers,
-            thread_name_prefix="subiso-hybrid",
-            worker_init=owner.worker_init,
-        )
-        self._owner = owner
-
-    def _make_runtime(self) -> WorkerRuntime:
-        return _HybridRuntime(
-            self._owner._reasons, self._owner.selected_by, self._memory, self.worker_init
-        )
-
-    def _worker_context_setup(self) -> Callable[[], None]:
-        route = self._owner._route
-
-        def install_route() -> None:
-            current_route.set(route)
-
-        return install_route
-
-
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def _fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
-    """Validated fallback tier names (unknown ones are a ConfigError, not a silent skip)."""
-    from subiso.executors import BUILTIN_TIERS, NOT_FALLBACKS
-
-    names = (fallback,) if isinstance(fallback, str) else tuple(fallback)
-    for name in names:
-        if name in NOT_FALLBACKS or not isinstance(name, str):
-            raise ConfigError(f"SubinterpreterExecutor: fallback: {name!r} cannot be a fallback")
-        if name not in BUILTIN_TIERS:
-            from subiso.plugins import plugin_tiers
-
-            if name not in plugin_tiers():
-                valid = ", ".join(t for t in BUILTIN_TIERS if t not in NOT_FALLBACKS)
-                raise ConfigError(
-                    f"SubinterpreterExecutor: fallback: unknown tier {name!r}; choose from: {valid}"
-                )
-    return names
-
-
-def target_mode(graph: str, obj: Any, verdict: Any) -> tuple[Mode, str]:
-    """The mode ``graph`` (resolved to ``obj``, its module probed to ``verdict``) runs in, and
-    why: full only for a workflow function whose module loads in a subinterpreter. The one
-    rule, shared by the executor and ``subiso doctor``."""
-    if verdict.ok and is_workflow_function(obj):
-        return "full", f"{graph} imports in an isolated subinterpreter: it runs whole there"
-    return "hybrid", _hybrid_reason(graph, obj, verdict)
-
-
-def _hybrid_reason(graph: str, obj: Any, verdict: Any) -> str:
-    """Why ``graph`` runs hybrid: the module that blocked it, else what kind of object it is."""
-    module = graph.partition(":")[0]
-    if not verdict.ok:
-        blocker = verdict.blocked_by or verdict.reason
-        return f"{module} cannot load in a subinterpreter: blocked by {blocker}"
-    return (
-        f"{graph} is a {type(obj).__name__}, not a workflow function f(input); only functions "
-        "run whole inside an interpreter"
-    )
 
 
 def _then(source: cf.Future[Any], fn: Callable[[Any], str]) -> cf.Future[str]:
@@ -610,17 +493,6 @@ def _fill(future: cf.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
 
 def _ok(future: cf.Future[Any]) -> bool:
     return future.done() and future.exception() is None
-
-
-def _prewarm_offloads(obj: Any, module_name: str) -> None:
-    """Decide, in the background and while the target itself is probed, how the ``@offload``
-    functions of its graph nodes and module reach an interpreter, so the first offloaded call
-    does not wait for their modules' probes."""
-    for fn in offloaded_functions(obj, sys.modules.get(module_name)):
-        try:
-            resolve_offload(fn)
-        except Exception:  # NotIsolatable is cached; the call itself reports it
-            pass
 
 
 __all__ = ["DEFAULT_FALLBACK", "SubinterpreterExecutor"]
