@@ -56,6 +56,16 @@ def import_path(value: Any, field: str) -> str:
     return value
 
 
+def glob_patterns(value: Any, field: str) -> list[str] | None:
+    """None, or a list of ``fnmatch`` patterns (a bare string is refused: it would be iterated
+    character by character)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f"{field} must be a list of glob patterns, got {value!r}")
+    return list(value)
+
+
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 

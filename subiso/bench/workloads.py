@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import operator
 from typing import Annotated, Any, TypedDict
 
@@ -88,7 +89,7 @@ class CPUState(TypedDict, total=False):
 
 
 _cpu = StateGraph(CPUState)
-_cpu.add_node("cpu_node", cpu_node)
+_cpu.add_node("cpu_node", cpu_node)  # type: ignore[type-var]
 _cpu.add_edge(START, "cpu_node")
 _cpu.add_edge("cpu_node", END)
 cpu_graph = _cpu.compile()
@@ -131,7 +132,7 @@ def _chain(*nodes: Any) -> Any:
     for name, fn in zip(names, nodes, strict=True):
         builder.add_node(name, fn)
     builder.add_edge(START, names[0])
-    for a, b in zip(names, names[1:]):  # noqa: RUF007 (3.10 has itertools.pairwise too; keep simple)
+    for a, b in itertools.pairwise(names):
         builder.add_edge(a, b)
     builder.add_edge(names[-1], END)
     return builder.compile()

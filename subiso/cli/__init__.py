@@ -17,6 +17,7 @@ traceback unless ``-v``); 2 bad usage or bad config (click's own usage errors ar
 
 from __future__ import annotations
 
+from subiso.bench import cli as _bench_cli  # registers the `bench` command
 from subiso.cli import _run  # registers the command
 from subiso.cli._app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from subiso.cli._inspect import _target_modules, tier_availability, tier_status

@@ -38,9 +38,7 @@ from typing_extensions import Unpack
 from subiso._futures import (
     Deadlines,
     DerivedFuture,
-    join_all,
     relay,
-    running_future,
     settle,
 )
 
@@ -52,8 +50,7 @@ from subiso.errors import ConfigError, ExecutorClosed, RunTimeout
 from subiso.events import EventChannel
 from subiso.report import RunResult
 from subiso.runtime.call import Call, StreamMode
-from subiso.runtime.execute import OnTask
-from subiso.validate import checkpointer_spec, import_path, seconds
+from subiso.validate import checkpointer_spec, glob_patterns, import_path, seconds
 
 ConfigLike = GraphConfig | Mapping[str, Any]
 #: Called on the caller's side with each event of a run.
@@ -130,8 +127,8 @@ class Executor(abc.ABC):
         self.worker_init = shared.get("worker_init")
         if self.worker_init is not None:
             import_path(self.worker_init, f"{name}: worker_init")
-        self.allowed_graphs = _patterns(shared.get("allowed_graphs"), f"{name}: allowed_graphs")
-        self.allowed_locations = _patterns(
+        self.allowed_graphs = glob_patterns(shared.get("allowed_graphs"), f"{name}: allowed_graphs")
+        self.allowed_locations = glob_patterns(
             shared.get("allowed_locations"), f"{name}: allowed_locations"
         )
         self._closed = False
@@ -441,97 +438,6 @@ class Executor(abc.ABC):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} tier={self.tier!r} {state}>"
-
-
-def ran(fn: Callable[[Call], RunResult], call: Call) -> cf.Future[RunResult]:
-    """A done future holding ``fn(call)``'s outcome: ``start`` for tiers that run in the
-    caller's thread."""
-    future: cf.Future[RunResult] = cf.Future()
-    future.set_running_or_notify_cancel()
-    try:
-        future.set_result(fn(call))
-    except BaseException as exc:
-        future.set_exception(exc)
-    return future
-
-
-def _patterns(value: Any, field: str) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) or not all(isinstance(p, str) for p in value):
-        raise ConfigError(f"{field} must be a list of glob patterns, got {value!r}")
-    return list(value)
-
-
-class HelperRuns:
-    """Runs on short-lived daemon threads, each on a fresh loop, that can be cancelled and
-    joined: for tiers that run in the caller's thread, when a sync caller must read a run's
-    events while the run goes on (``stream``, ``on_event``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[cf.Future[RunResult], _HelperRun] = {}
-
-    def start(self, fn: Callable[[OnTask], RunResult]) -> cf.Future[RunResult]:
-        """``fn(on_task)`` on a helper thread; ``fn`` passes ``on_task`` to ``run_once``."""
-        run = _HelperRun()
-        with self._lock:
-            self._runs[run.future] = run
-        run.future.add_done_callback(self._forget)
-        run.thread = threading.Thread(
-            target=run.main, args=(fn,), name="subiso-stream", daemon=True
-        )
-        run.thread.start()
-        return run.future
-
-    def cancel(self, future: cf.Future[RunResult]) -> None:
-        with self._lock:
-            run = self._runs.get(future)
-        if run is not None:
-            run.cancel()
-
-    def join(self) -> None:
-        with self._lock:
-            threads = [run.thread for run in self._runs.values() if run.thread is not None]
-        join_all(threads)
-
-    def _forget(self, future: cf.Future[RunResult]) -> None:
-        with self._lock:
-            self._runs.pop(future, None)
-
-
-class _HelperRun:
-    def __init__(self) -> None:
-        self.future: cf.Future[RunResult] = running_future()
-        self.thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[RunResult]] | None = None
-        self._cancelled = False
-
-    def main(self, fn: Callable[[OnTask], RunResult]) -> None:
-        try:
-            result = fn(self._bind)
-        except BaseException as exc:
-            settle(self.future, exc=exc)
-        else:
-            settle(self.future, result)
-
-    def _bind(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[RunResult]) -> None:
-        with self._lock:
-            self._task = (loop, task)
-            if self._cancelled:
-                task.cancel()
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            if self._task is None:
-                return
-            loop, task = self._task
-        try:
-            loop.call_soon_threadsafe(task.cancel)
-        except RuntimeError:  # its loop closed: the run is over
-            pass
 
 
 class _Box:

@@ -31,7 +31,8 @@ from typing import Any
 from typing_extensions import Unpack
 
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, HelperRuns, SharedOptions, ran
+from subiso.executors.base import Executor, SharedOptions
+from subiso.executors.in_caller import HelperRuns, ran
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime

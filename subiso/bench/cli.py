@@ -1,0 +1,94 @@
+"""The ``subiso bench`` command (registered on the ``subiso`` group by ``subiso.cli``).
+
+Imports nothing heavy: the engine loads when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from subiso.cli._app import main
+
+SECTIONS = ("trivial", "cpu", "io", "messages", "demo", "scaling", "fresh")
+
+
+@main.command("bench")
+@click.option(
+    "--quick", is_flag=True, help="Smoke run: tiny counts, every section, under a minute."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for results.json/results.md/*.png (default: benchmarks/results/<python-tag>/).",
+)
+@click.option(
+    "--sections",
+    default=",".join(SECTIONS),
+    show_default=True,
+    help="Comma-separated subset of the sections to run.",
+)
+@click.option(
+    "--rounds",
+    type=int,
+    default=None,
+    help="Interleaved rounds per comparison (default 7, quick 2).",
+)
+@click.option(
+    "--node-ms",
+    type=float,
+    default=None,
+    help="CPU-bound node duration (default 40 ms, quick 5 ms).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress display on stderr.")
+def bench(
+    quick: bool,
+    out_dir: str | None,
+    sections: str,
+    rounds: int | None,
+    node_ms: float | None,
+    no_progress: bool,
+) -> None:
+    """Benchmark the tiers next to the peers a user would pick instead.
+
+    Tiers x workloads (trivial graph, CPU-bound @offload node, asyncio.sleep fan-out, 1 MB of
+    messages, the contract-review demo) x concurrency, each compared in interleaved rounds with
+    graph.invoke/batch/abatch on the caller, stdlib Thread/Process/InterpreterPoolExecutor and
+    anyio.to_process/to_interpreter; plus cost per run as bursts grow and a fresh executor's
+    first result and memory. Run it from the repository root (tests/ and examples/ hold two of
+    the workloads). Writes results.json, results.md and PNG plots (with matplotlib).
+    """
+    from subiso.bench.engine import Bench, Options, python_tag
+    from subiso.bench.report import target_table, write
+
+    chosen = tuple(s.strip() for s in sections.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown section(s) {unknown}; choose from {SECTIONS}", param_hint="--sections"
+        )
+    engine = Bench(
+        Options(
+            quick=quick, sections=chosen, rounds=rounds, node_ms=node_ms, progress=not no_progress
+        )
+    )
+    if out_dir is None:
+        base = engine.root or Path.cwd()
+        out = base / "benchmarks" / "results" / python_tag()
+    else:
+        out = Path(out_dir)
+    result = engine.run()
+    written = write(result, out)
+    click.echo(
+        f"subiso bench {result['python']['tag']}: {result['wall_s']:.0f} s, results in {out}"
+    )
+    click.echo(target_table(result))
+    for note in result["notes"]:
+        click.echo(f"note: {note}")
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+    sys.stdout.flush()

@@ -1,0 +1,173 @@
+"""The issue's targets, each a ratio of contenders measured in the same interleaved rounds,
+with its per-round range (min-max of the ratio taken round by round)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+Result = dict[str, Any]
+
+
+def _section(
+    res: Result, section: str, workload: str | None = None, c: int | None = None
+) -> Result | None:
+    for s in res["sections"]:
+        if (
+            s["section"] == section
+            and (workload is None or s["workload"] == workload)
+            and (c is None or s["concurrency"] == c)
+        ):
+            return s  # type: ignore[no-any-return]
+    return None
+
+
+def _find(sec: Result | None, pred: Callable[[str], bool]) -> Result | None:
+    if sec is None:
+        return None
+    for x in sec["contenders"]:
+        if pred(x["name"]):
+            return x  # type: ignore[no-any-return]
+    return None
+
+
+def _ratio(
+    num: Result | None, den: Result | None, *, key: str = "round_s", invert: bool = False
+) -> tuple[float, list[float]] | None:
+    """median(num)/median(den) and the per-round range; ``invert`` for throughput (den/num)."""
+    if num is None or den is None:
+        return None
+    a, b = num[key], den[key]
+    if not a or not b:
+        return None
+    if invert:
+        a, b = b, a
+    fig = statistics.median(a) / statistics.median(b)
+    per = [x / y for x, y in zip(a, b, strict=True)] if len(a) == len(b) else []
+    return fig, ([min(per), max(per)] if per else [fig, fig])
+
+
+def targets(res: Result) -> list[Result]:
+    out: list[Result] = []
+
+    def add(
+        name: str, goal: str, check: Callable[[float], bool], got: Any, what: str, note: str = ""
+    ) -> None:
+        if got is None:
+            out.append(
+                {
+                    "target": name,
+                    "goal": goal,
+                    "figure": None,
+                    "range": None,
+                    "met": None,
+                    "measured": what,
+                    "note": note or "not measured in this run",
+                }
+            )
+            return
+        fig, rng = got
+        out.append(
+            {
+                "target": name,
+                "goal": goal,
+                "figure": fig,
+                "range": rng,
+                "met": bool(check(fig)),
+                "measured": what,
+                "note": note,
+            }
+        )
+
+    tri = _section(res, "trivial", "trivial-sync", 1)
+    add(
+        "thread vs stdlib thread hop",
+        "<= 1.02x",
+        lambda f: f <= 1.02,
+        _ratio(
+            _find(tri, lambda n: n == "thread"),
+            _find(tri, lambda n: n.startswith("ThreadPoolExecutor(1)")),
+        ),
+        "trivial sync graph, 1 run at a time: thread tier run() / ThreadPoolExecutor(1).submit(graph.invoke).result(), time per run",
+    )
+    add(
+        "process vs inline",
+        "<= 1.25x",
+        lambda f: f <= 1.25,
+        _ratio(_find(tri, lambda n: n == "process"), _find(tri, lambda n: n == "inline")),
+        "trivial sync graph, 1 run at a time: process tier run() / inline tier run(), time per run",
+    )
+    cpu = _section(res, "cpu", "cpu", 8)
+    hyb = _find(cpu, lambda n: n.startswith("subinterpreter"))
+    add(
+        "hybrid vs bare interpreter pool",
+        ">= 0.95x",
+        lambda f: f >= 0.95,
+        _ratio(hyb, _find(cpu, lambda n: n.startswith("InterpreterPoolExecutor")), invert=True),
+        "8 CPU-bound runs in flight, 2 workers: throughput of the subinterpreter tier (hybrid) / the node function on a bare InterpreterPoolExecutor(2)",
+    )
+    add(
+        "hybrid vs thread tier",
+        ">= 1.8x",
+        lambda f: f >= 1.8,
+        _ratio(hyb, _find(cpu, lambda n: n.startswith("thread (")), invert=True),
+        "8 CPU-bound runs, 2 workers each: throughput hybrid / thread tier",
+    )
+    add(
+        "hybrid vs process tier",
+        ">= 1.0x",
+        lambda f: f >= 1.0,
+        _ratio(hyb, _find(cpu, lambda n: n.startswith("process (2")), invert=True),
+        "8 CPU-bound runs, 2 workers each: throughput hybrid / process tier",
+    )
+    add(
+        "process 2 workers vs 1",
+        ">= 1.85x",
+        lambda f: f >= 1.85,
+        _ratio(
+            _find(cpu, lambda n: n.startswith("process (2")),
+            _find(cpu, lambda n: n.startswith("process (1")),
+            invert=True,
+        ),
+        "8 CPU-bound runs: throughput process tier 2 workers / 1 worker",
+    )
+    io_c = max((s["concurrency"] for s in res["sections"] if s["section"] == "io"), default=None)
+    io = _section(res, "io", "io", io_c)
+    add(
+        f"I/O c={io_c}: thread vs graph.abatch",
+        ">= 0.9x",
+        lambda f: f >= 0.9,
+        _ratio(
+            _find(io, lambda n: n == "thread"),
+            _find(io, lambda n: n.startswith("graph.abatch")),
+            invert=True,
+        ),
+        f"I/O fan-out graph, {io_c} runs in flight: throughput thread tier (arun on the caller's loop, 2 workers) / graph.abatch(max_concurrency={io_c}) on the caller's loop",
+        "" if io_c == 256 else "quick run: the target is defined at c=256",
+    )
+    fresh = _section(res, "fresh")
+    add(
+        "first result: hybrid vs process",
+        "<= 0.15x",
+        lambda f: f <= 0.15,
+        _ratio(
+            _find(fresh, lambda n: n == "subinterpreter"), _find(fresh, lambda n: n == "process")
+        ),
+        "fresh process each: constructor to first CPU-graph result, SubinterpreterExecutor(2) / ProcessExecutor(2)",
+    )
+    sc = _section(res, "scaling")
+    big = max((x.get("burst", 0) for x in sc["contenders"]), default=0) if sc else 0
+    for tier in ("thread", "process"):
+        add(
+            f"scaling {tier}: x{big} vs x100 per run",
+            "within 10% (0.90-1.10x)",
+            lambda f: 0.9 <= f <= 1.1,
+            _ratio(
+                _find(sc, f"{tier} x{big}".__eq__),
+                _find(sc, f"{tier} x100".__eq__),
+            ),
+            f"trivial sync graph, 1 worker: cost per run in a burst of {big} / in a burst of 100",
+            "" if big == 10_000 else "quick run: the target is defined at 10,000",
+        )
+    return out
