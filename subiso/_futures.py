@@ -21,6 +21,8 @@ U = TypeVar("U")
 
 def settle(future: cf.Future[Any], value: Any = None, *, exc: BaseException | None = None) -> None:
     """Resolve ``future`` (pending or running) unless a cancel or another outcome came first."""
+    if future.done():
+        return
     try:
         if not future.running() and not future.set_running_or_notify_cancel():
             return  # the caller cancelled it

@@ -23,7 +23,7 @@ class Level(enum.IntEnum):
     HIGH = 2
 
 
-class Mode(enum.StrEnum):
+class Mode(str, enum.Enum):  # a StrEnum before 3.11 spelled it
     FAST = "fast"
 
 

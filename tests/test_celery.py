@@ -76,7 +76,10 @@ def test_runs_on_every_pool_and_tier(
         raise
     assert [o["output"] for o in outs] == [{"x": (i + 1) * 2} for i in range(10)]
     reports = [o["report"] for o in outs]
-    assert {r["tier"] for r in reports} == {tier}
+    if tier == "subinterpreter" and not subiso.capabilities().subinterpreters:
+        assert {r["mode"] for r in reports} == {"fallback"}  # 3.10-3.12: its fallback tier ran
+    else:
+        assert {r["tier"] for r in reports} == {tier}
     assert all(isinstance(r["duration_s"], float) for r in reports)
     if tier == "thread" and pool in ("threads", "solo"):  # one executor in the worker process
         assert {r["pid"] for r in reports} == {w.proc.pid}

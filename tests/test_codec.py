@@ -253,8 +253,15 @@ def test_pickled_payload_exits_only_when_allowed() -> None:
         codec.decode(data, allow_pickle=True)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert proc.stdout.strip() == "refused" and proc.returncode == 41
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert proc.stdout.strip() == "refused" and proc.returncode == 41, proc.stderr
 
 
 def test_class_named_by_bytes_must_be_of_its_kind() -> None:

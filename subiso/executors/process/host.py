@@ -403,6 +403,17 @@ class ProcessExecutor(Executor):
         """Nothing to do: these futures stay cancellable until resolved, and cancelling one
         cancels its run on the worker loop (see ``_on_future_done``)."""
 
+    def abandon(self, future: cf.Future[RunResult]) -> None:
+        """An overdue run holds its worker: retire that worker at once (no new runs; its
+        replacement starts now); the kill after ``kill_grace`` follows as for any timeout."""
+        with self._lock:
+            for worker in self._workers:
+                if worker.state is S.SERVING and any(
+                    p.future is future for p in worker.in_flight.values()
+                ):
+                    self._retire_locked(worker)
+                    return
+
     # -- replies ---------------------------------------------------------------------------------
     def _read_replies(self, worker: WorkerHandle) -> None:
         """The reader thread's loop: read while needed, park while callers read themselves."""
