@@ -20,7 +20,6 @@ crashes. Sync graphs run by ``run`` go through ``graph.invoke`` directly (they n
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import contextvars
 import sys
 import weakref
@@ -28,17 +27,12 @@ from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any
 
-from typing_extensions import Unpack
-
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, SharedOptions
-from subiso.executors.in_caller import HelperRuns, ran
+from subiso.executors.in_caller import InCallerExecutor
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
-from subiso.runtime.loops import call_off_running_loop, cancel_until_settled
-from subiso.runtime.resources import Memory
-from subiso.runtime.targets import TargetCache
+from subiso.runtime.loops import cancel_until_settled
 
 _run_tasks: ContextVar[set[asyncio.Task[Any]] | None] = ContextVar("subiso_run_tasks", default=None)
 
@@ -96,63 +90,20 @@ class _TaskTracking:
         return factory
 
 
-class ContextExecutor(Executor):
+class ContextExecutor(InCallerExecutor):
     """Isolated contextvars and a fresh loop per run, on the calling thread; see module doc."""
 
     tier = "context"
     summary = "fresh contextvars and event loop per run on the calling thread"
 
-    def __init__(self, **shared: Unpack[SharedOptions]) -> None:
-        super().__init__(**shared)
-        self._targets = TargetCache()
-        self._helper_runs = HelperRuns()  # sync callers' streams, on helper threads
-        self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per run
-
-    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
-        """Runs here, now: the future is done when it is returned. With ``events`` (a sync
-        consumer reads them meanwhile) the run goes to a helper thread, isolated the same way."""
-        if events is None:
-            return ran(self.call, call)
-        return self._helper_runs.start(
-            lambda on_task: self._execute_isolated(call, events.put, on_task)
-        )
-
-    def call(self, call: Call) -> RunResult:
-        if call.cfg.timeout is not None:
-            # Only a run on another thread can hand control back at its deadline, whatever
-            # its nodes do; that helper thread is given up (a daemon) if they never return.
-            future = self._helper_runs.start(
-                lambda on_task: self._execute_isolated(call, None, on_task)
-            )
-            self.watch_deadline(future, call.cfg)
-            return future.result()
-        return call_off_running_loop(lambda: self._execute_isolated(call))
-
-    def _execute_isolated(
+    def run_fresh(
         self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None
     ) -> RunResult:
-        return self._runtime().run_once(call, contextvars.Context(), emit, on_task)
-
-    def cancel_running(self, future: cf.Future[RunResult]) -> None:
-        self._helper_runs.cancel(future)
-
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
-        if wait:
-            self._helper_runs.join()
-
-    def _runtime(self) -> WorkerRuntime:
-        return WorkerRuntime(
-            self.tier,
-            selected_by=self.selected_by,
-            targets=self._targets,
-            memory=self._memory,
-            worker_init=self.worker_init,
-            in_caller=True,
-        )
+        return self.runtime().run_once(call, contextvars.Context(), emit, on_task)
 
     async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
         loop = asyncio.get_running_loop()
-        runtime = self._runtime()
+        runtime = self.runtime()
         target = runtime.plan(call)
         scope: set[asyncio.Task[Any]] = set()
         context = contextvars.Context()

@@ -1,19 +1,32 @@
-"""What tiers that run in the caller's own thread (inline, context) need besides the base
-class: a done future for ``start``, and runs on helper threads for a caller that must read a
-run's events while it goes on (``stream``, ``on_event``) or get control back at its deadline.
+"""The tiers that run in the caller's own thread (inline, context): what they share.
+
+:class:`InCallerExecutor` implements the contract's hooks for them once: ``start`` runs the
+call here and returns a done future, except where the caller must read a run's events while it
+goes on (``stream``, ``on_event``) or get control back at its deadline (a timeout): then the
+run goes to a helper thread with a fresh loop (:class:`HelperRuns`), which ``cancel_running``
+can cancel and ``close()`` joins. A tier says how to carry out one call on this thread
+(``run_fresh``) and, optionally, how a plain call runs (``call_here``).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures as cf
 import threading
 from collections.abc import Callable
 
+from typing_extensions import Unpack
+
 from subiso._futures import join_all, running_future, settle
+from subiso.events import EventChannel
+from subiso.executors.base import Executor, SharedOptions
 from subiso.report import RunResult
 from subiso.runtime.call import Call
-from subiso.runtime.execute import OnTask
+from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
+from subiso.runtime.loops import call_off_running_loop
+from subiso.runtime.resources import Memory
+from subiso.runtime.targets import TargetCache
 
 
 def ran(fn: Callable[[Call], RunResult], call: Call) -> cf.Future[RunResult]:
@@ -97,3 +110,56 @@ class _HelperRun:
             loop.call_soon_threadsafe(task.cancel)
         except RuntimeError:  # its loop closed: the run is over
             pass
+
+
+class InCallerExecutor(Executor):
+    """Base of the tiers that run in the caller's own thread; see the module docstring."""
+
+    def __init__(self, **shared: Unpack[SharedOptions]) -> None:
+        super().__init__(**shared)
+        self._targets = TargetCache()
+        self._helper_runs = HelperRuns()
+        self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per loop
+
+    @abc.abstractmethod
+    def run_fresh(
+        self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None
+    ) -> RunResult:
+        """Carry out ``call`` on this thread (no loop running here), on a fresh loop if it
+        needs one, keeping nothing."""
+
+    def call_here(self, call: Call) -> RunResult:
+        """A plain call without a timeout (default: ``run_fresh``, off a running loop)."""
+        return call_off_running_loop(lambda: self.run_fresh(call))
+
+    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        if events is None:
+            return ran(self.call, call)
+        return self._helper_runs.start(lambda on_task: self.run_fresh(call, events.put, on_task))
+
+    def call(self, call: Call) -> RunResult:
+        if call.cfg.timeout is None:
+            return self.call_here(call)
+        # Only a run on another thread can hand control back at its deadline, whatever its
+        # nodes do; that helper thread is given up (a daemon) if they never return.
+        future = self._helper_runs.start(lambda on_task: self.run_fresh(call, None, on_task))
+        self.watch_deadline(future, call.cfg)
+        return future.result()
+
+    def cancel_running(self, future: cf.Future[RunResult]) -> None:
+        self._helper_runs.cancel(future)
+
+    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        if wait:
+            self._helper_runs.join()
+
+    def runtime(self) -> WorkerRuntime:
+        """A runtime for runs on the caller's side (targets and "memory" shared per executor)."""
+        return WorkerRuntime(
+            self.tier,
+            selected_by=self.selected_by,
+            targets=self._targets,
+            memory=self._memory,
+            worker_init=self.worker_init,
+            in_caller=True,
+        )

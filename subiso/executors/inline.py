@@ -9,7 +9,6 @@ where a loop is already running moves to a short-lived helper thread rather than
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import threading
 import weakref
 from collections.abc import AsyncIterator
@@ -18,8 +17,8 @@ from typing import Any
 from typing_extensions import Unpack
 
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, SharedOptions
-from subiso.executors.in_caller import HelperRuns, ran
+from subiso.executors.base import SharedOptions
+from subiso.executors.in_caller import InCallerExecutor
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
@@ -29,8 +28,6 @@ from subiso.runtime.loops import (
     running_loop,
     shutdown_loop,
 )
-from subiso.runtime.resources import Memory
-from subiso.runtime.targets import TargetCache
 
 
 async def _close_at_loop_shutdown(runtime: WorkerRuntime) -> AsyncIterator[None]:
@@ -42,7 +39,7 @@ async def _close_at_loop_shutdown(runtime: WorkerRuntime) -> AsyncIterator[None]
         await runtime.aclose()
 
 
-class InlineExecutor(Executor):
+class InlineExecutor(InCallerExecutor):
     """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
 
     tier = "inline"
@@ -50,9 +47,6 @@ class InlineExecutor(Executor):
 
     def __init__(self, **shared: Unpack[SharedOptions]) -> None:
         super().__init__(**shared)
-        self._targets = TargetCache()
-        self._helper_runs = HelperRuns()  # sync callers' streams, on helper threads
-        self._memory = Memory()  # "memory" checkpointer/store: one per executor, not per loop
         self._local = threading.local()
         self._lock = threading.Lock()
         self._thread_loops: list[tuple[asyncio.AbstractEventLoop, WorkerRuntime]] = []
@@ -63,56 +57,26 @@ class InlineExecutor(Executor):
             weakref.WeakKeyDictionary()
         )
 
-    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
-        """Runs here, now: the future is done when it is returned. With ``events`` (a sync
-        consumer reads them meanwhile) the run goes to a helper thread with a fresh loop."""
-        if events is None:
-            return ran(self.call, call)
-        return self._helper_runs.start(
-            lambda on_task: self._execute_fresh(call, events.put, on_task)
-        )
-
-    def call(self, call: Call) -> RunResult:
-        if call.cfg.timeout is not None:
-            # Only a run on another thread can hand control back at its deadline, whatever
-            # its nodes do; that helper thread is given up (a daemon) if they never return.
-            future = self._helper_runs.start(
-                lambda on_task: self._execute_fresh(call, None, on_task)
-            )
-            self.watch_deadline(future, call.cfg)
-            return future.result()
+    def call_here(self, call: Call) -> RunResult:
         if running_loop() is not None:
-            return call_off_running_loop(lambda: self._execute_fresh(call))
+            return call_off_running_loop(lambda: self.run_fresh(call))
         runtime, loop = self._thread_state()
         target = runtime.plan(call)
         if runtime.runs_sync(target, call):
             return runtime.run_sync(target, call, id(loop))
         return loop.run_until_complete(runtime.run_async(target, call))
 
-    def _execute_fresh(
+    def run_fresh(
         self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None
     ) -> RunResult:
-        return self._runtime().run_once(call, emit=emit, on_task=on_task)
-
-    def cancel_running(self, future: cf.Future[RunResult]) -> None:
-        self._helper_runs.cancel(future)
-
-    def _runtime(self) -> WorkerRuntime:
-        return WorkerRuntime(
-            self.tier,
-            selected_by=self.selected_by,
-            targets=self._targets,
-            memory=self._memory,
-            worker_init=self.worker_init,
-            in_caller=True,
-        )
+        return self.runtime().run_once(call, emit=emit, on_task=on_task)
 
     def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
         state: tuple[WorkerRuntime, asyncio.AbstractEventLoop] | None = getattr(
             self._local, "state", None
         )
         if state is None or state[1].is_closed():
-            state = (self._runtime(), new_loop())
+            state = (self.runtime(), new_loop())
             self._local.state = state
             with self._lock:
                 self._thread_loops.append((state[1], state[0]))
@@ -122,7 +86,7 @@ class InlineExecutor(Executor):
         loop = asyncio.get_running_loop()
         runtime = self._caller_loops.get(loop)
         if runtime is None:
-            runtime = self._caller_loops[loop] = self._runtime()
+            runtime = self._caller_loops[loop] = self.runtime()
             # The caller's loop may end (``asyncio.run`` returning) long before this executor
             # closes; its checkpointer connections (and their threads) must not outlive it.
             closer = _close_at_loop_shutdown(runtime)
@@ -132,8 +96,7 @@ class InlineExecutor(Executor):
         return await runtime.run_async(runtime.plan(call), call, emit)
 
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
-        if wait:
-            self._helper_runs.join()
+        super().shutdown(wait, cancel_pending)
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []
             caller_loops = list(self._caller_loops.items())
