@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import operator
+import time
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -140,3 +141,27 @@ def _chain(*nodes: Any) -> Any:
 
 sync_graph = _chain(_add_one, _double, _minus_three)
 async_graph = _chain(_aadd_one, _adouble, _aminus_three)
+
+
+class StepsState(TypedDict, total=False):
+    steps: int
+    step_s: float
+    done: int
+
+
+def _step(state: StepsState) -> StepsState:
+    time.sleep(state.get("step_s", 0.05))  # waits like I/O, from sync code (graph.stream too)
+    return {"done": state.get("done", 0) + 1}
+
+
+def _more(state: StepsState) -> str:
+    return "step" if state.get("done", 0) < state.get("steps", 1) else END
+
+
+_steps = StateGraph(StepsState)
+_steps.add_node("step", _step)
+_steps.add_edge(START, "step")
+_steps.add_conditional_edges("step", _more, ["step", END])
+#: ``steps`` updates ``step_s`` apart: a run whose length and first event are known, for
+#: measuring how soon a stream's first event reaches its consumer.
+steps_graph = _steps.compile()
