@@ -249,7 +249,7 @@ def test_pickled_payload_exits_only_when_allowed() -> None:
         try:
             codec.decode(data)
         except Exception:
-            print("refused")
+            print("refused", flush=True)  # os._exit below flushes nothing
         codec.decode(data, allow_pickle=True)
         """
     )
