@@ -17,6 +17,7 @@ import contextvars
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -91,10 +92,19 @@ class DaemonThreadPool(cf.ThreadPoolExecutor):
                     thread.join()
 
 
+#: The DaemonThreadPool of each loop ``new_loop`` made, shut down by ``shutdown_loop`` itself:
+#: asyncio's ``shutdown_default_executor`` starts a thread to do it, a cost every fresh loop
+#: (the context tier's, one per run) would pay even when its pool never ran anything.
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DaemonThreadPool] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     """A new event loop with a :class:`DaemonThreadPool` as its default executor."""
     loop = asyncio.new_event_loop()
-    loop.set_default_executor(DaemonThreadPool())
+    pool = _POOLS[loop] = DaemonThreadPool()
+    loop.set_default_executor(pool)
     return loop
 
 
@@ -126,7 +136,11 @@ async def _finalise(
         current = asyncio.current_task()
         await cancel_until_settled(lambda: [t for t in asyncio.all_tasks(loop) if t is not current])
         await loop.shutdown_asyncgens()
-        await loop.shutdown_default_executor()
+        pool = _POOLS.pop(loop, None)
+        if pool is None:
+            await loop.shutdown_default_executor()
+        else:
+            pool.shutdown(wait=True)  # joins idle threads only: quick, never blocks on work
 
 
 def shutdown_loop(
