@@ -37,6 +37,15 @@ THREAD_EXIT_BOUND_S = 10.0
 BACKEND = si.backend()
 needs_backend = pytest.mark.skipif(not BACKEND, reason=f"no subinterpreters: {BACKEND.reason}")
 
+#: LangGraph on Python 3.10 cannot reach a run's config from code it runs asynchronously
+#: (asyncio tasks take no context there): interrupt(), get_stream_writer() and get_config()
+#: raise "Called get_config outside of a runnable context" under ainvoke/astream - in plain
+#: LangGraph as through subiso, which runs streamed and checkpointed graphs asynchronously.
+needs_async_run_context = pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="LangGraph needs Python 3.11+ for interrupt()/get_stream_writer() in async runs",
+)
+
 
 def list_all_interpreters() -> list[Any]:
     return list(BACKEND.module.list_all())

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from subiso.auto import choose_tier, current_capabilities
-from tests.conftest import needs_backend
+from tests.conftest import needs_async_run_context, needs_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -550,6 +550,7 @@ def test_interrupted_run_json(results: dict[str, Outcome]) -> None:
     assert item["value"] == {"question": "approve?", "x": 7} and isinstance(item["id"], str)
 
 
+@needs_async_run_context
 def test_resume_continues_the_paused_thread(tmp_path: Path) -> None:
     (tmp_path / "cli_graphs.py").write_text(GRAPHS, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUBISO_")}
@@ -582,6 +583,7 @@ def test_stream_prints_one_line_per_event(results: dict[str, Outcome]) -> None:
     assert lines[1] == "status: done (1 events)"
 
 
+@needs_async_run_context
 def test_stream_json_lines_and_interrupt(results: dict[str, Outcome]) -> None:
     lines = [json.loads(line) for line in ok(results["run_stream_json"]).out.splitlines()]
     *events, end = lines

@@ -36,9 +36,9 @@ from pydantic import BaseModel
 import subiso
 from subiso import ConfigError, GraphConfig
 from tests import langgraph_patterns as lp
-from tests.conftest import assert_no_new_threads
+from tests.conftest import assert_no_new_threads, needs_async_run_context
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), needs_async_run_context]
 
 P = "tests.langgraph_patterns"
 TIERS = ("inline", "context", "thread", "subinterpreter", "process")
