@@ -359,22 +359,10 @@ def test_timeout_raises_run_timeout_and_the_executor_survives(ex: Any) -> None:
 
 
 # -- cancellation --------------------------------------------------------------------------------
-SUBINTERP_FULL_NOT_RUNNING = (
-    "subiso/executors/subinterpreter/executor.py, _submit_full(): the full-mode future "
-    "(outer = cf.Future()) is never set_running_or_notify_cancel() when the pool starts the "
-    "call, so it stays PENDING and cancel() succeeds on a run that executes: the run completes "
-    "inside its interpreter while its future reports cancelled"
-)
 SUBINTERP_FULL_CANCEL_BUG = (
-    SUBINTERP_FULL_NOT_RUNNING + "; Executor.acall therefore sees future.running() False and "
-    "never calls cancel_running(), and SubinterpreterExecutor.cancel_running() is a no-op for "
-    "full-mode runs anyway (they are not in _links; _hybrid.cancel_running ignores them): a "
-    "cancelled arun's coroutine runs on inside its interpreter"
-)
-SUBINTERP_CLOSE_CANCELS_RUNNING = (
-    SUBINTERP_FULL_NOT_RUNNING + "; _close_all(cancel_pending=True) tests inner.cancel() on "
-    "those PENDING futures, so it cancels runs that already execute (documented: only runs "
-    "that have not started)"
+    "SubinterpreterExecutor.cancel_running() cannot reach a full-mode call that already runs "
+    "inside an interpreter (the pool's host thread waits on it synchronously; only the call's "
+    "timeout ends it there), so a cancelled arun's coroutine runs on to its end"
 )
 
 
