@@ -827,3 +827,30 @@ def test_doctor_reports_exactly_the_offloaded_functions_the_graph_uses() -> None
     names, offloaded = _target_modules(module, module.graph)
     assert [f.__qualname__ for f in offloaded] == ["used"]
     assert not [n for n in names if n == "subiso" or n.startswith("subiso.")]
+
+
+@pytest.mark.parametrize("tier", ["inline", "thread", "process"])
+def test_ctrl_c_cancels_at_once_and_exits_130(tier: str, tmp_path: Path) -> None:
+    """SIGINT while a node sleeps for two minutes: the command exits 130 without waiting for
+    the node (the subprocess would time out if it waited)."""
+    import signal as _signal
+
+    marker = tmp_path / "started"
+    os.mkfifo(marker)  # the node's write meets the test's read: no polling, no sleeping
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "subiso", "run", "tests.workloads:sleepy", "-e", tier,
+         "--input", json.dumps(str(marker))],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with open(marker) as said:  # blocks until the node opened it; read() until it closed
+            assert said.read() == "started"
+        proc.send_signal(_signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Ctrl-C" in err

@@ -270,3 +270,13 @@ def exits(code: int) -> None:
 
 def interrupts_keyboard(_: object) -> None:
     raise KeyboardInterrupt
+
+
+def sleepy(marker: str) -> str:
+    """Says it started (creates ``marker``), then sleeps far past any test: for Ctrl-C tests."""
+    import time
+
+    with open(marker, "w") as f:
+        f.write("started")
+    time.sleep(120)
+    return "woke"

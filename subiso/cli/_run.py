@@ -232,7 +232,7 @@ def run(
     if cfg.input is None and not cfg.is_resume:
         hint = "pass --input JSON (or --resume to resume an interrupt)"
     try:
-        with executor:
+        try:
             if modes is not None:
                 cfg = with_thread_id(cfg, uuid.uuid4().hex) if new_thread else cfg
                 _stream(executor, cfg, modes, subgraphs, output_mode, as_json, config_or_target)
@@ -240,6 +240,14 @@ def run(
             started = time.perf_counter()
             results = _run_many(executor, cfg, repeat, concurrency, new_thread)
             wall = time.perf_counter() - started
+        except KeyboardInterrupt:
+            # Ctrl-C: give up at once - cancel what has not started, wait for nothing (a node
+            # still running is abandoned with its daemon worker) - and exit as shells expect.
+            executor.close(wait=False, cancel_pending=True)
+            click.echo("interrupted (Ctrl-C): runs cancelled", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        finally:
+            executor.close()
     except click.ClickException:
         raise
     except Exception as exc:
@@ -253,6 +261,10 @@ def run(
     _print_run(last, last_cfg, output_mode, as_json, config_or_target, heading, extra)
     if repeat > 1 and not as_json:
         click.echo(fmt.summary_table(extra["summary"]))
+
+
+#: The exit status of a command ended by Ctrl-C (SIGINT), as shells report it: 128 + 2.
+EXIT_INTERRUPTED = 130
 
 
 def _run_many(
