@@ -57,7 +57,17 @@ def interleaved(
             start = time.perf_counter()
             contenders[name]()
             times[name].append(time.perf_counter() - start)
+        progress(f"round {r + 1}/{rounds}: {', '.join(names)}")
     return times
+
+
+def progress(message: str) -> None:
+    """One line on stderr, rewritten in place, so a long benchmark shows it is alive."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\x1b[K{message[:120]}")
+    else:
+        sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def median(values: Sequence[float]) -> float:
