@@ -167,37 +167,12 @@ def bench_throughput(rounds: int, n: int, runs: int = 8) -> dict[str, list[float
 # -- 3 & 4. fresh processes: memory and time to first result ------------------------------------
 
 
-def tree_rss_kib(root: int) -> int:
-    """Resident memory of ``root`` and every descendant, in KiB, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            ppid = int(stat.rpartition(")")[2].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
 def child_main(tier: str, what: str, n: int) -> None:
     """In a fresh process: the host app has imported subiso and its graph; then measure."""
     import subiso  # noqa: F401
     import tests.hybrid_workloads  # noqa: F401  (the host app's own import, not measured)
     from subiso import GraphConfig
+    from subiso.bench.measure import tree_rss_kib
     from subiso.executors import tier_class
 
     cfg = GraphConfig(graph=GRAPH, input={"n": n})

@@ -7,7 +7,6 @@ interpreter boundaries. Imported by path ("tests.workloads:...") inside workers.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import operator
 import os
 import threading
@@ -15,55 +14,13 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-
-class Counter(TypedDict):
-    x: int
-
-
-def _add_one(state: Counter) -> Counter:
-    return {"x": state["x"] + 1}
-
-
-def _double(state: Counter) -> Counter:
-    return {"x": state["x"] * 2}
-
-
-def _minus_three(state: Counter) -> Counter:
-    return {"x": state["x"] - 3}
-
-
-async def _aadd_one(state: Counter) -> Counter:
-    await asyncio.sleep(0)
-    return {"x": state["x"] + 1}
-
-
-async def _adouble(state: Counter) -> Counter:
-    await asyncio.sleep(0)
-    return {"x": state["x"] * 2}
-
-
-async def _aminus_three(state: Counter) -> Counter:
-    await asyncio.sleep(0)
-    return {"x": state["x"] - 3}
-
-
-def _chain(*nodes: Any) -> StateGraph:
-    builder = StateGraph(Counter)
-    names = [f"n{i}" for i in range(len(nodes))]
-    for name, fn in zip(names, nodes, strict=True):
-        builder.add_node(name, fn)
-    builder.add_edge(START, names[0])
-    for a, b in itertools.pairwise(names):
-        builder.add_edge(a, b)
-    builder.add_edge(names[-1], END)
-    return builder
-
-
-# trivial 3-node graphs: (x + 1) * 2 - 3
-sync_builder = _chain(_add_one, _double, _minus_three)
-sync_graph = sync_builder.compile()
-async_builder = _chain(_aadd_one, _adouble, _aminus_three)
-async_graph = async_builder.compile()
+# The trivial 3-node graphs are subiso.bench's (one definition, benchmarked and tested alike).
+from subiso.bench.workloads import Counter, aadd_one, add_one
+from subiso.bench.workloads import async_builder as async_builder  # re-exported: run by path
+from subiso.bench.workloads import async_graph as async_graph
+from subiso.bench.workloads import chain as _chain
+from subiso.bench.workloads import sync_builder as sync_builder
+from subiso.bench.workloads import sync_graph as sync_graph
 
 
 def make_sync_graph() -> Any:
@@ -120,7 +77,7 @@ def _explode(state: Counter) -> Counter:
     raise WorkflowFailed(f"node exploded at x={state['x']}")
 
 
-failing_graph = _chain(_add_one, _explode).compile()
+failing_graph = _chain(add_one, _explode).compile()
 
 
 class Log(TypedDict):
@@ -260,7 +217,7 @@ async def _aexplode(state: Counter) -> Counter:
     raise WorkflowFailed(f"async node exploded at x={state['x']}")
 
 
-afailing_graph = _chain(_aadd_one, _aexplode).compile()
+afailing_graph = _chain(aadd_one, _aexplode).compile()
 
 
 def exits(code: int) -> None:

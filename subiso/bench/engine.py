@@ -258,11 +258,10 @@ class Bench:
             return self._workloads
         from subiso.bench import workloads as wl
 
-        trivial_mod = "tests.workloads" if self.root is not None else "subiso.bench.workloads"
+        trivial_mod = "subiso.bench.workloads"
         if self.root is None:
             self.notes.append(
-                "tests/ and examples/ not found (run from the repository root): the trivial "
-                "graphs are subiso.bench.workloads' copies and the demo is skipped"
+                "examples/ not found (run from the repository root): the demo is skipped"
             )
         if not self.node_n:
             from subiso.bench.cpu import calibrate

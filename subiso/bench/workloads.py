@@ -100,34 +100,35 @@ class Counter(TypedDict):
     x: int
 
 
-def _add_one(state: Counter) -> Counter:
+def add_one(state: Counter) -> Counter:
     return {"x": state["x"] + 1}
 
 
-def _double(state: Counter) -> Counter:
+def double(state: Counter) -> Counter:
     return {"x": state["x"] * 2}
 
 
-def _minus_three(state: Counter) -> Counter:
+def minus_three(state: Counter) -> Counter:
     return {"x": state["x"] - 3}
 
 
-async def _aadd_one(state: Counter) -> Counter:
+async def aadd_one(state: Counter) -> Counter:
     await asyncio.sleep(0)
     return {"x": state["x"] + 1}
 
 
-async def _adouble(state: Counter) -> Counter:
+async def adouble(state: Counter) -> Counter:
     await asyncio.sleep(0)
     return {"x": state["x"] * 2}
 
 
-async def _aminus_three(state: Counter) -> Counter:
+async def aminus_three(state: Counter) -> Counter:
     await asyncio.sleep(0)
     return {"x": state["x"] - 3}
 
 
-def _chain(*nodes: Any) -> Any:
+def chain(*nodes: Any) -> Any:
+    """A StateGraph of ``Counter`` nodes run one after another (compile it to run it)."""
     builder = StateGraph(Counter)
     names = [f"n{i}" for i in range(len(nodes))]
     for name, fn in zip(names, nodes, strict=True):
@@ -136,11 +137,14 @@ def _chain(*nodes: Any) -> Any:
     for a, b in itertools.pairwise(names):
         builder.add_edge(a, b)
     builder.add_edge(names[-1], END)
-    return builder.compile()
+    return builder
 
 
-sync_graph = _chain(_add_one, _double, _minus_three)
-async_graph = _chain(_aadd_one, _adouble, _aminus_three)
+#: The trivial 3-node graphs, sync and async: the tests run these too (tests.workloads).
+sync_builder = chain(add_one, double, minus_three)
+sync_graph = sync_builder.compile()
+async_builder = chain(aadd_one, adouble, aminus_three)
+async_graph = async_builder.compile()
 
 
 class StepsState(TypedDict, total=False):
