@@ -6,6 +6,11 @@ subinterpreter tier, named inside interpreters that cannot import msgspec.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subiso.config import GraphConfig
+
 
 class SubisoError(Exception):
     """Base class of every error subiso raises itself (workflow errors keep their own type)."""
@@ -28,9 +33,17 @@ class RunAborted(SubisoError):
 class WorkerCrashed(SubisoError, RuntimeError):
     """This run's worker died (exit code or signal in the message); the pool lives on.
 
+    ``culprit`` is the GraphConfig of the run that brought the worker down when subiso knows it
+    (this run's own config if it was the one; another run's if this one was only in flight
+    beside it and could not be retried safely), else None.
+
     Not a ``concurrent.futures.BrokenExecutor``: that means "the pool is dead", and code written
     for the stdlib would rebuild a pool that has already replaced the worker.
     """
+
+    def __init__(self, *args: object, culprit: GraphConfig | None = None) -> None:
+        super().__init__(*args)
+        self.culprit = culprit
 
 
 class SerializationError(SubisoError, TypeError):

@@ -6,6 +6,7 @@ worker that runs them. Imported by path ("tests.process_workloads:...") inside w
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import operator
 import os
@@ -156,3 +157,53 @@ def start_then_spin(started: str) -> None:
     end = time.monotonic() + RUNAWAY_LIMIT_S
     while time.monotonic() < end:
         pass
+
+
+def hold_then_exit(paths: list[str]) -> None:
+    """``hold``, then end the worker process (a crash the test times exactly)."""
+    hold(paths)
+    os._exit(3)
+
+
+# -- two async runs interleaving on one worker's loop, one of which crashes it ----------------
+class Meeting(TypedDict):
+    fifos: list[str]  # [started, waiting, release]: each node says it started, see ``hold``
+    crash: bool
+    steps: Annotated[list[str], operator.add]
+
+
+def _say_started(path: str) -> None:
+    with open(path, "w") as f:
+        f.write("started")
+
+
+def _wait_released(path: str) -> None:
+    with open(path) as f:
+        f.read()
+
+
+async def _arrive(state: Meeting) -> dict[str, Any]:
+    await asyncio.to_thread(_say_started, state["fifos"][0])
+    return {"steps": ["arrive"]}
+
+
+async def _wait(state: Meeting) -> dict[str, Any]:
+    await asyncio.to_thread(_say_started, state["fifos"][1])
+    await asyncio.to_thread(_wait_released, state["fifos"][2])
+    if state["crash"]:
+        os._exit(3)
+    return {"steps": ["wait"]}
+
+
+def _meeting() -> Any:
+    builder = StateGraph(Meeting)
+    builder.add_node("arrive", _arrive)
+    builder.add_node("wait", _wait)
+    builder.add_edge(START, "arrive")
+    builder.add_edge("arrive", "wait")
+    builder.add_edge("wait", END)
+    return builder.compile()
+
+
+#: Async nodes only: its runs become tasks on the worker's loop, so several are in flight at once.
+meeting_graph = _meeting()

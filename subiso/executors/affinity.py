@@ -27,16 +27,19 @@ class Affinity(Generic[W]):
     def __init__(self) -> None:
         self._last: OrderedDict[str, W] = OrderedDict()
 
-    def preferred(self, thread_id: str | None, load: Callable[[W], int | None]) -> W | None:
+    def preferred(
+        self, thread_id: str | None, load: Callable[[W], int | None], *, pinned: bool = False
+    ) -> W | None:
         """The thread's worker if ``load(worker)`` (None: gone or not serving) is below
-        ``BACKLOG``, else None."""
+        ``BACKLOG`` - at any load when the run is ``pinned`` (its checkpoints live only in that
+        worker) - else None."""
         if thread_id is None:
             return None
         worker = self._last.get(thread_id)
         if worker is None:
             return None
         in_flight = load(worker)
-        if in_flight is None or in_flight >= BACKLOG:
+        if in_flight is None or (in_flight >= BACKLOG and not pinned):
             return None
         self._last.move_to_end(thread_id)
         return worker

@@ -39,6 +39,7 @@ from subiso.events import EventChannel
 from subiso.executors.process import wire
 from subiso.executors.process.worker import worker_main
 from subiso.report import RunResult
+from subiso.runtime.call import Call
 
 
 class WorkerState(enum.Enum):
@@ -99,30 +100,40 @@ class PendingRun:
     """One submitted run, from submit until its future resolves."""
 
     __slots__ = (
+        "assignment",
+        "call",
         "direct",
         "encode_s",
         "events",
+        "exclusive",
         "frame",
         "future",
         "graph",
         "nested",
+        "retried",
         "rid",
+        "seq",
+        "stealing",
         "t_sent",
         "thread_id",
         "timed_out",
         "timeout",
+        "window",
         "worker",
     )
 
     def __init__(
         self,
         rid: int,
-        cfg: GraphConfig,
+        call: Call,
         frame: bytes,
         encode_s: float,
         events: EventChannel | None = None,
     ) -> None:
+        cfg = call.cfg
         self.rid = rid
+        self.call = call  # kept to send the run again (stolen, or retried after a crash)
+        self.window = 0 if events is None else events.maxsize
         self.events = events
         self.future: cf.Future[RunResult] = cf.Future()
         self.frame = frame
@@ -135,6 +146,32 @@ class PendingRun:
         self.direct = False  # its caller reads the reply itself (see ``execute``)
         self.nested = False  # ... and was already reading this worker (from a callback)
         self.worker: WorkerHandle | None = None
+        self.assignment = 0  # bumped each time it is given to a worker (its timers check it)
+        self.seq = 0  # its frame's place in its worker's run pipe (0: not sent yet)
+        self.stealing = False  # taken back from a backed-up worker, to go to an idle one
+        self.retried = False  # sent again once after a crash; never twice
+        self.exclusive = False  # runs alone on its worker (a crash suspect, retried)
+
+    @property
+    def cfg(self) -> GraphConfig:
+        return self.call.cfg
+
+    def pinned(self) -> bool:
+        """Its thread's checkpoints live only in its worker (the "memory" checkpointer): it
+        may not move to another worker, and is lost if that worker dies."""
+        return self.thread_id is not None and self.cfg.checkpointer == "memory"
+
+    def read_only(self) -> bool:
+        return self.call.op in ("get_state", "get_state_history")
+
+    def resumable(self) -> bool:
+        """A durable checkpointer and a thread: sent again, it continues from its last
+        checkpoint (``GraphConfig.recover``) instead of repeating completed steps."""
+        return (
+            self.thread_id is not None
+            and self.call.op == "invoke"
+            and self.cfg.checkpointer not in (None, "memory")
+        )
 
 
 class WorkerHandle:
@@ -157,10 +194,14 @@ class WorkerHandle:
         self.state = WorkerState.STARTING
         self.broken = False  # a send failed or it exited: its reader thread will bury it
         self.kill_reason: str | None = None
+        self.killed_for: PendingRun | None = None  # the overdue run it was killed for
         self.preload_error: str | None = None
         self.start_error: str | None = None
         self.in_flight: dict[int, PendingRun] = {}
         self.dispatched = 0
+        self.sent = 0  # frames written to the run pipe (under send_lock)
+        self.frames_read: Any = None  # shared counter, bumped by the worker per frame read
+        self.exclusive = False  # holds a run that must run alone (see PendingRun.exclusive)
         self.thread: threading.Thread | None = None
         self.receiver: int | None = None  # ident of the thread reading conn, if any
         self.direct = 0  # runs in flight whose callers read their own replies
@@ -179,6 +220,16 @@ class WorkerHandle:
     @property
     def serving(self) -> bool:
         return self.state is WorkerState.SERVING and not self.broken
+
+    def unread(self) -> int:
+        """Frames sent that the worker has not taken off its pipe yet."""
+        read = self.frames_read.value if self.frames_read is not None else 0
+        return self.sent - read
+
+    def started(self, pending: PendingRun) -> bool:
+        """Whether the worker took ``pending``'s frame (so the run may have run, in part)."""
+        read = self.frames_read.value if self.frames_read is not None else 0
+        return 0 < pending.seq <= read
 
     def needs_reader(self) -> bool:
         """Replies (or the worker's exit) are due that no caller is waiting to read itself."""
@@ -200,6 +251,7 @@ class WorkerHandle:
         parent, child = ctx.Pipe(duplex=True)
         control_r, control_w = ctx.Pipe(duplex=False)
         self.conn, self.control = parent, control_w
+        self.frames_read = ctx.RawValue("Q", 0)
         process = ctx.Process(
             target=worker_main,
             args=(
@@ -210,6 +262,7 @@ class WorkerHandle:
                 list(preload),
                 kill_grace,
                 worker_init,
+                self.frames_read,
             ),
             name=f"subiso-process-worker-{self.index}",
             daemon=False,  # not inherited from a daemonic host (see children_allowed)

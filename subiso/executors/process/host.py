@@ -14,14 +14,26 @@ its own reply when no other thread is reading, so a sync run crosses no host thr
 (see ``WorkerHandle``). One lazily started deadline thread (``subiso._futures.Deadlines``) owns the timers
 (timeouts, kill grace).
 
-Dispatch: the least-busy ready worker gets the run at once (async runs interleave on its loop,
-as in the thread tier); the pool grows in the background while every worker is busy; a run
-waits in the host queue only while no worker is ready yet.
+Dispatch is work-conserving: the least-busy ready worker gets the run at once (so its frame is
+already in the pipe when the worker turns to it; async runs interleave on its loop, as in the
+thread tier), the pool grows in the background while every worker is busy, and a worker that
+runs out of work takes back half of the runs still waiting unread in the pipe of the most
+backed-up worker (``_steal_locked``), so no worker idles while another has a backlog, whatever
+the run lengths or core speeds. Each worker counts the frames it has read in shared memory, which
+tells the host, without a message per run, which runs a worker has not started. A run whose
+thread keeps its checkpoints in the worker (``"memory"``) stays with that worker.
 
-Failure handling:
+Failure handling - a worker that dies is replaced, and its runs are triaged (``triage``):
 
-* a worker that dies fails only the runs it held, with ``WorkerCrashed`` naming the exit code or
-  signal; it is replaced and every submitted future resolves;
+* runs it had not started go to another worker, as if nothing happened;
+* the run that brought it down (the only one it was running, or the run it was killed for)
+  fails with ``WorkerCrashed`` naming the exit code or signal (``culprit``: its own config);
+* runs that were running beside it are sent again when that is safe: read-only calls; runs
+  with a durable checkpointer and a thread_id, which resume from their last checkpoint
+  (``GraphConfig.recover``); any run with ``retry_collateral=True``. When it is not known which
+  of several runs brought the worker down, each one sent again runs alone, so a second crash
+  names it. A run is sent again once at most; one that cannot be fails with ``WorkerCrashed``
+  whose ``culprit`` names the run that crashed the worker;
 * a run past its ``timeout`` (counted from dispatch) is cancelled on its worker loop; if no
   reply comes within ``kill_grace`` the worker is killed and replaced and the caller gets
   ``RunTimeout``. A run cancelled in time but whose sync node still spins in a thread taints its
@@ -77,6 +89,7 @@ from subiso.executors.process.handle import (
     start_context,
 )
 from subiso.executors.process.handle import WorkerState as S
+from subiso.executors.process.triage import movable, triage
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.validate import positive_int, seconds
@@ -93,8 +106,11 @@ class ProcessExecutor(Executor):
     ``"spawn"``; ``"fork"`` is refused), ``prestart`` (start every worker in the constructor and
     wait until they are ready), ``preload`` (modules ``"pkg.mod"`` to import, or targets
     ``"pkg.mod:attr"`` to resolve, in each worker before it takes runs),
-    ``max_tasks_per_worker`` (recycle a worker after that many runs) and ``kill_grace``
-    (seconds a worker gets to react to a cancellation or a stop before it is killed).
+    ``max_tasks_per_worker`` (recycle a worker after that many runs), ``kill_grace``
+    (seconds a worker gets to react to a cancellation or a stop before it is killed) and
+    ``retry_collateral`` (run again, from its input, a run that was in flight beside a run that
+    crashed its worker, even without a checkpointer to resume from: for runs that are safe to
+    repeat).
     """
 
     tier = "process"
@@ -117,6 +133,7 @@ class ProcessExecutor(Executor):
         preload: Sequence[str] = (),
         max_tasks_per_worker: int | None = None,
         kill_grace: float = 3.0,
+        retry_collateral: bool = False,
         **shared: Unpack[SharedOptions],
     ) -> None:
         super().__init__(**shared)
@@ -130,6 +147,11 @@ class ProcessExecutor(Executor):
         self.preload = [str(p) for p in preload]
         self.max_tasks_per_worker = max_tasks_per_worker
         self.kill_grace = float(kill_grace)
+        if not isinstance(retry_collateral, bool):
+            raise ConfigError(
+                f"{name}: retry_collateral must be true or false, got {retry_collateral!r}"
+            )
+        self.retry_collateral = retry_collateral
         self.start_method = start_method or default_start_method()
         self._ctx = start_context(self.start_method, name)
         self._lock = threading.Lock()
@@ -243,17 +265,16 @@ class ProcessExecutor(Executor):
         return pending.future.result()
 
     def _start(self, call: Call, *, direct: bool, events: EventChannel | None = None) -> PendingRun:
-        cfg = call.cfg
         rid = next(self._rids)
         start = time.perf_counter()
         window = 0 if events is None else events.maxsize
         try:
-            frame = codec.encode(wire.RunOut(rid, call, window), label="state", part=cfg.input)
+            frame = codec.encode(wire.RunOut(rid, call, window), label="state", part=call.cfg.input)
         except Exception as exc:
-            failed = PendingRun(rid, cfg, b"", 0.0)
+            failed = PendingRun(rid, call, b"", 0.0)
             settle(failed.future, exc=exc)
             return failed
-        pending = PendingRun(rid, cfg, frame, time.perf_counter() - start, events)
+        pending = PendingRun(rid, call, frame, time.perf_counter() - start, events)
         pending.direct = direct  # a wish until _assign_locked grants it
         with self._lock:
             if self._closing:
@@ -303,11 +324,17 @@ class ProcessExecutor(Executor):
 
     def _dispatch_locked(self, pending: PendingRun) -> list[Send]:
         """Give the run to its thread's worker (see ``affinity``), else the least-busy serving
-        worker, or queue it until one is ready."""
-        best = self._affinity.preferred(pending.thread_id, self._load_locked)
+        worker, or queue it until one is ready (an exclusive run: until one is idle)."""
+        best = None
+        if not pending.exclusive:
+            best = self._affinity.preferred(
+                pending.thread_id, self._load_locked, pinned=pending.pinned()
+            )
         if best is None:
             for w in self._workers:
-                if w.serving and (best is None or len(w.in_flight) < len(best.in_flight)):
+                if not w.serving or w.exclusive or (pending.exclusive and w.in_flight):
+                    continue
+                if best is None or len(w.in_flight) < len(best.in_flight):
                     best = w
             if best is not None:
                 self._affinity.remember(pending.thread_id, best)
@@ -320,15 +347,20 @@ class ProcessExecutor(Executor):
         return self._assign_locked(best, pending)
 
     def _load_locked(self, worker: WorkerHandle) -> int | None:
-        return len(worker.in_flight) if worker.serving and worker in self._workers else None
+        if worker.serving and not worker.exclusive and worker in self._workers:
+            return len(worker.in_flight)
+        return None
 
     def _assign_locked(self, worker: WorkerHandle, pending: PendingRun) -> list[Send]:
         pending.worker = worker
+        pending.assignment += 1
+        pending.seq = 0
         pending.t_sent = time.perf_counter()
         worker.in_flight[pending.rid] = pending
         worker.dispatched += 1
+        worker.exclusive = pending.exclusive
         if pending.timeout is not None:
-            self._schedule_locked(pending.timeout, "timeout", pending)
+            self._schedule_locked(pending.timeout, "timeout", (pending, pending.assignment))
         if self.max_tasks_per_worker and worker.dispatched >= self.max_tasks_per_worker:
             self._retire_locked(worker)
         if pending.direct:  # the caller asked to read its own reply
@@ -346,20 +378,45 @@ class ProcessExecutor(Executor):
         return [(worker, pending.frame, pending)]
 
     def _drain_queue_locked(self) -> list[Send]:
+        """Dispatch the queued runs that have a worker now, keeping the others' order."""
+        waiting, self._queue = self._queue, deque()
         sends: list[Send] = []
-        while self._queue:
-            pending = self._queue.popleft()
-            if pending.future.cancelled():
-                continue
-            sends += self._dispatch_locked(pending)
-            if self._queue and self._queue[-1] is pending:  # no serving worker left
-                break
+        for pending in waiting:
+            if not pending.future.done():
+                sends += self._dispatch_locked(pending)
         return sends
+
+    def _steal_locked(self, thief: WorkerHandle) -> list[Callable[[], None]]:
+        """``thief`` has nothing to do: take back half of the runs waiting unread in the pipe
+        of the most backed-up worker; each comes back ``Cancelled`` and is dispatched again
+        (to ``thief``, idle). A run the worker starts meanwhile just runs there."""
+        if self._closing or self._queue or thief.in_flight or not thief.serving or thief.exclusive:
+            return []
+        victim: WorkerHandle | None = None
+        loot: list[PendingRun] = []
+        for w in self._workers:
+            if w is thief or w.state is S.STOPPING or w.broken:
+                continue
+            read = w.frames_read.value if w.frames_read is not None else 0
+            runs = [p for p in w.in_flight.values() if p.seq > read and movable(p)]
+            if len(runs) > len(loot):
+                victim, loot = w, runs
+        if victim is None:
+            return []
+        loot.sort(key=lambda p: p.seq)
+        loot = loot[len(loot) // 2 :]  # the newest half (rounded up): the last to be read
+        for pending in loot:
+            pending.stealing = True
+        msg = wire.CancelQueued([p.rid for p in loot])
+        return [lambda: send_control(victim, msg)]
 
     def _send_all(self, sends: list[Send]) -> None:
         for worker, frame, pending in sends:
             try:
                 with worker.send_lock:
+                    worker.sent += 1
+                    if pending is not None and pending.worker is worker:
+                        pending.seq = worker.sent
                     worker.conn.send_bytes(frame)  # type: ignore[union-attr]
             except (OSError, ValueError):
                 if pending is not None:
@@ -412,7 +469,23 @@ class ProcessExecutor(Executor):
                     p.future is future for p in worker.in_flight.values()
                 ):
                     self._retire_locked(worker)
-                    return
+                    actions = self._reclaim_locked(worker)
+                    break
+            else:
+                return
+        for action in actions:
+            action()
+
+    def _reclaim_locked(self, worker: WorkerHandle) -> list[Callable[[], None]]:
+        """Take back every run waiting unread in a retired worker's pipe (they go elsewhere)."""
+        read = worker.frames_read.value if worker.frames_read is not None else 0
+        loot = [p for p in worker.in_flight.values() if p.seq > read and movable(p)]
+        for pending in loot:
+            pending.stealing = True
+        if not loot:
+            return []
+        msg = wire.CancelQueued([p.rid for p in loot])
+        return [lambda: send_control(worker, msg)]
 
     # -- replies ---------------------------------------------------------------------------------
     def _read_replies(self, worker: WorkerHandle) -> None:
@@ -471,8 +544,13 @@ class ProcessExecutor(Executor):
             pending = worker.in_flight.pop(msg.rid, None)
             if pending is not None and pending.direct:
                 worker.direct -= 1
+            if pending is not None and pending.exclusive:
+                worker.exclusive = pending.exclusive = False
             sends = self._after_run_locked(worker, msg)
+            steals = self._steal_locked(worker) if not sends else []
         self._send_all(sends)
+        for steal in steals:
+            steal()
         if pending is not None:
             self._complete(pending, msg, t_recv)
 
@@ -496,7 +574,10 @@ class ProcessExecutor(Executor):
     def _after_run_locked(self, worker: WorkerHandle, msg: Any) -> list[Send]:
         if isinstance(msg, wire.Failed) and msg.tainted and worker.state is S.SERVING:
             self._retire_locked(worker)
-        return self._maybe_stop_locked(worker)
+        sends = self._maybe_stop_locked(worker)
+        if self._queue and not worker.in_flight and worker.serving:
+            sends += self._drain_queue_locked()  # runs waiting for an idle worker
+        return sends
 
     def _complete(self, pending: PendingRun, msg: Any, t_recv: float) -> None:
         if isinstance(msg, wire.Done):
@@ -525,8 +606,26 @@ class ProcessExecutor(Executor):
             settle(pending.future, exc=error)
         elif pending.timed_out:  # Cancelled: it never started within its timeout
             settle(pending.future, exc=self._timeout_error(pending, killed=False))
+        elif pending.stealing and not pending.future.done():  # taken back: dispatch it again
+            self._send_again(pending)
         else:
             cancel_and_notify(pending.future)
+
+    def _send_again(self, pending: PendingRun, call: Call | None = None) -> None:
+        """Dispatch a run that left its worker unfinished (taken back, or its worker died)."""
+        if call is not None:
+            pending.call = call
+        pending.stealing = pending.direct = False
+        try:
+            pending.frame = codec.encode(wire.RunOut(pending.rid, pending.call, pending.window))
+        except Exception as exc:  # it encoded once; never leave its future unresolved
+            settle(pending.future, exc=exc)
+            return
+        with self._lock:
+            if pending.future.done():
+                return
+            sends = self._dispatch_locked(pending)
+        self._send_all(sends)
 
     def _timeout_error(self, pending: PendingRun, *, killed: bool) -> RunTimeout:
         pid = pending.worker.pid if pending.worker else None
@@ -560,6 +659,7 @@ class ProcessExecutor(Executor):
     def _on_exit(self, worker: WorkerHandle) -> None:
         worker.process.join()
         exitcode = worker.process.exitcode
+        read = worker.frames_read.value if worker.frames_read is not None else 0
         worker.close_pipes()
         with self._lock:
             self._workers.remove(worker)
@@ -571,19 +671,17 @@ class ProcessExecutor(Executor):
             elif self._queue and not any(w.state in (S.STARTING, S.SERVING) for w in self._workers):
                 self._spawn_locked()  # queued runs still need a worker
             self._changed.notify_all()
-        if held:
-            cause = worker.kill_reason or describe_exit(exitcode)
-            for pending in held:
-                if pending.timed_out and worker.kill_reason is not None:
-                    settle(pending.future, exc=self._timeout_error(pending, killed=True))
-                else:
-                    settle(
-                        pending.future,
-                        exc=WorkerCrashed(
-                            f"worker process {worker.pid} {cause} while running "
-                            f"{pending.graph!r}; the pool replaced it"
-                        ),
-                    )
+        if not held:
+            return
+        cause = worker.kill_reason or describe_exit(exitcode)
+        died = f"worker process {worker.pid} {cause}"
+        for pending, verdict in triage(held, read, worker.killed_for, self.retry_collateral):
+            if isinstance(verdict, Call):
+                self._send_again(pending, verdict)
+            elif verdict == "timeout":
+                settle(pending.future, exc=self._timeout_error(pending, killed=True))
+            else:
+                settle(pending.future, exc=verdict.crashed(died))
 
     # -- timers ----------------------------------------------------------------------------------
     def _schedule_locked(self, delay: float, kind: str, subject: Any) -> None:
@@ -597,20 +695,24 @@ class ProcessExecutor(Executor):
             action()
 
     def _fire_locked(self, kind: str, subject: Any) -> list[Callable[[], None]]:
-        if kind == "timeout":
-            pending: PendingRun = subject
+        if kind in ("timeout", "kill"):
+            pending, assignment = subject
             worker = pending.worker
-            if worker is None or pending.rid not in worker.in_flight or pending.timed_out:
+            if (
+                worker is None
+                or pending.assignment != assignment  # a timer of an earlier dispatch
+                or pending.rid not in worker.in_flight
+            ):
+                return []
+        if kind == "timeout":
+            if pending.timed_out:
                 return []
             pending.timed_out = True
-            self._schedule_locked(self.kill_grace, "kill", pending)
+            self._schedule_locked(self.kill_grace, "kill", subject)
             cancel = wire.Cancel(pending.rid)
             return [lambda: send_control(worker, cancel)]
         if kind == "kill":
-            pending = subject
-            worker = pending.worker
-            if worker is None or pending.rid not in worker.in_flight:
-                return []
+            worker.killed_for = pending
             worker.kill_reason = (
                 f"was killed by subiso: run {pending.graph!r} ignored cancellation for "
                 f"kill_grace={self.kill_grace:g}s after its timeout of {pending.timeout:g}s"

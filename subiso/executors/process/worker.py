@@ -299,11 +299,17 @@ class _Emitter:
 
 class PipeInbox:
     """The LoopWorker's inbox in a worker process: run frames read by the worker thread itself
-    (a blocking read while idle, ``loop.add_reader`` while looping)."""
+    (a blocking read while idle, ``loop.add_reader`` while looping).
 
-    def __init__(self, channel: Channel) -> None:
+    ``frames_read`` (shared memory the host reads) counts the frames taken off the pipe, bumped
+    before a frame is decoded: a run whose frame is beyond the count never started here, so if
+    this process dies the host can give it to another worker, or take it back while it waits
+    (see the host's ``_steal_locked``) - without a message per run."""
+
+    def __init__(self, channel: Channel, frames_read: Any) -> None:
         self.channel = channel
         self.conn = channel.conn
+        self._frames_read = frames_read
         self._poller = select.poll()
         self._poller.register(self.conn.fileno(), select.POLLIN)
         self._ended = False
@@ -320,6 +326,7 @@ class PipeInbox:
                 self._loop.remove_reader(self.conn.fileno())
                 self._loop = None
             return STOP
+        self._frames_read.value += 1
         return self.channel.job_from(frame)
 
     def get_nowait(self) -> Any:
@@ -362,7 +369,8 @@ def worker_main(
     cwd: str,
     preload: list[str],
     kill_grace: float,
-    worker_init: str | None = None,
+    worker_init: str | None,
+    frames_read: Any,
 ) -> None:
     """Entry point of a worker process (started with forkserver or spawn, never fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
@@ -373,7 +381,7 @@ def worker_main(
     preload_error = preload_modules(runtime, preload)
     pool = TrackingExecutor(thread_name_prefix="subiso-process-pool")
     channel = Channel(conn, control, pool)
-    worker = LoopWorker(runtime, name="subiso-process-loop", inbox=PipeInbox(channel))
+    worker = LoopWorker(runtime, name="subiso-process-loop", inbox=PipeInbox(channel, frames_read))
     worker.loop.set_default_executor(pool)
     channel.worker = worker
     finished = threading.Event()
