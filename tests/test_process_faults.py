@@ -128,8 +128,7 @@ def test_a_run_beside_the_culprit_fails_naming_it_when_it_cannot_be_retried(
     with ProcessExecutor(max_workers=1, prestart=True) as ex:
         culprit = ex.submit({"graph": f"{P}:hold_then_exit", "input": a.paths})
         a.wait_started()
-        # an async run interleaves on the worker's loop while the sync run holds a pool thread?
-        # no: the sync run holds the main thread, so this one waits unread and is sent on
+        # the sync culprit holds the worker's main thread: this one waits unread, then goes on
         beside = ex.submit({"graph": f"{P}:meeting_graph", "input": b.meeting(crash=False)})
         a.let_go()
         with pytest.raises(WorkerCrashed) as info:
@@ -176,7 +175,7 @@ def test_an_idle_worker_takes_back_runs_waiting_behind_a_long_one(tmp_path: Path
         short = [ex.submit({"graph": f"{W}:square", "input": i}) for i in range(8)]
         # about half were sent to the busy worker; without taking them back they would wait
         # for the long run, which the test releases only afterwards
-        done, not_done = cf.wait(short, timeout=60)
+        _, not_done = cf.wait(short, timeout=60)
         assert not not_done
         assert [f.result() for f in short] == [i * i for i in range(8)]
         assert not long.done()
