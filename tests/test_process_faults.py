@@ -121,7 +121,7 @@ def test_a_run_beside_the_culprit_resumes_from_its_checkpoint(tmp_path: Path) ->
         assert durable.result()["steps"] == ["arrive", "wait"]
 
 
-def test_a_run_beside_the_culprit_fails_naming_it_when_it_cannot_be_retried(
+def test_a_sync_culprit_is_named_and_the_run_waiting_behind_it_goes_on(
     tmp_path: Path,
 ) -> None:
     a, b = Hold(tmp_path, "a"), Hold(tmp_path, "b")
@@ -181,3 +181,22 @@ def test_an_idle_worker_takes_back_runs_waiting_behind_a_long_one(tmp_path: Path
         assert not long.done()
         hold.let_go()
         assert long.result() == "released"
+
+
+def test_a_run_beside_the_culprit_fails_naming_it_when_it_cannot_be_retried(
+    tmp_path: Path,
+) -> None:
+    b = Hold(tmp_path, "b")
+    hog = {"graph": f"{P}:spin_async_graph", "input": {"x": 0}, "timeout": 0.5}
+    with ProcessExecutor(max_workers=1, prestart=True, kill_grace=0.3) as ex:
+        beside = ex.submit({"graph": f"{P}:meeting_graph", "input": b.meeting(crash=False)})
+        b.wait_started()
+        b.wait_waiting()  # a task on the worker's loop, waiting in a pool thread
+        # a busy loop on that same loop: cancellation cannot reach it, so the worker is killed
+        with pytest.raises(RunTimeout):
+            ex.run(hog)
+        with pytest.raises(WorkerCrashed, match="the run that crashed it") as info:
+            beside.result()  # no checkpointer, no retry_collateral: not sent again
+        assert info.value.culprit is not None
+        assert info.value.culprit.graph == hog["graph"]
+        assert ex.run({"graph": f"{W}:square", "input": 3}) == 9
