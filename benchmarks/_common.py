@@ -17,20 +17,23 @@ from pathlib import Path
 from typing import Any
 
 ROOT = str(Path(__file__).resolve().parent.parent)
+SRC = os.path.join(ROOT, "src")  # subiso itself, for a checkout where it is not installed
 
 
 def ensure_repo_importable() -> None:
-    """Put the repository root on ``PYTHONPATH`` (re-executing once) and on ``sys.path``.
+    """Put the repository root and ``src`` on ``PYTHONPATH`` (re-executing once) and ``sys.path``.
 
     Interpreters and worker processes compute their ``sys.path`` when created from the
     environment, so the targets under ``tests/`` and ``examples/`` must be importable there too.
     """
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if ROOT not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, paths)])
+    if ROOT not in paths or SRC not in paths:
+        wanted = [p for p in (ROOT, SRC) if p not in paths]
+        os.environ["PYTHONPATH"] = os.pathsep.join([*wanted, *filter(None, paths)])
         os.execv(sys.executable, [sys.executable, *sys.argv])
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
+    for entry in (SRC, ROOT):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
 
 
 def raw_interpreter_pool(workers: int) -> Any:

@@ -1,4 +1,4 @@
-"""Thin wrapper over the ``subiso bench`` engine (``subiso/bench/``), for ``benchmarks/`` users:
+"""Thin wrapper over the ``subiso bench`` engine (``src/subiso/bench/``), for ``benchmarks/`` users:
 
     python benchmarks/bench.py [--quick] [--out DIR] [--sections trivial,cpu,...]
 

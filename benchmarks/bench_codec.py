@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import interleaved, python_tag, table
@@ -30,7 +31,7 @@ BASE_COMMIT = "8e53af0"
 
 
 def old_codec() -> Any:
-    """subiso/codec.py as of BASE_COMMIT, loaded as a module of its own."""
+    """subiso/codec.py as of BASE_COMMIT (before the src/ layout), loaded as a module of its own."""
     root = Path(__file__).resolve().parent.parent
     source = subprocess.run(
         ["git", "show", f"{BASE_COMMIT}:subiso/codec.py"],

@@ -361,3 +361,59 @@ def test_main_module_targets_run_alike_on_every_tier(tier: str, tmp_path: Path) 
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[2, 2, 11]"
+
+
+SITE_WARNING = "Unexpected value in sys."
+RELATIVE_PATH_SCRIPT = """
+import subiso
+
+if __name__ == "__main__":
+    with subiso.SubinterpreterExecutor(max_workers=2, fallback=[]) as ex:
+        result = ex.execute({"graph": "tests.isolation_targets.workflows:burn", "input": 7})
+        print(result.output, result.report.mode)
+"""
+
+
+@needs_backend
+@pytest.mark.parametrize("launch", ["venv-relative", "dot-dot"])
+def test_python_started_by_a_relative_path_prints_no_sys_prefix_warning(
+    launch: str, tmp_path: Path
+) -> None:
+    """The venv's python started as ``bin/python`` (from the venv) or ``../venv/bin/python``:
+    the pool's interpreters print no ``RuntimeWarning: Unexpected value in sys.prefix``.
+
+    CPython 3.14 itself prints that pair at start-up for a path with ``..`` in it, and every
+    subinterpreter repeats it: python/cpython#156495 (``site`` compares the unnormalized
+    ``sys.prefix`` from getpath with a normalized one). Subinterpreters take both values from
+    the process's start-up configuration, which Python code cannot change (``sys.prefix =``
+    and ``PyConfig_Set`` do not reach new interpreters), so subiso cannot fix them: where the
+    bare interpreter warns too, this is an expected failure naming that bug.
+    """
+    exe = Path(sys.executable)
+    cwd = exe.parent.parent if launch == "venv-relative" else tmp_path.resolve()
+    try:
+        command = os.path.relpath(exe, cwd)
+    except ValueError:  # another drive (Windows)
+        pytest.skip("no relative path from here to the interpreter")
+    assert not os.path.isabs(command) and (launch == "venv-relative") != command.startswith("..")
+    script = tmp_path / "relative_path_run.py"
+    script.write_text(RELATIVE_PATH_SCRIPT, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src")])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    bare = run("-c", "pass")
+    assert bare.returncode == 0, bare.stderr
+    if SITE_WARNING in bare.stderr:
+        pytest.xfail(
+            f"this CPython warns at start-up for {command} (python/cpython#156495); its "
+            "subinterpreters repeat it from the start-up configuration"
+        )
+    proc = run(str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["14", "full"], proc.stdout + proc.stderr
+    assert SITE_WARNING not in proc.stderr, proc.stderr

@@ -62,7 +62,7 @@ def test_public_api_types(tmp_path: Path) -> None:
             str(snippet),
         ],
         cwd=ROOT,
-        env={**os.environ, "MYPYPATH": str(ROOT)},
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,
         timeout=120,

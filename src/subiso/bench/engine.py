@@ -155,10 +155,10 @@ def _free_threaded() -> bool:
 
 def find_root() -> Path | None:
     """The checkout holding ``tests/workloads.py`` and ``examples/``: the working directory or
-    the one above the ``subiso`` package."""
+    the one above the ``src/subiso`` package."""
     import subiso
 
-    for cand in (Path.cwd(), Path(subiso.__file__).resolve().parent.parent):
+    for cand in (Path.cwd(), Path(subiso.__file__).resolve().parents[2]):
         if (cand / "tests" / "workloads.py").is_file() and (cand / "examples").is_dir():
             return cand
     return None
