@@ -18,6 +18,7 @@ import pytest
 
 import subiso
 from subiso import ConfigError, GraphConfig, RunReport, RunResult, RunTimeout
+from subiso.executors.thread import ThreadExecutor
 from tests import workloads
 from tests.workloads import WorkflowFailed, expected
 
@@ -497,3 +498,27 @@ def test_thread_close_joins_its_workers(make_executor: Any) -> None:
     assert len(workers) == 2 and all(t.is_alive() for t in workers)
     executor.close()
     assert not any(t.is_alive() for t in workers)
+
+
+def test_an_idle_thread_worker_takes_over_runs_waiting_behind_a_long_one() -> None:
+    """Work-conserving dispatch: sync runs queued in a busy worker's inbox move to a worker
+    that runs out of work, instead of waiting for the long run."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def long(_: object) -> str:
+        started.set()
+        release.wait()
+        return "released"
+
+    with ThreadExecutor(max_workers=2) as ex:
+        held = ex.submit({"graph": long})
+        started.wait()
+        short = [ex.submit({"graph": workloads.square, "input": i}) for i in range(8)]
+        # about half went to the busy worker's inbox; the test lets the long run go only after
+        _, not_done = cf.wait(short, timeout=60)
+        assert not not_done
+        assert [f.result() for f in short] == [i * i for i in range(8)]
+        assert not held.done()
+        release.set()
+        assert held.result() == "released"

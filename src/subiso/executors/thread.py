@@ -2,7 +2,9 @@
 
 Each worker keeps its loop (and the checkpointers opened on it) for its lifetime, so
 loop-bound resources never meet a foreign loop. Async runs interleave on a worker's loop; a run
-goes to the least-busy worker, starting a new one while fewer than ``max_workers`` exist. On a
+goes to the least-busy worker, starting a new one while fewer than ``max_workers`` exist, and a
+worker that runs out of work takes over half the runs still waiting in the most backed-up
+worker's inbox (work-conserving: no worker idles while another has a backlog). On a
 free-threaded build with the GIL disabled the workers run Python in parallel.
 """
 
@@ -124,6 +126,27 @@ class ThreadExecutor(Executor):
         with self._dispatch_lock:
             worker.in_flight -= 1
             self._jobs.pop(job.outcome, None)  # type: ignore[call-overload]
+            stolen = self._steal_locked(worker) if worker.in_flight == 0 else []
+        for job in stolen:
+            worker.post(job)
+
+    def _steal_locked(self, thief: LoopWorker) -> list[Job]:
+        """``thief`` is about to idle: take half (rounded up) of the jobs waiting in the inbox
+        of the most backed-up worker - sync runs queued behind a long one there - so no worker
+        idles while another has a backlog. Async runs never wait in an inbox (they become tasks
+        on arrival), and a job its worker takes first simply stays there."""
+        if self._closed or thief not in self._workers:
+            return []
+        victim = max(self._workers, key=lambda w: w.inbox.qsize(), default=None)
+        waiting = 0 if victim is None or victim is thief else victim.inbox.qsize()
+        if victim is None or not waiting:
+            return []
+        stolen = victim.inbox_drain(limit=(waiting + 1) // 2)
+        for job in stolen:
+            victim.in_flight -= 1
+            thief.in_flight += 1
+            self._jobs[job.outcome] = (thief, job)  # type: ignore[index]
+        return stolen
 
     def cancel_running(self, future: cf.Future[RunResult]) -> None:
         entry = self._jobs.get(future)

@@ -88,6 +88,9 @@ class Inbox(Protocol):
 
     def empty(self) -> bool: ...
 
+    def qsize(self) -> int:
+        """How many items wait (approximate while other threads put and get)."""
+
     def attach(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
         """Looping from now on: make ``loop`` call ``drain`` whenever items may be ready."""
 
@@ -120,6 +123,9 @@ class QueueInbox:
 
     def empty(self) -> bool:
         return self._queue.empty()
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
 
     def attach(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
         context = contextvars.copy_context()  # the worker's own, never a poster's
@@ -180,17 +186,21 @@ class LoopWorker:
         except RuntimeError:  # loop already closed: the job has finished
             pass
 
-    def inbox_drain(self) -> list[Job]:
-        """Take back the jobs still waiting in this worker's inbox (it is being given up);
-        a QueueInbox only."""
+    def inbox_drain(self, limit: int | None = None) -> list[Job]:
+        """Take back (up to ``limit`` of) the jobs still waiting in this worker's inbox (it is
+        being given up, or another worker has nothing to do); a QueueInbox only."""
         jobs: list[Job] = []
-        while True:
+        while limit is None or len(jobs) < limit:
             try:
                 item = self.inbox.get_nowait()
             except queue.Empty:
-                return jobs
+                break
             if isinstance(item, Job):
-                jobs.append(item)  # a STOP is dropped: the caller stops the worker anyway
+                jobs.append(item)
+            else:  # a STOP (or None): it stays, last
+                self.inbox.put(item)  # type: ignore[attr-defined]
+                break
+        return jobs
 
     def stop(self) -> None:
         """Ask the worker to finish its jobs, close its resources and exit; see ``join``."""

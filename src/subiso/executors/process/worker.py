@@ -337,6 +337,9 @@ class PipeInbox:
     def empty(self) -> bool:
         return self._ended or not self._poller.poll(0)
 
+    def qsize(self) -> int:
+        return 0 if self.empty() else 1  # frames in the pipe are not counted here
+
     def attach(self, loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
         if not self._ended:
             self._loop = loop
