@@ -94,3 +94,15 @@ def test_past_one_machine_block_runs() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "100/100 reviews" in run.stdout, run.stdout
     assert "runs per worker pid" in run.stdout
+
+
+def test_readme_figures_are_the_committed_results() -> None:
+    """The tier table's and the targets' figures are generated from benchmarks/results: a figure
+    typed by hand, or results committed without ``subiso bench --readme``, fails here."""
+    from subiso.bench.readme import blocks, load, names_in, render
+
+    readme = (ROOT / "README.md").read_text()
+    assert set(names_in(readme)) == {"tiers", "targets"}
+    generated = blocks(load(ROOT / "benchmarks" / "results"))
+    assert generated, "no full results in benchmarks/results"
+    assert render(readme, generated) == readme, "run `subiso bench --readme`"

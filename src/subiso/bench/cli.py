@@ -45,6 +45,13 @@ SECTIONS = ("trivial", "cpu", "io", "messages", "demo", "scaling", "fresh")
     help="CPU-bound node duration (default 40 ms, quick 5 ms).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress display on stderr.")
+@click.option(
+    "--readme",
+    "readme_only",
+    is_flag=True,
+    help="Run nothing: rewrite the README's measured figures from benchmarks/results/*/results.json "
+    "(a full run into the default directory does this itself).",
+)
 def bench(
     quick: bool,
     out_dir: str | None,
@@ -52,6 +59,7 @@ def bench(
     rounds: int | None,
     node_ms: float | None,
     no_progress: bool,
+    readme_only: bool,
 ) -> None:
     """Benchmark the tiers next to the peers a user would pick instead.
 
@@ -62,8 +70,17 @@ def bench(
     first result and memory. Run it from the repository root (tests/ and examples/ hold two of
     the workloads). Writes results.json, results.md and PNG plots (with matplotlib).
     """
-    from subiso.bench.engine import Bench, Options, python_tag
+    from subiso.bench.engine import Bench, Options, find_root, python_tag
+    from subiso.bench.readme import update
     from subiso.bench.report import target_table, write
+
+    if readme_only:
+        root = find_root()
+        if root is None:
+            raise click.UsageError("--readme: run it in the repository (README.md not found)")
+        changed = update(root / "README.md", root / "benchmarks" / "results")
+        click.echo(f"README.md {'updated' if changed else 'already up to date'}")
+        return
 
     chosen = tuple(s.strip() for s in sections.split(",") if s.strip())
     unknown = [s for s in chosen if s not in SECTIONS]
@@ -91,4 +108,11 @@ def bench(
         click.echo(f"note: {note}")
     for path in written:
         click.echo(f"wrote {path}", err=True)
+    full = out_dir is None and not quick and len(chosen) == len(SECTIONS)
+    if (
+        full
+        and engine.root
+        and update(engine.root / "README.md", engine.root / "benchmarks" / "results")
+    ):
+        click.echo(f"updated {engine.root / 'README.md'}", err=True)
     sys.stdout.flush()

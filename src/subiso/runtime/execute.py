@@ -3,9 +3,8 @@ dispatch, time it, report it.
 
 Dispatch is chosen per graph, not one-size-fits-all: a graph whose nodes are all sync and whose
 checkpointer is usable from sync code runs with ``graph.invoke`` on a thread with no running
-loop (LangGraph's ``ainvoke`` pushes every sync node through a thread pool: ``bench_tiers.py``'s
-"sync 3-node arun" rows, where the thread tier uses ``invoke`` and inline uses ``ainvoke``, put the
-thread tier at 0.65-0.72x inline); everything else - every run with a timeout (only a coroutine
+loop (LangGraph's ``ainvoke`` pushes every sync node through a thread pool, a thread hop per
+node: ``bench_tiers.py``'s "sync 3-node arun" rows show the difference); everything else - every run with a timeout (only a coroutine
 can be cancelled), every run whose events are streamed, every state operation - runs on the
 worker's own loop.
 
