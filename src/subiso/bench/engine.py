@@ -330,6 +330,18 @@ class Bench:
                         ),
                     )
                 )
+            if c == 1:
+                from subiso.bench.peers import PipeWorker
+
+                bare = PipeWorker(forkserver(), w.target, value)
+                self._closers.append(bare.shutdown)
+                out.append(
+                    Contender(
+                        "bare worker process: pipe + graph.invoke",
+                        FLOOR,
+                        measure.sequential(bare.call, runs),
+                    )
+                )
             tpe = self.pool("thread", workers)
             name = f"ThreadPoolExecutor({workers}).submit(graph.invoke)"
             if c == 1:

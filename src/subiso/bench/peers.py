@@ -35,3 +35,35 @@ def invoke(target: str, value: Any, is_async: bool) -> Any:
     if is_async:
         return asyncio.run(graph.ainvoke(value))
     return graph.invoke(value)
+
+
+def pipe_worker(conn: Any, path: list[str], target: str, value: Any) -> None:
+    """The physical floor of running a graph in another process: read a byte from a pipe, call
+    ``graph.invoke(value)``, write a byte back. Nothing is encoded, nothing decoded, nothing
+    reported; what a process tier cannot go below on this machine."""
+    init_worker(path, [target])
+    graph = _graph(target)
+    while conn.recv_bytes():
+        graph.invoke(value)
+        conn.send_bytes(b"k")
+
+
+class PipeWorker:
+    """Host side of :func:`pipe_worker`: ``call()`` is one round trip with the graph run."""
+
+    def __init__(self, ctx: Any, target: str, value: Any) -> None:
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=pipe_worker, args=(child, list(sys.path), target, value), daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    def call(self) -> None:
+        self._conn.send_bytes(b"x")
+        self._conn.recv_bytes()
+
+    def shutdown(self) -> None:
+        self._conn.send_bytes(b"")
+        self._process.join(10)
+        self._conn.close()
