@@ -63,9 +63,12 @@ def import_attr(path: str) -> Any:
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
-        except AttributeError:
+        except AttributeError as exc:
+            # a process worker's __main__ says why the caller's script is not there
+            why = getattr(exc, "why", None)
             raise ConfigError(
                 f"GraphConfig.graph: module {module_name!r} has no attribute {attr_path!r}"
+                + (f": {why}" if why else "")
             ) from None
     return obj
 
