@@ -654,21 +654,52 @@ def test_eta_from_completed_runs_and_concurrency() -> None:
     assert eta_seconds([1.0] * 6, [], 0, 3) == 0.0
 
 
-def test_progress_line_shows_eta_from_the_first_completed_run() -> None:
+def test_progress_eta_leaves_the_start_up_out() -> None:
+    """The first run carries the tier's start-up (0.45 s, then 0.05 s per run, as the thread
+    tier on the demo): no ETA until a run submitted after it has finished, and that one is
+    right, not 29 x 0.45 s."""
     import io
 
     from subiso.cli._format import Progress
 
     now = [0.0]
     out = io.StringIO()
-    progress = Progress(6, 3, out, live=True, clock=lambda: now[0])
-    for i in range(3):
+    progress = Progress(30, 1, out, live=True, clock=lambda: now[0])
+    progress.start(0)
+    now[0] = 0.45
+    progress.finish(0)
+    progress.start(1)
+    assert "eta" not in progress.line()  # one run, start-up and all: no guess
+    now[0] = 0.5
+    progress.finish(1)
+    progress.start(2)
+    assert progress.line().endswith("2/30 done, 500 ms elapsed, eta 1.40 s"), progress.line()
+    progress.close()
+
+
+def test_progress_eta_at_concurrency_counts_only_steady_runs() -> None:
+    import io
+
+    from subiso.cli._format import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(9, 3, out, live=True, clock=lambda: now[0])
+    for i in range(3):  # the first batch: each run waits for its worker to start
         progress.start(i)
-    assert "eta" not in progress.line()
-    now[0] = 1.0
+    now[0] = 2.0
     progress.finish(0)
     progress.start(3)
-    assert progress.line().endswith("1/6 done, 1.00 s elapsed, eta 1.00 s"), progress.line()
+    now[0] = 2.1
+    progress.finish(1)
+    progress.start(4)
+    assert "eta" not in progress.line()  # runs 0-1 carried the start-up; 3-4 are not done
+    now[0] = 3.0
+    progress.finish(3)  # a steady run: 1 s
+    progress.start(5)
+    # 6 runs left, 3 at a time at 1 s each, less what runs 4 (0.9 s) and 5 (0 s) already did;
+    # run 2 (start-up) counts for nothing
+    assert progress.line().endswith("3/9 done, 3.00 s elapsed, eta 1.70 s"), progress.line()
     progress.close()
 
 
