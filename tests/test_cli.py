@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from subiso.auto import choose_tier, current_capabilities
@@ -432,6 +433,38 @@ def test_run_prints_output_and_report(results: dict[str, Outcome]) -> None:
     assert fields["tier"] == "thread" and fields["mode"] == "full"
     assert fields["status"] == "done" and int(fields["pid"]) > 0
     assert re.fullmatch(r"\d+(\.\d+)? (ms|s)", fields["duration"]), fields["duration"]
+
+
+def test_report_summary_prints_offloaded_in_human_units() -> None:
+    from subiso.cli._format import report_lines
+    from subiso.report import Offloaded, RunReport
+
+    offloaded = Offloaded(
+        calls=1, interpreter_ids=(4,), interp_s=0.055772801000102845, transfer_s=0.000224
+    )
+    report = RunReport(
+        tier="subinterpreter", mode="hybrid", pid=1, thread_id=2, offloaded=offloaded
+    )
+    fields = dict(line.split(None, 1) for line in report_lines(report))
+    assert fields["offloaded"] == "1 call in interpreter 4: 55.8 ms inside, 0.22 ms transfer"
+    two = Offloaded(calls=3, interpreter_ids=(4, 5), interp_s=1.5, transfer_s=0.0042)
+    line = report_lines(msgspec.structs.replace(report, offloaded=two))[-1]
+    assert line.split(None, 1)[1] == "3 calls in interpreters 4, 5: 1.50 s inside, 4.20 ms transfer"
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["summary", "full"])
+def test_report_summary_prints_a_fallback_reason_once(everything: bool) -> None:
+    from subiso.cli._format import report_lines
+    from subiso.report import RunReport
+
+    why = "Python 3.11 has no own-GIL subinterpreter API (needs 3.13+); ran on the process tier"
+    report = RunReport(
+        tier="process", mode="fallback", reason=why, fallback_reason=why, pid=1, thread_id=2
+    )
+    text = "\n".join(report_lines(report, everything=everything))
+    assert text.count(why) == 1, text
+    other = msgspec.structs.replace(report, reason="something else")
+    assert why in "\n".join(report_lines(other, everything=everything))  # when they differ
 
 
 def test_run_json_input_file_and_executor_flag(results: dict[str, Outcome]) -> None:

@@ -102,14 +102,36 @@ def interrupt_lines(interrupts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def offloaded_text(offloaded: Any) -> str:
+    """``2 calls in interpreters 3, 4: 55.8 ms inside, 0.22 ms transfer`` (RunReport.offloaded)."""
+    ids = ", ".join(str(i) for i in offloaded.interpreter_ids)
+    calls = f"{offloaded.calls} call{'s' if offloaded.calls != 1 else ''}"
+    where = f"interpreter{'s' if len(offloaded.interpreter_ids) != 1 else ''} {ids}"
+    return (
+        f"{calls} in {where}: {human_seconds(offloaded.interp_s)} inside, "
+        f"{human_seconds(offloaded.transfer_s)} transfer"
+    )
+
+
 def report_lines(report: Any, *, everything: bool = False) -> list[str]:
-    """The RunReport as an aligned two-column table; None and zero transfer times are left
-    out unless ``everything``."""
+    """The RunReport as an aligned two-column table in human units; None and zero transfer
+    times are left out unless ``everything``, and a ``fallback_reason`` that repeats
+    ``reason`` (as a fallback run's does) is printed once."""
     rows: list[tuple[str, str]] = []
-    for name, value in msgspec.structs.asdict(report).items():
+    fields = msgspec.structs.asdict(report)
+    for name, value in fields.items():
         if not everything and (value is None or (name in _TRANSFER and not value)):
             continue
-        shown = human_seconds(value) if name.endswith("_s") and value is not None else value
+        if name == "fallback_reason" and value is not None and value == fields.get("reason"):
+            if not everything:
+                continue
+            value = "(the reason above)"
+        if name == "offloaded" and value is not None:
+            shown: Any = offloaded_text(value)
+        elif name.endswith("_s") and value is not None:
+            shown = human_seconds(value)
+        else:
+            shown = value
         rows.append((_LABELS.get(name, name), str(shown)))
     width = max(len(label) for label, _ in rows)
     return [f"  {label:<{width}}  {value}" for label, value in rows]
