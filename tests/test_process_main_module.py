@@ -75,7 +75,7 @@ def test_a_script_without_the_main_guard_is_told_to_add_it_for_main_targets(
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        "subiso.errors.ConfigError: GraphConfig.graph: module '__main__' has no"
+        "subiso.errors.ConfigError: GraphConfig.graph: cannot resolve '__main__:wf': worker "
     ), last
     assert (
         GUARD in last and "script.py" in last and "starts worker processes at import time" in last

@@ -64,11 +64,11 @@ def import_attr(path: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
-            # a process worker's __main__ says why the caller's script is not there
-            why = getattr(exc, "why", None)
+            why = getattr(exc, "why", None)  # a process worker's __main__: why it is not there
+            if why:
+                raise ConfigError(f"GraphConfig.graph: cannot resolve {path!r}: {why}") from None
             raise ConfigError(
                 f"GraphConfig.graph: module {module_name!r} has no attribute {attr_path!r}"
-                + (f": {why}" if why else "")
             ) from None
     return obj
 
