@@ -46,28 +46,42 @@ def raw_interpreter_pool(workers: int) -> Any:
 
 
 def interleaved(
-    contenders: dict[str, Callable[[], None]], rounds: int, *, warmup: int = 1
+    contenders: dict[str, Callable[[], None]], rounds: int, *, warmup: int = 1, label: str = ""
 ) -> dict[str, list[float]]:
-    """Time each contender once per round, rotating the order; returns seconds per round."""
+    """Time each contender once per round, rotating the order; returns seconds per round.
+
+    Progress on stderr starts with ``label`` (what is measured: workload, call style, how far
+    through the script): on a terminal a line naming the contender being timed, rewritten in
+    place; elsewhere one line per round."""
+    live = sys.stderr.isatty()
+    prefix = f"{label}: " if label else ""
     names = list(contenders)
-    for _ in range(warmup):
+    for w in range(warmup):
+        if not live:
+            progress(f"{prefix}warm-up {w + 1}/{warmup}: {', '.join(names)}")
         for name in names:
+            if live:
+                progress(f"{prefix}warm-up {w + 1}/{warmup}: {name}")
             contenders[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
+            if live:
+                progress(f"{prefix}round {r + 1}/{rounds}: {name}")
             start = time.perf_counter()
             contenders[name]()
             times[name].append(time.perf_counter() - start)
-        progress(f"round {r + 1}/{rounds}: {', '.join(names)}")
+        if not live:
+            progress(f"{prefix}round {r + 1}/{rounds}: {', '.join(order)}")
     return times
 
 
 def progress(message: str) -> None:
-    """One line on stderr, rewritten in place, so a long benchmark shows it is alive."""
+    """One line on stderr, rewritten in place on a terminal, so a long benchmark shows it is
+    alive and where it is."""
     if sys.stderr.isatty():
-        sys.stderr.write(f"\r\x1b[K{message[:120]}")
+        sys.stderr.write(f"\r\x1b[K{message[:160]}")
     else:
         sys.stderr.write(message + "\n")
     sys.stderr.flush()

@@ -42,6 +42,13 @@ def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| target |" in proc.stdout
+    # progress (not a terminal: a line per step) says which section of how many, and what
+    for step in (
+        "] 1/7 trivial: trivial-sync, concurrency 1:",
+        "] 3/7 io: io, concurrency 32:",
+        "] 7/7 fresh: round 1/1, first result of process",
+    ):
+        assert step in proc.stderr, proc.stderr[-3000:]
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["schema"] == "subiso-bench/1"
     assert res["quick"] is True

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from subiso.auto import choose_tier, current_capabilities
@@ -434,6 +435,38 @@ def test_run_prints_output_and_report(results: dict[str, Outcome]) -> None:
     assert re.fullmatch(r"\d+(\.\d+)? (ms|s)", fields["duration"]), fields["duration"]
 
 
+def test_report_summary_prints_offloaded_in_human_units() -> None:
+    from subiso.cli._format import report_lines
+    from subiso.report import Offloaded, RunReport
+
+    offloaded = Offloaded(
+        calls=1, interpreter_ids=(4,), interp_s=0.055772801000102845, transfer_s=0.000224
+    )
+    report = RunReport(
+        tier="subinterpreter", mode="hybrid", pid=1, thread_id=2, offloaded=offloaded
+    )
+    fields = dict(line.split(None, 1) for line in report_lines(report))
+    assert fields["offloaded"] == "1 call in interpreter 4: 55.8 ms inside, 0.22 ms transfer"
+    two = Offloaded(calls=3, interpreter_ids=(4, 5), interp_s=1.5, transfer_s=0.0042)
+    line = report_lines(msgspec.structs.replace(report, offloaded=two))[-1]
+    assert line.split(None, 1)[1] == "3 calls in interpreters 4, 5: 1.50 s inside, 4.20 ms transfer"
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["summary", "full"])
+def test_report_summary_prints_a_fallback_reason_once(everything: bool) -> None:
+    from subiso.cli._format import report_lines
+    from subiso.report import RunReport
+
+    why = "Python 3.11 has no own-GIL subinterpreter API (needs 3.13+); ran on the process tier"
+    report = RunReport(
+        tier="process", mode="fallback", reason=why, fallback_reason=why, pid=1, thread_id=2
+    )
+    text = "\n".join(report_lines(report, everything=everything))
+    assert text.count(why) == 1, text
+    other = msgspec.structs.replace(report, reason="something else")
+    assert why in "\n".join(report_lines(other, everything=everything))  # when they differ
+
+
 def test_run_json_input_file_and_executor_flag(results: dict[str, Outcome]) -> None:
     doc = ok(results["run_graph_json_inline"]).json()
     assert doc["output"] == {"x": 11}
@@ -654,21 +687,52 @@ def test_eta_from_completed_runs_and_concurrency() -> None:
     assert eta_seconds([1.0] * 6, [], 0, 3) == 0.0
 
 
-def test_progress_line_shows_eta_from_the_first_completed_run() -> None:
+def test_progress_eta_leaves_the_start_up_out() -> None:
+    """The first run carries the tier's start-up (0.45 s, then 0.05 s per run, as the thread
+    tier on the demo): no ETA until a run submitted after it has finished, and that one is
+    right, not 29 x 0.45 s."""
     import io
 
     from subiso.cli._format import Progress
 
     now = [0.0]
     out = io.StringIO()
-    progress = Progress(6, 3, out, live=True, clock=lambda: now[0])
-    for i in range(3):
+    progress = Progress(30, 1, out, live=True, clock=lambda: now[0])
+    progress.start(0)
+    now[0] = 0.45
+    progress.finish(0)
+    progress.start(1)
+    assert "eta" not in progress.line()  # one run, start-up and all: no guess
+    now[0] = 0.5
+    progress.finish(1)
+    progress.start(2)
+    assert progress.line().endswith("2/30 done, 500 ms elapsed, eta 1.40 s"), progress.line()
+    progress.close()
+
+
+def test_progress_eta_at_concurrency_counts_only_steady_runs() -> None:
+    import io
+
+    from subiso.cli._format import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(9, 3, out, live=True, clock=lambda: now[0])
+    for i in range(3):  # the first batch: each run waits for its worker to start
         progress.start(i)
-    assert "eta" not in progress.line()
-    now[0] = 1.0
+    now[0] = 2.0
     progress.finish(0)
     progress.start(3)
-    assert progress.line().endswith("1/6 done, 1.00 s elapsed, eta 1.00 s"), progress.line()
+    now[0] = 2.1
+    progress.finish(1)
+    progress.start(4)
+    assert "eta" not in progress.line()  # runs 0-1 carried the start-up; 3-4 are not done
+    now[0] = 3.0
+    progress.finish(3)  # a steady run: 1 s
+    progress.start(5)
+    # 6 runs left, 3 at a time at 1 s each, less what runs 4 (0.9 s) and 5 (0 s) already did;
+    # run 2 (start-up) counts for nothing
+    assert progress.line().endswith("3/9 done, 3.00 s elapsed, eta 1.70 s"), progress.line()
     progress.close()
 
 

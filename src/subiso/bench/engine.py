@@ -100,12 +100,18 @@ class Section:
 
 
 class Progress:
-    """One status line on stderr (rewritten in place on a terminal, throttled otherwise)."""
+    """One status line on stderr (rewritten in place on a terminal, throttled otherwise):
+    elapsed time, which section of how many (``stage``), what it measures (workload,
+    concurrency) and where it is (round, contender)::
+
+        [  12.3s] 1/7 trivial: trivial-sync, concurrency 2: round 3/7 process
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self.started = time.perf_counter()
+        self.stage = ""
         self.prefix = ""
         self._last = 0.0
 
@@ -117,7 +123,8 @@ class Progress:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.started
-        msg = f"[{elapsed:6.1f}s] {self.prefix} {text}".rstrip()
+        stage = f"{self.stage} " if self.stage else ""
+        msg = f"[{elapsed:6.1f}s] {stage}{self.prefix} {text}".rstrip()
         if self.tty:
             sys.stderr.write("\r\x1b[K" + msg[:150])
             sys.stderr.flush()
@@ -499,7 +506,7 @@ class Bench:
     ) -> Section:
         rounds = rounds or self.opt.n_rounds
         reference = reference or next(x.name for x in contenders if x.kind == FLOOR)
-        self.progress.section(f"{section} {w.key} c={c}:")
+        self.progress.section(f"{section}: {w.key}, concurrency {c}:")
         failed: dict[str, str] = {}
         times, lats = measure.interleaved(
             {x.name: x.run for x in contenders},
@@ -668,7 +675,7 @@ class Bench:
                 continue
             for n in sizes:
                 cs.append(Contender(f"{tier} x{n}", TIER, burst(ex, cfg, n)))
-        self.progress.section("scaling:")
+        self.progress.section(f"scaling: bursts of {', '.join(map(str, sizes))} {w.key} runs:")
         rounds = 1 if self.opt.quick else 3
         failed: dict[str, str] = {}
         times, lats = measure.interleaved(
@@ -704,7 +711,7 @@ class Bench:
             for kind in order:
                 if kind in skipped:
                     continue
-                self.progress.section(f"fresh round {r + 1}/{rounds}: {kind}")
+                self.progress.section(f"fresh: round {r + 1}/{rounds}, first result of {kind}")
                 try:
                     samples[kind].append(self._fresh_child(kind))
                 except Exception as exc:
@@ -776,7 +783,8 @@ class Bench:
         try:
             self.progress.section("calibrating and importing workloads")
             self.workloads()
-            for name in self.opt.sections:
+            for k, name in enumerate(self.opt.sections, 1):
+                self.progress.stage = f"{k}/{len(self.opt.sections)}"
                 getattr(self, f"sec_{name}")()
         finally:
             self.close()

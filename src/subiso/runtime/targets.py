@@ -63,7 +63,10 @@ def import_attr(path: str) -> Any:
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
-        except AttributeError:
+        except AttributeError as exc:
+            why = getattr(exc, "why", None)  # a process worker's __main__: why it is not there
+            if why:
+                raise ConfigError(f"GraphConfig.graph: cannot resolve {path!r}: {why}") from None
             raise ConfigError(
                 f"GraphConfig.graph: module {module_name!r} has no attribute {attr_path!r}"
             ) from None

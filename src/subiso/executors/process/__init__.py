@@ -3,6 +3,8 @@
 * :mod:`.host` - :class:`ProcessExecutor`: pool, dispatch, replies, supervision (host side);
 * :mod:`.handle` - host-side records: a worker's handle and lifecycle, a pending run;
 * :mod:`.worker` - **runs inside each worker process**: its loop, its channel to the host;
+* :mod:`.main_module` - workers start without the caller's ``__main__`` and import it only
+  when a run needs it (so scripts need no main guard otherwise);
 * :mod:`.wire` - the messages both sides exchange.
 
 One run, end to end::

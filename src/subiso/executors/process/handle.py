@@ -37,7 +37,12 @@ from subiso.config import GraphConfig
 from subiso.errors import ConfigError
 from subiso.events import EventChannel
 from subiso.executors.process import wire
-from subiso.executors.process.worker import worker_main
+from subiso.executors.process.main_module import (
+    main_not_inherited,
+    main_reference,
+    refuse_start_while_importing_main,
+    worker_entry,
+)
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 
@@ -245,7 +250,12 @@ class WorkerHandle:
         kill_grace: float,
         worker_init: str | None = None,
     ) -> wire.Hello:
-        """Start the worker process and read its Hello (on the reader thread)."""
+        """Start the worker process and read its Hello (on the reader thread).
+
+        The worker does not import the caller's ``__main__`` to start (see
+        :mod:`.main_module`): a script needs no main guard for workers whose runs name
+        nothing in ``__main__``, and one that does gets told to add it."""
+        refuse_start_while_importing_main("a ProcessExecutor's worker processes")
         if start_method == "forkserver":
             _configure_forkserver(ctx)
         parent, child = ctx.Pipe(duplex=True)
@@ -253,8 +263,9 @@ class WorkerHandle:
         self.conn, self.control = parent, control_w
         self.frames_read = ctx.RawValue("Q", 0)
         process = ctx.Process(
-            target=worker_main,
+            target=worker_entry,
             args=(
+                main_reference(),
                 child,
                 control_r,
                 list(sys.path),
@@ -268,7 +279,7 @@ class WorkerHandle:
             daemon=False,  # not inherited from a daemonic host (see children_allowed)
         )
         try:
-            with _START_LOCK, children_allowed(process):
+            with _START_LOCK, children_allowed(process), main_not_inherited():
                 process.start()
         finally:
             child.close()  # the worker's ends: only the worker keeps them open

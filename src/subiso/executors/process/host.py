@@ -46,8 +46,13 @@ forked from it does not import langgraph again: a cold executor's first result t
 with forkserver against 1.9-2.8 s with spawn (``bench_process.py``, time to first result, both
 rows in one run, 3.13/3.14). Each worker gets the
 host's ``sys.path`` and working directory at its start (a forkserver started earlier would
-otherwise hand out stale ones). As with any forkserver/spawn pool, a script that creates an
-executor at import time must guard it with ``if __name__ == "__main__":``.
+otherwise hand out stale ones). Unlike a multiprocessing pool's, a worker does not import the
+caller's main script to start (:mod:`.main_module`), so a script that creates and runs an
+executor at import time, without ``if __name__ == "__main__":``, works as long as its runs name
+nothing defined in the script. A worker imports the script (as ``__mp_main__``, like
+multiprocessing) only when a run needs it - a ``"__main__:wf"`` target, a ``preload`` or
+``worker_init`` there, a value of a class defined there - and if the script then starts workers
+at import time, the run fails with a ``ConfigError`` saying to put the executor under the guard.
 """
 
 from __future__ import annotations
