@@ -42,10 +42,9 @@ Failure handling - a worker that dies is replaced, and its runs are triaged (``t
 
 Start-up: workers start with ``forkserver`` (Linux) or ``spawn``, never ``fork`` (the host runs
 threads). subiso adds its worker module and langgraph to the forkserver's preload, so a worker
-forked from it does not import langgraph again: a cold executor's first result takes 46-80 ms
-with forkserver against 1.9-2.8 s with spawn (``bench_process.py``, time to first result, both
-rows in one run, 3.13/3.14). Each worker gets the
-host's ``sys.path`` and working directory at its start (a forkserver started earlier would
+forked from it does not import langgraph again (a cold executor's first result comes an order
+of magnitude sooner than with spawn: ``bench_process.py``'s time-to-first-result rows). Each
+worker gets the host's ``sys.path`` and working directory at its start (a forkserver started earlier would
 otherwise hand out stale ones). Unlike a multiprocessing pool's, a worker does not import the
 caller's main script to start (:mod:`.main_module`), so a script that creates and runs an
 executor at import time, without ``if __name__ == "__main__":``, works as long as its runs name
