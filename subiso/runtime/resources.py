@@ -27,6 +27,7 @@ busy timeout. Checkpointers are what this covers.)
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -58,17 +59,17 @@ class AutocommitConnection(sqlite3.Connection):
     """An ``sqlite3`` connection in autocommit mode whose ``executemany`` is one transaction
     (see the module docstring): no transaction is ever left open between two calls."""
 
-    def cursor(self, factory: Any = None) -> Any:  # type: ignore[override]
+    def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or AtomicBatchCursor)
 
-    def executemany(self, sql: str, parameters: Any, /) -> Any:  # type: ignore[override]
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
         return self.cursor().executemany(sql, parameters)
 
 
 class AtomicBatchCursor(sqlite3.Cursor):
     """``executemany`` wrapped in ``BEGIN IMMEDIATE``/``COMMIT`` unless a transaction is open."""
 
-    def executemany(self, sql: str, parameters: Any, /) -> Any:  # type: ignore[override]
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
         if self.connection.in_transaction:
             return super().executemany(sql, parameters)
         self.execute("BEGIN IMMEDIATE")
@@ -197,12 +198,24 @@ class LoopResources:
         return store
 
     async def _sqlite_connection(self, spec: str, what: str, **options: Any) -> Any:
+        """A connection to the file of ``spec``; a location that cannot be a database file
+        (a directory, a parent that is a file, no permission) is a ConfigError naming it."""
         import aiosqlite
 
         path = sqlite_path(spec)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, timeout=30.0, **options)
+            if os.path.isdir(path):  # noqa: ASYNC240 (a stat, once per loop and file)
+                raise ConfigError(f"{what} {spec!r}: {path} is a directory, not a database file")
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{what} {spec!r}: cannot create the directory of {path} ({exc})"
+                ) from None
+        try:
+            conn = await aiosqlite.connect(path, timeout=30.0, **options)
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(f"{what} {spec!r}: cannot open {path} ({exc})") from None
         self._closers.append(conn)
         return conn
 
