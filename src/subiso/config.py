@@ -8,13 +8,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from subiso.errors import ConfigError
-from subiso.validate import checkpointer_spec, seconds
+from subiso.validate import checkpointer_spec, nesting, seconds, shown
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -85,9 +86,9 @@ class GraphConfig(
 
     def __post_init__(self) -> None:
         if isinstance(self.graph, str):
-            if not _IMPORT_PATH.match(self.graph):
+            if not _IMPORT_PATH.fullmatch(self.graph):
                 raise ConfigError(
-                    f"GraphConfig.graph: {self.graph!r} is not an import path of the form "
+                    f"GraphConfig.graph: {shown(self.graph)} is not an import path of the form "
                     "'package.module:attribute'"
                 )
         elif self.graph is None or not (callable(self.graph) or hasattr(self.graph, "invoke")):
@@ -95,18 +96,34 @@ class GraphConfig(
                 "GraphConfig.graph: expected `str` of the form 'package.module:attribute' (tiers "
                 f"running in this process also take a compiled graph), got {type(self.graph).__name__}"
             )
-        if not isinstance(self.config, dict):
-            raise ConfigError(f"GraphConfig.config: expected a dict, got {self.config!r}")
+        _check_config(self.config)
         if self.checkpointer is not None:
             checkpointer_spec(self.checkpointer, "GraphConfig.checkpointer")
         if self.store is not None:
             checkpointer_spec(self.store, "GraphConfig.store", what="store")
         seconds(self.timeout, "GraphConfig.timeout")
+        if self.durability not in _DURABILITIES:
+            raise ConfigError(
+                f"GraphConfig.durability: expected one of sync, async, exit (or None for "
+                f"LangGraph's default), got {_shown(self.durability)}"
+            )
+        for name in ("interrupt_before", "interrupt_after"):
+            value = getattr(self, name)
+            if not (value is None or value == "*" or _str_list(value)):
+                raise ConfigError(
+                    f'GraphConfig.{name}: expected "*" or a list of node names, got {_shown(value)}'
+                )
+        if not isinstance(self.recover, bool):
+            raise ConfigError(
+                f"GraphConfig.recover: expected true or false, got {_shown(self.recover)}"
+            )
         if self.resume is not msgspec.UNSET and self.input is not None:
             raise ConfigError(
                 "GraphConfig: give either input or resume: a resumed run's input is "
                 "Command(resume=...)"
             )
+        for name in ("input", "resume", "context"):
+            nesting(getattr(self, name), f"GraphConfig.{name}")
 
     @property
     def is_resume(self) -> bool:
@@ -145,6 +162,75 @@ class GraphConfig(
 
 
 _T = TypeVar("_T")
+
+_DURABILITIES = (None, "sync", "async", "exit")
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _str_keys(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _check_config(config: Any) -> None:
+    """``GraphConfig.config``: LangGraph's RunnableConfig, its keys of known types checked here
+    (LangGraph itself fails on them deep inside a run, with errors naming nothing)."""
+    if not _str_keys(config):
+        raise ConfigError(
+            f"GraphConfig.config: expected a dict with string keys (a RunnableConfig), got "
+            f"{_shown(config)}"
+        )
+    nesting(config, "GraphConfig.config")
+    configurable = config.get("configurable")
+    if configurable is not None:
+        if not _str_keys(configurable):
+            raise ConfigError(
+                "GraphConfig.config.configurable: expected a dict with string keys, got "
+                f"{_shown(configurable)}"
+            )
+        thread_id = configurable.get("thread_id")
+        if thread_id is not None and (
+            isinstance(thread_id, bool) or not isinstance(thread_id, (str, int, uuid.UUID))
+        ):
+            raise ConfigError(
+                "GraphConfig.config.configurable.thread_id: expected a string (or an integer), "
+                f"got {_shown(thread_id)}"
+            )
+        for key in ("checkpoint_id", "checkpoint_ns"):
+            value = configurable.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"GraphConfig.config.configurable.{key}: expected a string, got {_shown(value)}"
+                )
+        if configurable.get("checkpoint_id") is not None and thread_id is None:
+            raise ConfigError(
+                "GraphConfig.config.configurable.checkpoint_id: a checkpoint belongs to a "
+                "thread; set configurable.thread_id too"
+            )
+    for key in ("recursion_limit", "max_concurrency"):
+        value = config.get(key)
+        if value is None and key == "max_concurrency":
+            continue
+        if key in config and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(
+                f"GraphConfig.config.{key}: expected an integer >= 1, got {_shown(value)}"
+            )
+    checks: list[tuple[str, Any, str]] = [
+        ("tags", _str_list, "a list of strings"),
+        ("metadata", _str_keys, "a dict with string keys"),
+        ("run_name", lambda v: isinstance(v, str), "a string"),
+        (
+            "callbacks",
+            lambda v: not isinstance(v, (str, bytes, int, float, dict, set, tuple)),
+            "a list of callback handlers or a callback manager",
+        ),
+    ]
+    for key, ok, want in checks:
+        value = config.get(key)
+        if value is not None and not ok(value):
+            raise ConfigError(f"GraphConfig.config.{key}: expected {want}, got {_shown(value)}")
 
 
 #: What a GraphConfig key takes, in words, for type errors.
@@ -195,9 +281,10 @@ def _value_at(data: Any, parts: list[str | int]) -> Any:
 
 def _shown(value: Any) -> str:
     """``str "10"``, ``int 3``, ``list [1, 2]``: a wrong value's type and the value itself."""
-    text = repr(value) if not isinstance(value, str) else '"' + value.replace('"', '\\"') + '"'
-    if len(text) > 60:
-        text = text[:57] + "..."
+    if isinstance(value, str):
+        text = '"' + value[:57].replace('"', '\\"') + ('..."' if len(value) > 57 else '"')
+    else:
+        text = shown(value)
     return f"{type(value).__name__} {text}"
 
 
@@ -218,6 +305,9 @@ def _plain_error(exc: msgspec.ValidationError, data: Any, type_: type[Any]) -> s
         close = difflib.get_close_matches(key, fields, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown key {key!r}{hint}; valid keys: {', '.join(fields)}"
+    if message.startswith("Expected `str` - at `key` in `$`") and isinstance(data, dict):
+        bad = next((k for k in data if not isinstance(k, str)), None)
+        return f"every key must be a field name (a string), got {_shown(bad)}"
     located = _AT.match(message)
     if not located:
         missing = re.match(r"^Object missing required field `([^`]*)`$", message)
@@ -253,6 +343,8 @@ _READERS = {
 
 def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a TOML/JSON/YAML file into a dict, with ConfigError for unreadable or bad files."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"expected a file path, got {_shown(path)}")
     p = Path(path)
     reader = _READERS.get(p.suffix.lower())
     if reader is None:
@@ -261,10 +353,15 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read file ({exc.strerror})") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(f"{p!r}: not a usable file path ({exc})") from None
+    kind = p.suffix.lstrip(".").upper()
     try:
         data = reader(raw)
     except (msgspec.DecodeError, ValueError) as exc:
-        raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.').upper()}: {exc}") from None
+        raise ConfigError(f"{p}: not valid {kind}: {exc}") from None
+    except RecursionError:  # the TOML reader recurses on nested arrays and tables
+        raise ConfigError(f"{p}: not valid {kind}: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a table/object at top level, got {type(data).__name__}")
     return data

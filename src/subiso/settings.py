@@ -48,7 +48,7 @@ import msgspec
 
 from subiso.config import read_mapping
 from subiso.errors import ConfigError
-from subiso.validate import OPTION_VALIDATORS
+from subiso.validate import OPTION_VALIDATORS, shown
 
 if TYPE_CHECKING:
     from subiso.executors.base import Executor
@@ -290,19 +290,24 @@ def validate(table: Mapping[str, Any], source: str) -> Settings:
     return settings
 
 
-def _type_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
+def _type_error(
+    exc: msgspec.ValidationError,
+    source: str,
+    table: type[msgspec.Struct] | None = None,
+    noun: str = "key",
+) -> ConfigError:
     match = _MSGSPEC_PATH.match(str(exc))
     msg = match.group("msg") if match else str(exc)
     path = (match.group("path") or "") if match else ""
     parts = [p for p in re.split(r"\.|\[\d+\]", path) if p]
     key = ".".join(parts) or "?"
-    struct: type[msgspec.Struct] = Settings
+    struct: type[msgspec.Struct] = Settings if table is None else table
     tables = tier_tables()
-    if len(parts) == 2 and parts[0] in tables:
+    if table is None and len(parts) == 2 and parts[0] in tables:
         struct = tables[parts[0]]
     choices = _literal_choices(struct, parts[-1]) if parts else None
     hint = f"; choose one of: {', '.join(choices)}" if choices else ""
-    return ConfigError(f"{source}: key {key!r}: {msg}{hint}")
+    return ConfigError(f"{source}: {noun} {key!r}: {msg}{hint}")
 
 
 def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
@@ -333,7 +338,7 @@ def _check_values(settings: Settings, source: str, tiers: list[str]) -> None:
 
 
 def _top_options(settings: Settings) -> dict[str, Any]:
-    return {k: getattr(settings, k) for k in ("max_workers", "timeout", "checkpointer")}
+    return {k: getattr(settings, k) for k in SHARED_KEYS if k != "fallback"}
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -417,8 +422,12 @@ def construct(
     *,
     selected_by: str | None = None,
 ) -> Executor:
-    """``cls(**options)`` with a wrong keyword reported as ConfigError naming the file, and
-    ``selected_by`` passed to it (built-in tiers take it, see ``Executor``)."""
+    """``cls(**options)`` with every option of a built-in tier checked first (its type from the
+    constructor's signature, its value by the shared validators) and any problem reported as
+    a ConfigError naming the option and ``source``; ``selected_by`` is passed to it (built-in
+    tiers take it, see ``Executor``). An option set to None means "not set", as in a file."""
+    if _is_builtin_tier(tier, cls):
+        options = check_options(tier, cls, options, source)
     if selected_by is not None:
         options = {**options, "selected_by": selected_by}
     try:
@@ -435,6 +444,40 @@ def construct(
             f"valid options: {valid}"
         ) from None
     return executor
+
+
+def _is_builtin_tier(tier: str, cls: Any) -> bool:
+    """A built-in tier's class (plugins check their own options: they may take any keyword)."""
+    from subiso.executors import BUILTIN_TIERS
+    from subiso.executors.base import Executor
+
+    return tier in BUILTIN_TIERS and isinstance(cls, type) and issubclass(cls, Executor)
+
+
+def check_options(tier: str, cls: Any, options: dict[str, Any], source: str) -> dict[str, Any]:
+    """The options of built-in-style tier ``cls`` checked against its settings table (names and
+    types, from its constructor) and the shared validators; None values dropped."""
+    struct = options_struct(cls)
+    names = _field_names(struct)
+    unknown = sorted(str(k) for k in options if k not in names and k not in _NOT_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: bad option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not "
+            f"an option of the {tier} tier; valid options: {', '.join(names)}"
+        )
+    given = {k: v for k, v in options.items() if v is not None}
+    selected_by = given.pop("selected_by", None)
+    if selected_by is not None and not isinstance(selected_by, str):
+        raise ConfigError(f"{source}: option 'selected_by' must be a string, got {shown(selected_by)}")
+    try:
+        msgspec.convert(given, struct)
+    except msgspec.ValidationError as exc:
+        raise _type_error(exc, source, struct, noun="option") from None
+    for name, value in given.items():
+        check = OPTION_VALIDATORS.get(name)
+        if check is not None:
+            check(value, f"{source}: {name}")
+    return given if selected_by is None else {**given, "selected_by": selected_by}
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -477,7 +520,7 @@ def legacy_tier(opts: Mapping[str, Any]) -> str:
     for key, default in zip(LEGACY_KEYS, (False, True, True), strict=True):
         value = opts.get(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"legacy options: key {key!r} must be true or false, got {value!r}")
+            raise ConfigError(f"legacy options: key {key!r} must be true or false, got {shown(value)}")
         flags[key] = value
     if flags["use_process_isolation"]:
         return "process"

@@ -7,12 +7,31 @@ Each takes the value and ``field``, the name the message starts with (``"GraphCo
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Callable
+import reprlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from subiso.errors import ConfigError
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlong = 40
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message, short and never failing: nesting past 3 levels,
+    long strings and huge numbers are elided (a 10,000-deep list or a 10**5000 int would
+    raise RecursionError or ValueError from ``repr`` itself)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
 
 #: The longest timeout accepted (one year): past it, deadlines overflow timer arithmetic.
 MAX_SECONDS = 365 * 24 * 3600.0
@@ -23,7 +42,7 @@ def positive_int(value: Any, field: str, default: int | None = None) -> int:
     if value is None and default is not None:
         value = default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{field} must be >= 1 (an integer > 0), got {value!r}")
+        raise ConfigError(f"{field} must be >= 1 (an integer > 0), got {shown(value)}")
     return value
 
 
@@ -32,14 +51,14 @@ def seconds(value: Any, field: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{field} must be a number of seconds, got {value!r}")
+        raise ConfigError(f"{field} must be a number of seconds, got {shown(value)}")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not number > 0 or not math.isfinite(number) or number > MAX_SECONDS:
         raise ConfigError(
-            f"{field} must be > 0 seconds and at most {MAX_SECONDS:.0f} (one year), got {value!r}"
+            f"{field} must be > 0 seconds and at most {MAX_SECONDS:.0f} (one year), got {shown(value)}"
         )
     return number
 
@@ -49,21 +68,83 @@ _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.
 
 def import_path(value: Any, field: str) -> str:
     """``"package.module:attribute"``."""
-    if not isinstance(value, str) or not _IMPORT_PATH.match(value):
+    if not isinstance(value, str) or not _IMPORT_PATH.fullmatch(value):
         raise ConfigError(
-            f"{field}: {value!r} is not an import path of the form 'package.module:attribute'"
+            f"{field}: {shown(value)} is not an import path of the form 'package.module:attribute'"
         )
     return value
 
 
 def glob_patterns(value: Any, field: str) -> list[str] | None:
-    """None, or a list of ``fnmatch`` patterns (a bare string is refused: it would be iterated
-    character by character)."""
+    """None, or a list (or tuple) of ``fnmatch`` patterns (a bare string is refused: it would
+    be iterated character by character)."""
     if value is None:
         return None
-    if isinstance(value, str) or not all(isinstance(p, str) for p in value):
-        raise ConfigError(f"{field} must be a list of glob patterns, got {value!r}")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f"{field} must be a list of glob patterns (strings), got {shown(value)}")
     return list(value)
+
+
+#: How deeply a GraphConfig's input, resume value, context and config may nest (a container in
+#: a container...). Every tier can carry this much: the process tier's codec stops at about
+#: 1000 levels and Python's recursion limit is 1000 frames, so LangGraph still has room for
+#: its own recursive handling of the state. Deeper input is refused up front, with a
+#: ConfigError naming the field, instead of a RecursionError from wherever it first recursed.
+MAX_NESTING = 500
+
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def _items(container: Any) -> Iterator[Any]:
+    if isinstance(container, dict):
+        return itertools.chain.from_iterable(container.items())
+    return iter(container)
+
+
+def nesting(value: Any, field: str, limit: int = MAX_NESTING) -> None:
+    """Refuse a value whose containers (dict, list, tuple, set) nest deeper than ``limit``
+    levels, or contain themselves. Iterative and linear in the number of distinct containers
+    (a container met twice is measured once), so it can neither recurse, loop nor blow up."""
+    if not isinstance(value, _CONTAINERS):
+        return
+    heights: dict[int, int] = {}  # id -> levels from that container down (itself is 1)
+    path = {id(value)}
+    # a frame: [container, the rest of its items, its height so far]; depth = len(stack)
+    stack: list[list[Any]] = [[value, _items(value), 1]]
+    while stack:
+        frame = stack[-1]
+        child = None
+        for item in frame[1]:
+            if not isinstance(item, _CONTAINERS):
+                continue
+            key = id(item)
+            if key in path:
+                raise ConfigError(f"{field}: contains itself (a reference cycle)")
+            known = heights.get(key)
+            if known is None:
+                child = item
+                break
+            if len(stack) + known > limit:
+                _too_deep(field, limit)
+            frame[2] = max(frame[2], known + 1)
+        if child is not None:
+            if len(stack) >= limit:
+                _too_deep(field, limit)
+            stack.append([child, _items(child), 1])
+            path.add(id(child))
+            continue
+        stack.pop()
+        heights[id(frame[0])] = frame[2]
+        path.discard(id(frame[0]))
+        if stack:
+            stack[-1][2] = max(stack[-1][2], frame[2] + 1)
+
+
+def _too_deep(field: str, limit: int) -> None:
+    raise ConfigError(
+        f"{field}: nested deeper than {limit} levels (lists, dicts, tuples or sets within each "
+        "other); flatten it, or pass a reference to the data instead"
+    )
 
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -84,7 +165,7 @@ def checkpointer_spec(spec: Any, field: str, *, what: str = "checkpointer") -> s
         if is_postgres(spec) and len(spec) > len("postgresql://"):
             return spec
     raise ConfigError(
-        f"{field}: unknown {what} {spec!r}; use 'memory', 'sqlite:///path/to/file.db' or "
+        f"{field}: unknown {what} {shown(spec)}; use 'memory', 'sqlite:///path/to/file.db' or "
         "'postgresql://user@host:port/dbname'"
     )
 
@@ -97,4 +178,7 @@ OPTION_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "max_workers": positive_int,
     "max_tasks_per_worker": positive_int,
     "checkpointer": checkpointer_spec,
+    "worker_init": import_path,
+    "allowed_graphs": glob_patterns,
+    "allowed_locations": glob_patterns,
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from subiso.cli._app import main
+from subiso.cli._app import SafePath, main
 
 SECTIONS = ("trivial", "cpu", "io", "messages", "demo", "scaling", "fresh")
 
@@ -22,7 +22,7 @@ SECTIONS = ("trivial", "cpu", "io", "messages", "demo", "scaling", "fresh")
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False),
+    type=SafePath(file_okay=False),
     default=None,
     help="Directory for results.json/results.md/*.png (default: benchmarks/results/<python-tag>/).",
 )

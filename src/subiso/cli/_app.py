@@ -80,11 +80,22 @@ def verbose_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+class SafePath(click.Path):
+    """``click.Path`` whose check of an unusable path (a NUL byte: ``os.stat`` raises
+    ValueError inside click) is a usage error naming the option, like any other bad path."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except ValueError as exc:
+            self.fail(f"{value!r} is not a usable path ({exc})", param, ctx)
+
+
 def settings_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--settings",
         "settings_path",
-        type=click.Path(dir_okay=False),
+        type=SafePath(dir_okay=False),
         default=None,
         help="Settings file (default: $SUBISO_CONFIG, ./subiso.toml, ./pyproject.toml).",
     )(fn)

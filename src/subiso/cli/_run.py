@@ -42,6 +42,10 @@ def parse_json(value: str, option: str) -> Any:
             raise click.BadParameter(
                 f"cannot read {path}: {exc.strerror}", param_hint=option
             ) from None
+        except ValueError as exc:  # a NUL byte in the path
+            raise click.BadParameter(
+                f"cannot read {path!r}: not a usable path ({exc})", param_hint=option
+            ) from None
         where = path
     else:
         raw, where = value.encode(), "the value"

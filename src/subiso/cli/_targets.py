@@ -35,6 +35,8 @@ def load_graph_config(config_or_target: str, graph_name: str | None = None) -> A
     """A GraphConfig from a file, a langgraph.json, an import path or ``file.py:attr``."""
     from subiso.config import GraphConfig, read_mapping
 
+    if "\0" in config_or_target:
+        raise ConfigError(f"{config_or_target!r}: a NUL byte is in no file name or import path")
     path = Path(config_or_target)
     if path.suffix.lower() in CONFIG_SUFFIXES or path.is_file():
         if path.suffix.lower() == ".json" and path.is_file():
@@ -96,6 +98,8 @@ def resolve_target(spec: str, base: Path) -> str:
     """``spec`` as an import path: ``file.py:attr`` (relative to ``base``) becomes
     ``module:attr`` with the module importable; ``pkg.mod:attr`` resolves against ``base``."""
     where, _, attr = spec.rpartition(":")
+    if "\0" in spec:
+        raise ConfigError(f"{spec!r}: a NUL byte is in no file name or import path")
     if where == "__main__":
         raise ConfigError(
             f"{spec!r}: '__main__' here is the subiso command itself; name the script's file "

@@ -49,9 +49,11 @@ def tier_class(name: str) -> Callable[..., Executor]:
 
 
 def get_executor(name: str = "thread", **options: Any) -> Executor:
-    """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...)."""
-    cls = tier_class(name)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"executor {name!r}: bad option: {exc}") from None
+    """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...).
+
+    A built-in tier's options are checked first - names and types from its constructor's
+    signature, values by the shared validators - so a mistake is a ConfigError naming the
+    option, as in a settings file (``subiso.settings.construct``)."""
+    from subiso.settings import construct
+
+    return construct(name, tier_class(name), options, f"executor {name!r}")

@@ -7,11 +7,27 @@ different loop". So each worker event loop owns its own savers, opened on first 
 every run on that loop and closed with it. PostgreSQL specs get one
 ``psycopg_pool.AsyncConnectionPool`` per loop and database, shared by the loop's saver and store
 (see :mod:`subiso.runtime.postgres`).
+
+**No SQLite write lock outlives a step of its loop.** LangGraph's ``AsyncSqliteSaver`` writes
+with ``execute`` and then ``commit``, two hops to its connection's thread with a turn of the
+event loop between them; on Python's default (deferred) transactions the write lock is held
+across that turn. When the loop's thread then blocks - a sync ``run()`` called on it (the
+inline and context tiers run that on a helper thread, which opens the same file), an async
+node that never yields - the lock can never be released, and every other connection to the
+file waits out its busy timeout and fails with ``database is locked`` (the sync ``run()`` on
+the loop's thread waiting on a lock held by a task of the loop it blocks: a deadlock). So
+checkpointer connections run in autocommit mode: each statement commits on the connection's
+thread before its result reaches the loop, the saver's ``commit()`` is a no-op, and a batch
+(``executemany``: ``aput_writes``) is wrapped in ``BEGIN IMMEDIATE``/``COMMIT`` within that
+same hop, so it stays atomic. (``AsyncSqliteStore`` runs its own ``BEGIN``/``COMMIT`` around a
+batch of awaits; a store shared that way by a blocked loop and a sync run can still wait out the
+busy timeout. Checkpointers are what this covers.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -37,6 +53,34 @@ def needs_loop(spec: str | None) -> bool:
     """True when the checkpointer (or store) can only be used from its own event loop (not
     sync code): every spec but "memory" (sqlite, postgresql)."""
     return spec is not None and spec != "memory"
+
+
+class AutocommitConnection(sqlite3.Connection):
+    """An ``sqlite3`` connection in autocommit mode whose ``executemany`` is one transaction
+    (see the module docstring): no transaction is ever left open between two calls."""
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or AtomicBatchCursor)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
+
+class AtomicBatchCursor(sqlite3.Cursor):
+    """``executemany`` wrapped in ``BEGIN IMMEDIATE``/``COMMIT`` unless a transaction is open."""
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        if self.connection.in_transaction:
+            return super().executemany(sql, parameters)
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            super().executemany(sql, parameters)
+        except BaseException:
+            if self.connection.in_transaction:
+                self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+        return self
 
 
 class Memory:
@@ -148,25 +192,40 @@ class LoopResources:
             ) from None
         # autocommit, as AsyncSqliteStore.from_conn_string opens it: the store runs its own
         # BEGIN/COMMIT
-        conn = await self._sqlite_connection(spec, isolation_level=None)
+        conn = await self._sqlite_connection(spec, "store", isolation_level=None)
         store = AsyncSqliteStore(conn)
         await _setup_with_retry(store)
         return store
 
-    async def _sqlite_connection(self, spec: str, **options: Any) -> Any:
+    async def _sqlite_connection(self, spec: str, what: str, **options: Any) -> Any:
+        """A connection to the file of ``spec``; a location that cannot be a database file
+        (a directory, a parent that is a file, no permission) is a ConfigError naming it."""
         import aiosqlite
 
         path = sqlite_path(spec)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, timeout=30.0, **options)
+            if os.path.isdir(path):  # noqa: ASYNC240 (a stat, once per loop and file)
+                raise ConfigError(f"{what} {spec!r}: {path} is a directory, not a database file")
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{what} {spec!r}: cannot create the directory of {path} ({exc})"
+                ) from None
+        try:
+            conn = await aiosqlite.connect(path, timeout=30.0, **options)
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(f"{what} {spec!r}: cannot open {path} ({exc})") from None
         self._closers.append(conn)
         return conn
 
     async def _open_sqlite(self, spec: str) -> Any:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-        saver = AsyncSqliteSaver(await self._sqlite_connection(spec))
+        conn = await self._sqlite_connection(
+            spec, "checkpointer", isolation_level=None, factory=AutocommitConnection
+        )
+        saver = AsyncSqliteSaver(conn)
         await _setup_with_retry(saver)
         return saver
 
