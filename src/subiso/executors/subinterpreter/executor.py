@@ -133,8 +133,11 @@ class SubinterpreterExecutor(Executor):
         self._pool_future: cf.Future[InterpreterPool] = running_future()
         self._spawn("subiso-interp-start", self._start_pool)
         self._route = PoolRoute(self._pool_future)
+        # Twice as many host threads as interpreters: while a graph waits on an interpreter,
+        # another has its next offloaded call queued in the pool, so no interpreter idles
+        # between one run's call and the next run's (the graph's own steps run in between).
         self._hybrid = HybridThreads(
-            max_workers=self.max_workers,
+            max_workers=2 * self.max_workers,
             route=self._route,
             reasons=self._reasons,
             worker_init=self.worker_init,
