@@ -25,6 +25,7 @@ from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
 from subiso.runtime.loops import (
     call_off_running_loop,
     new_loop,
+    run_until_complete,
     running_loop,
     shutdown_loop,
 )
@@ -64,7 +65,7 @@ class InlineExecutor(InCallerExecutor):
         target = runtime.plan(call)
         if runtime.runs_sync(target, call):
             return runtime.run_sync(target, call, id(loop))
-        return loop.run_until_complete(runtime.run_async(target, call))
+        return run_until_complete(loop, runtime.run_async(target, call))
 
     def run_fresh(
         self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None

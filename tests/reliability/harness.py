@@ -135,15 +135,17 @@ class Soak:
     seconds: float = 0.0
 
     def lost(self) -> list[int]:
-        return [i for i, seen in enumerate(self.outcomes) if not seen]
+        """Indexes of the jobs that never resolved."""
+        return [job.index for job, seen in zip(self.jobs, self.outcomes, strict=True) if not seen]
 
     def duplicated(self) -> list[int]:
+        """Indexes of the jobs that resolved more than once (or whose future's callbacks ran
+        more than once)."""
         return [
-            i
-            for i, seen in enumerate(self.outcomes)
-            if len(seen) > 1 or self.callbacks[i] > 1
-            or (self.jobs[i].style == "submit" and seen and self.callbacks[i] != 1)
-        ]  # fmt: skip
+            job.index
+            for job, seen, calls in zip(self.jobs, self.outcomes, self.callbacks, strict=True)
+            if len(seen) > 1 or calls > 1 or (job.style == "submit" and seen and calls != 1)
+        ]
 
     def wrong(self) -> list[tuple[int, str]]:
         """Jobs whose one outcome is not the one they must have, with what it was."""
@@ -207,6 +209,7 @@ def drive(
     """Carry out ``jobs`` on ``executor``, ``concurrency`` in flight (half from threads, half
     from tasks on one loop); return every outcome seen. Never raises for a run's failure."""
     soak = Soak(jobs, [[] for _ in jobs], [0] * len(jobs))
+    slot = {job.index: k for k, job in enumerate(jobs)}  # jobs may be a slice of a mix
     sync_jobs = collections.deque(j for j in jobs if j.sync)
     async_jobs = collections.deque(j for j in jobs if not j.sync)
     lock = threading.Lock()
@@ -214,7 +217,7 @@ def drive(
 
     def record(job: Job, what: str, value: Any) -> None:
         with lock:
-            soak.outcomes[job.index].append((what, value))
+            soak.outcomes[slot[job.index]].append((what, value))
             completed[0] += 1
             done = completed[0]
         if sample_every and done % sample_every == 0:
@@ -227,7 +230,7 @@ def drive(
     def count_callback(job: Job) -> Callable[[cf.Future[Any]], None]:
         def callback(_: cf.Future[Any]) -> None:
             with lock:
-                soak.callbacks[job.index] += 1
+                soak.callbacks[slot[job.index]] += 1
 
         return callback
 
@@ -275,11 +278,16 @@ def drive(
     sync_lanes = max(1, concurrency // 2) if sync_jobs else 0
     async_lanes = max(1, concurrency - sync_lanes) if async_jobs else 0
     start = time.monotonic()
+    # daemons: a caller stuck on a run that never resolves must not hold up interpreter exit
     loop_thread = threading.Thread(
-        target=asyncio.run, args=(async_side(async_lanes),), name="soak-async-callers"
+        target=asyncio.run,
+        args=(async_side(async_lanes),),
+        name="soak-async-callers",
+        daemon=True,
     )
     threads = [
-        threading.Thread(target=sync_lane, name=f"soak-sync-caller-{k}") for k in range(sync_lanes)
+        threading.Thread(target=sync_lane, name=f"soak-sync-caller-{k}", daemon=True)
+        for k in range(sync_lanes)
     ]
     if async_lanes:
         threads.append(loop_thread)
@@ -381,7 +389,7 @@ def leak_count(found: dict[str, list[Any]]) -> int:
 REPORT_ENV = "SUBISO_RELIABILITY_REPORT"
 
 
-def report(kind: str, **figures: Any) -> None:
+def report(section: str, /, **figures: Any) -> None:
     """Append ``figures`` to the file ``$SUBISO_RELIABILITY_REPORT`` names (no-op without it)."""
     path = os.environ.get(REPORT_ENV)
     if not path:
@@ -389,6 +397,6 @@ def report(kind: str, **figures: Any) -> None:
     import json
     import sys
 
-    line = {"kind": kind, "python": f"{sys.version_info[0]}.{sys.version_info[1]}", **figures}
+    line = {"section": section, "python": f"{sys.version_info[0]}.{sys.version_info[1]}", **figures}
     with open(path, "a") as f:
         f.write(json.dumps(line, default=str) + "\n")
