@@ -131,6 +131,7 @@ class Soak:
     jobs: list[Job]
     outcomes: list[list[tuple[str, Any]]]
     callbacks: list[int]  # done-callback calls per submitted future (submit style)
+    futures: list[int] = field(default_factory=list)  # futures submit() returned, per job
     samples: list[tuple[int, int]] = field(default_factory=list)  # (completed, tree RSS KiB)
     seconds: float = 0.0
 
@@ -141,10 +142,13 @@ class Soak:
     def duplicated(self) -> list[int]:
         """Indexes of the jobs that resolved more than once (or whose future's callbacks ran
         more than once)."""
+        made = self.futures or [0] * len(self.jobs)
         return [
             job.index
-            for job, seen, calls in zip(self.jobs, self.outcomes, self.callbacks, strict=True)
-            if len(seen) > 1 or calls > 1 or (job.style == "submit" and seen and calls != 1)
+            for job, seen, calls, futures in zip(
+                self.jobs, self.outcomes, self.callbacks, made, strict=True
+            )
+            if len(seen) > 1 or calls != futures
         ]
 
     def wrong(self) -> list[tuple[int, str]]:
@@ -208,7 +212,7 @@ def drive(
 ) -> Soak:
     """Carry out ``jobs`` on ``executor``, ``concurrency`` in flight (half from threads, half
     from tasks on one loop); return every outcome seen. Never raises for a run's failure."""
-    soak = Soak(jobs, [[] for _ in jobs], [0] * len(jobs))
+    soak = Soak(jobs, [[] for _ in jobs], [0] * len(jobs), [0] * len(jobs))
     slot = {job.index: k for k, job in enumerate(jobs)}  # jobs may be a slice of a mix
     sync_jobs = collections.deque(j for j in jobs if j.sync)
     async_jobs = collections.deque(j for j in jobs if not j.sync)
@@ -245,6 +249,8 @@ def drive(
                     value: Any = executor.run(job.cfg)
                 elif job.style == "submit":
                     future = executor.submit(job.cfg)
+                    with lock:
+                        soak.futures[slot[job.index]] += 1
                     future.add_done_callback(count_callback(job))
                     try:
                         value = future.result(timeout=RUN_BOUND_S)
@@ -365,8 +371,11 @@ def leaks(before: Snapshot) -> dict[str, list[Any]]:
     down, bounded), fds, descendant processes, interpreters. Empty lists: nothing leaked."""
     deadline = time.monotonic() + THREAD_EXIT_BOUND_S
     for thread in threading.enumerate():
-        if thread not in before.threads and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
+        if thread in before.threads or thread is threading.current_thread():
+            continue
+        if isinstance(thread, threading._DummyThread):  # started outside threading: no join
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
     threads = [t for t in threading.enumerate() if t not in before.threads and t.is_alive()]
     now = open_fds()
     fds = sorted(f"{fd} -> {target}" for fd, target in now.items() if before.fds.get(fd) != target)
