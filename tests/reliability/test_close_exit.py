@@ -173,7 +173,9 @@ def _close_mid_batch(tier: str, cancel_pending: bool, tmp_path: Path) -> tuple[i
     wrong = [
         (i, msg)
         for i, msg in soak.wrong()
-        if not any(isinstance(v, allowed) for what, v in soak.outcomes[slot[i]] if what == "error")
+        if not any(
+            issubclass(v.type, allowed) for what, v in soak.outcomes[slot[i]] if what == "error"
+        )
     ]  # closed: refused, or cancelled before it started
     assert wrong == [], wrong[:3]
     completed = sum(1 for seen in soak.outcomes if seen and seen[0][0] == "ok")
