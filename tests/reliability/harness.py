@@ -124,6 +124,29 @@ def mix(n: int, db: str | None, kinds: Iterable[str] = KINDS) -> list[Job]:
 
 
 # -- the driver ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Failure:
+    """A run's exception as recorded: its type and message (not the exception itself, whose
+    traceback would keep the run's frames - and a soak's memory - alive)."""
+
+    type: type[BaseException]
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type.__name__}: {self.message}"
+
+
+#: Recorded in place of an outcome that is exactly the one its job must have: a soak of 10,000
+#: runs then holds nothing per run, and its RSS slope is the executor's, not the harness's.
+RIGHT: Any = type("Right", (), {"__repr__": lambda self: "RIGHT"})()
+
+
+def _right(job: Job, what: str, value: Any) -> bool:
+    if job.error is None:
+        return what == "ok" and value == job.want
+    return what == "error" and (value.type.__name__, value.message) == job.error
+
+
 @dataclass
 class Soak:
     """What happened to every job of one drive."""
@@ -131,19 +154,25 @@ class Soak:
     jobs: list[Job]
     outcomes: list[list[tuple[str, Any]]]
     callbacks: list[int]  # done-callback calls per submitted future (submit style)
+    futures: list[int] = field(default_factory=list)  # futures submit() returned, per job
     samples: list[tuple[int, int]] = field(default_factory=list)  # (completed, tree RSS KiB)
     seconds: float = 0.0
 
     def lost(self) -> list[int]:
-        return [i for i, seen in enumerate(self.outcomes) if not seen]
+        """Indexes of the jobs that never resolved."""
+        return [job.index for job, seen in zip(self.jobs, self.outcomes, strict=True) if not seen]
 
     def duplicated(self) -> list[int]:
+        """Indexes of the jobs that resolved more than once (or whose future's callbacks ran
+        more than once)."""
+        made = self.futures or [0] * len(self.jobs)
         return [
-            i
-            for i, seen in enumerate(self.outcomes)
-            if len(seen) > 1 or self.callbacks[i] > 1
-            or (self.jobs[i].style == "submit" and seen and self.callbacks[i] != 1)
-        ]  # fmt: skip
+            job.index
+            for job, seen, calls, futures in zip(
+                self.jobs, self.outcomes, self.callbacks, made, strict=True
+            )
+            if len(seen) > 1 or calls != futures
+        ]
 
     def wrong(self) -> list[tuple[int, str]]:
         """Jobs whose one outcome is not the one they must have, with what it was."""
@@ -152,12 +181,14 @@ class Soak:
             if len(seen) != 1:
                 continue
             what, value = seen[0]
+            if value is RIGHT:
+                continue
             if job.error is None:
                 if what != "ok" or value != job.want:
                     bad.append((job.index, f"{job.kind}/{job.style}: wanted {job.want!r}, "
                                            f"got {what} {value!r}"))  # fmt: skip
-            elif what != "error" or (type(value).__name__, str(value)) != job.error:
-                got = f"{type(value).__name__}: {value}" if what == "error" else repr(value)
+            elif what != "error" or (value.type.__name__, value.message) != job.error:
+                got = str(value) if what == "error" else repr(value)
                 bad.append((job.index, f"{job.kind}/{job.style}: wanted {job.error}, got {got}"))
         return bad
 
@@ -206,15 +237,18 @@ def drive(
 ) -> Soak:
     """Carry out ``jobs`` on ``executor``, ``concurrency`` in flight (half from threads, half
     from tasks on one loop); return every outcome seen. Never raises for a run's failure."""
-    soak = Soak(jobs, [[] for _ in jobs], [0] * len(jobs))
+    soak = Soak(jobs, [[] for _ in jobs], [0] * len(jobs), [0] * len(jobs))
+    slot = {job.index: k for k, job in enumerate(jobs)}  # jobs may be a slice of a mix
     sync_jobs = collections.deque(j for j in jobs if j.sync)
     async_jobs = collections.deque(j for j in jobs if not j.sync)
     lock = threading.Lock()
     completed = [0]
 
     def record(job: Job, what: str, value: Any) -> None:
+        if _right(job, what, value):
+            value = RIGHT
         with lock:
-            soak.outcomes[job.index].append((what, value))
+            soak.outcomes[slot[job.index]].append((what, value))
             completed[0] += 1
             done = completed[0]
         if sample_every and done % sample_every == 0:
@@ -227,7 +261,7 @@ def drive(
     def count_callback(job: Job) -> Callable[[cf.Future[Any]], None]:
         def callback(_: cf.Future[Any]) -> None:
             with lock:
-                soak.callbacks[job.index] += 1
+                soak.callbacks[slot[job.index]] += 1
 
         return callback
 
@@ -242,6 +276,8 @@ def drive(
                     value: Any = executor.run(job.cfg)
                 elif job.style == "submit":
                     future = executor.submit(job.cfg)
+                    with lock:
+                        soak.futures[slot[job.index]] += 1
                     future.add_done_callback(count_callback(job))
                     try:
                         value = future.result(timeout=RUN_BOUND_S)
@@ -250,7 +286,7 @@ def drive(
                 else:
                     value = list(executor.stream(job.cfg))
             except BaseException as exc:
-                record(job, "error", exc)
+                record(job, "error", Failure(type(exc), str(exc)))
             else:
                 record(job, "ok", value)
 
@@ -265,7 +301,7 @@ def drive(
             except asyncio.TimeoutError:
                 continue  # lost
             except BaseException as exc:
-                record(job, "error", exc)
+                record(job, "error", Failure(type(exc), str(exc)))
             else:
                 record(job, "ok", value)
 
@@ -275,11 +311,16 @@ def drive(
     sync_lanes = max(1, concurrency // 2) if sync_jobs else 0
     async_lanes = max(1, concurrency - sync_lanes) if async_jobs else 0
     start = time.monotonic()
+    # daemons: a caller stuck on a run that never resolves must not hold up interpreter exit
     loop_thread = threading.Thread(
-        target=asyncio.run, args=(async_side(async_lanes),), name="soak-async-callers"
+        target=asyncio.run,
+        args=(async_side(async_lanes),),
+        name="soak-async-callers",
+        daemon=True,
     )
     threads = [
-        threading.Thread(target=sync_lane, name=f"soak-sync-caller-{k}") for k in range(sync_lanes)
+        threading.Thread(target=sync_lane, name=f"soak-sync-caller-{k}", daemon=True)
+        for k in range(sync_lanes)
     ]
     if async_lanes:
         threads.append(loop_thread)
@@ -357,8 +398,11 @@ def leaks(before: Snapshot) -> dict[str, list[Any]]:
     down, bounded), fds, descendant processes, interpreters. Empty lists: nothing leaked."""
     deadline = time.monotonic() + THREAD_EXIT_BOUND_S
     for thread in threading.enumerate():
-        if thread not in before.threads and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
+        if thread in before.threads or thread is threading.current_thread():
+            continue
+        if isinstance(thread, threading._DummyThread):  # started outside threading: no join
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
     threads = [t for t in threading.enumerate() if t not in before.threads and t.is_alive()]
     now = open_fds()
     fds = sorted(f"{fd} -> {target}" for fd, target in now.items() if before.fds.get(fd) != target)
@@ -381,7 +425,7 @@ def leak_count(found: dict[str, list[Any]]) -> int:
 REPORT_ENV = "SUBISO_RELIABILITY_REPORT"
 
 
-def report(kind: str, **figures: Any) -> None:
+def report(section: str, /, **figures: Any) -> None:
     """Append ``figures`` to the file ``$SUBISO_RELIABILITY_REPORT`` names (no-op without it)."""
     path = os.environ.get(REPORT_ENV)
     if not path:
@@ -389,6 +433,6 @@ def report(kind: str, **figures: Any) -> None:
     import json
     import sys
 
-    line = {"kind": kind, "python": f"{sys.version_info[0]}.{sys.version_info[1]}", **figures}
+    line = {"section": section, "python": f"{sys.version_info[0]}.{sys.version_info[1]}", **figures}
     with open(path, "a") as f:
         f.write(json.dumps(line, default=str) + "\n")

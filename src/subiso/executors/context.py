@@ -7,7 +7,9 @@ What it isolates:
   mistaken for a subgraph), and nothing it sets leaks back;
 * the event loop, for ``run``: async work runs on a fresh loop created and closed for that run
   (on a short-lived helper thread when the calling thread's loop is already running - never
-  nested), so its checkpointer lives for one run and nothing it spawned survives it;
+  nested - with connections of its own: it never waits on the blocked loop's runs, see
+  ``subiso.executors.in_caller``), so its checkpointer lives for one run and nothing it
+  spawned survives it;
 * leftover tasks, for ``arun``: the run shares the caller's loop, but every task it created is
   tracked, and any still pending when it returns is cancelled and awaited before ``arun``
   returns, so nothing stays behind on the host loop.

@@ -6,6 +6,19 @@ goes on (``stream``, ``on_event``) or get control back at its deadline (a timeou
 run goes to a helper thread with a fresh loop (:class:`HelperRuns`), which ``cancel_running``
 can cancel and ``close()`` joins. A tier says how to carry out one call on this thread
 (``run_fresh``) and, optionally, how a plain call runs (``call_here``).
+
+**A sync call on a running loop's own thread** (``run()`` from a coroutine, a notebook cell, a
+node of an ``arun`` of the same executor) blocks that loop until it returns: none of the loop's
+tasks can move meanwhile, so the call cannot run on that loop, nor share anything with the
+loop's runs that only those tasks could release. It runs on a helper thread, on a fresh loop,
+with resources of its own (its own checkpointer connections), and the caller's thread waits
+for it. What the two could still contend on is the checkpointer's file: an SQLite write lock
+taken by a task of the blocked loop would be held until that task runs again - after the call
+it blocks - and the helper would wait out the busy timeout (``database is locked``). No such
+lock outlives a loop turn (``subiso.runtime.resources``: checkpointer connections commit every
+statement on their own thread), so the call proceeds and the blocked loop's runs resume where
+they were when it returns. (An SQLite *store* written by both sides can still wait: LangGraph's
+``AsyncSqliteStore`` holds its transaction across awaits.)
 """
 
 from __future__ import annotations

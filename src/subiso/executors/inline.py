@@ -4,6 +4,12 @@
 async on a private loop the executor keeps for that thread); ``arun`` executes on the caller's
 running loop. Checkpointers are opened per loop and closed by ``close()``. A ``run`` called
 where a loop is already running moves to a short-lived helper thread rather than nesting loops.
+
+``close()`` never closes a loop's checkpointers under runs still using them (other threads'
+``run``, ``arun``s on a caller's loop): it waits for them (``wait=True``, unless it is called
+from that very thread or loop, which cannot wait for itself) and the last of them closes its
+loop's resources as it ends. A run that started just before ``close()`` and opened its
+resources after it closes them itself.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
 from subiso.runtime.loops import (
     call_off_running_loop,
     new_loop,
+    run_until_complete,
     running_loop,
     shutdown_loop,
 )
@@ -39,6 +46,20 @@ async def _close_at_loop_shutdown(runtime: WorkerRuntime) -> AsyncIterator[None]
         await runtime.aclose()
 
 
+class _LoopState:
+    """One loop's runtime and the runs using it (counted under the executor's lock)."""
+
+    __slots__ = ("closing", "idle", "in_flight", "loop", "runtime")
+
+    def __init__(self, runtime: WorkerRuntime, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.in_flight = 0
+        self.closing = False  # close() came while runs were in flight: the last one closes
+        self.idle = threading.Event()  # set while no run uses this loop
+        self.idle.set()
+
+
 class InlineExecutor(InCallerExecutor):
     """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
 
@@ -49,8 +70,8 @@ class InlineExecutor(InCallerExecutor):
         super().__init__(**shared)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._thread_loops: list[tuple[asyncio.AbstractEventLoop, WorkerRuntime]] = []
-        self._caller_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WorkerRuntime] = (
+        self._thread_loops: list[tuple[threading.Thread, _LoopState]] = []
+        self._caller_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
         self._loop_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -60,57 +81,114 @@ class InlineExecutor(InCallerExecutor):
     def call_here(self, call: Call) -> RunResult:
         if running_loop() is not None:
             return call_off_running_loop(lambda: self.run_fresh(call))
-        runtime, loop = self._thread_state()
-        target = runtime.plan(call)
-        if runtime.runs_sync(target, call):
-            return runtime.run_sync(target, call, id(loop))
-        return loop.run_until_complete(runtime.run_async(target, call))
+        state = self._thread_state()
+        runtime, loop = state.runtime, state.loop
+        try:
+            target = runtime.plan(call)
+            if runtime.runs_sync(target, call):
+                return runtime.run_sync(target, call, id(loop))
+            return run_until_complete(loop, runtime.run_async(target, call))
+        finally:
+            if self._leave(state):  # closed meanwhile: this thread's loop is done with
+                self._local.state = None
+                shutdown_loop(loop, runtime.aclose)
 
     def run_fresh(
         self, call: Call, emit: Emit | None = None, on_task: OnTask | None = None
     ) -> RunResult:
         return self.runtime().run_once(call, emit=emit, on_task=on_task)
 
-    def _thread_state(self) -> tuple[WorkerRuntime, asyncio.AbstractEventLoop]:
-        state: tuple[WorkerRuntime, asyncio.AbstractEventLoop] | None = getattr(
-            self._local, "state", None
-        )
-        if state is None or state[1].is_closed():
-            state = (self.runtime(), new_loop())
-            self._local.state = state
-            with self._lock:
-                self._thread_loops.append((state[1], state[0]))
+    def _thread_state(self) -> _LoopState:
+        """This thread's loop and runtime, counted as in use until ``_leave``."""
+        state: _LoopState | None = getattr(self._local, "state", None)
+        with self._lock:
+            if state is None or state.loop.is_closed() or state.closing:
+                state = _LoopState(self.runtime(), new_loop())
+                self._local.state = state
+                if not self._closed:  # else this run closes it itself (``_leave``)
+                    self._thread_loops.append((threading.current_thread(), state))
+            self._enter_locked(state)
         return state
+
+    def _enter_locked(self, state: _LoopState) -> None:
+        state.in_flight += 1
+        state.idle.clear()
+
+    def _leave(self, state: _LoopState) -> bool:
+        """One run less on ``state``'s loop; True when the caller must now close its
+        resources (close() came meanwhile, or before this run opened them)."""
+        with self._lock:
+            state.in_flight -= 1
+            if state.in_flight:
+                return False
+            state.idle.set()
+            if state.closing or self._closed:
+                state.closing = True
+                return True
+            return False
 
     async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
         loop = asyncio.get_running_loop()
-        runtime = self._caller_loops.get(loop)
-        if runtime is None:
-            runtime = self._caller_loops[loop] = self.runtime()
-            # The caller's loop may end (``asyncio.run`` returning) long before this executor
-            # closes; its checkpointer connections (and their threads) must not outlive it.
-            closer = _close_at_loop_shutdown(runtime)
-            await closer.__anext__()
-            self._loop_closers[loop] = closer
-        emit = None if events is None else events.put
-        return await runtime.run_async(runtime.plan(call), call, emit)
+        with self._lock:
+            state = self._caller_loops.get(loop)
+            fresh = state is None or state.closing
+            if fresh:
+                state = _LoopState(self.runtime(), loop)
+                if not self._closed:  # else this run closes it itself (``_leave``)
+                    self._caller_loops[loop] = state
+            assert state is not None
+            self._enter_locked(state)
+        runtime = state.runtime
+        try:
+            if fresh:
+                # The caller's loop may end (``asyncio.run`` returning) long before this
+                # executor closes; its checkpointer connections (and their threads) must not
+                # outlive it.
+                closer = _close_at_loop_shutdown(runtime)
+                await closer.__anext__()
+                self._loop_closers[loop] = closer
+            emit = None if events is None else events.put
+            return await runtime.run_async(runtime.plan(call), call, emit)
+        finally:
+            if self._leave(state):
+                await runtime.aclose()
 
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         super().shutdown(wait, cancel_pending)
+        me, here = threading.current_thread(), running_loop()
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []
             caller_loops = list(self._caller_loops.items())
             self._caller_loops.clear()
-        for loop, runtime in thread_loops:
-            if not loop.is_closed() and not loop.is_running():
-                shutdown_loop(loop, runtime.aclose)
-        here = running_loop()
-        for loop, runtime in caller_loops:
+            busy = [s for _, s in thread_loops if s.in_flight] + [
+                s for _, s in caller_loops if s.in_flight
+            ]
+            for state in busy:  # their last run closes them (``_leave``)
+                state.closing = True
+        if wait:  # drain: runs still going on other threads or loops finish first
+            for owner, state in thread_loops:
+                if state.in_flight and owner is not me:
+                    state.idle.wait()
+            for loop, state in caller_loops:
+                if state.in_flight and loop is not here:
+                    state.idle.wait()
+        for _, state in thread_loops:
+            with self._lock:
+                if state.in_flight or state.closing:
+                    continue  # its owner closes it
+                state.closing = True
+            if not state.loop.is_closed():
+                shutdown_loop(state.loop, state.runtime.aclose)
+        for loop, state in caller_loops:
+            with self._lock:
+                if state.in_flight or state.closing:
+                    continue
+                state.closing = True
             if loop.is_closed():
                 continue
             if loop is here:
-                loop.create_task(runtime.aclose())
+                loop.create_task(state.runtime.aclose())
             elif loop.is_running():
-                asyncio.run_coroutine_threadsafe(runtime.aclose(), loop).result()
+                asyncio.run_coroutine_threadsafe(state.runtime.aclose(), loop).result()
             else:
-                loop.run_until_complete(runtime.aclose())
+                loop.run_until_complete(state.runtime.aclose())

@@ -40,7 +40,7 @@ from subiso.config import GraphConfig
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, WorkerRuntime, as_call
-from subiso.runtime.loops import new_loop, shutdown_loop
+from subiso.runtime.loops import new_loop, run_until_complete, shutdown_loop
 from subiso.runtime.targets import Target
 
 
@@ -245,8 +245,13 @@ class LoopWorker:
         return item, target, self.runtime.runs_sync(target, item.call, item.emit)
 
     def _admit(self, job: Job) -> Target | None:
-        """Mark the job running and resolve its target; None when it is already settled."""
-        if not job.outcome.set_running_or_notify_cancel():
+        """Mark the job running and resolve its target; None when it is already settled
+        (cancelled, or given RunTimeout by its caller's deadline while it waited here)."""
+        try:
+            admitted = job.outcome.set_running_or_notify_cancel()
+        except RuntimeError:  # settled meanwhile (its deadline passed): nothing to run
+            admitted = False
+        if not admitted:
             self._finished(job)
             return None
         try:
@@ -275,7 +280,10 @@ class LoopWorker:
         self._start_task(first, target)
         self.loop.call_soon(self._drain)
         try:
-            self.loop.run_until_complete(self._idle)
+            # a node's task raising SystemExit/KeyboardInterrupt must not end this worker and
+            # every run on it: the loop goes on and the run awaiting that task gets it (a
+            # worker never takes Ctrl-C: it is a thread, or a process that ignores SIGINT)
+            run_until_complete(self.loop, self._idle, resume=True)
         finally:
             self.inbox.detach(self.loop)
 

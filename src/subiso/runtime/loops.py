@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import contextvars
 import os
 import queue
+import signal
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -143,6 +144,48 @@ async def _finalise(
             pool.shutdown(wait=True)  # joins idle threads only: quick, never blocks on work
 
 
+#: What a node may raise that asyncio lets escape from the loop itself.
+_ENDING = (SystemExit, KeyboardInterrupt)
+
+
+def run_until_complete(
+    loop: asyncio.AbstractEventLoop,
+    awaitable: Awaitable[T],
+    *,
+    resume: bool | None = None,
+) -> T:
+    """``loop.run_until_complete(awaitable)``, carried on past a ``SystemExit`` or
+    ``KeyboardInterrupt`` that another task of the loop raised.
+
+    asyncio re-raises those two out of ``run_until_complete`` from whichever task raised them
+    (after storing the exception on that task): a LangGraph node raising ``sys.exit()`` runs in
+    a task of its own, so the loop would stop under every run on it - a thread worker's loop
+    dies with all its runs, a fresh loop's caller gets a raw ``SystemExit``. The task that
+    raised it still holds it, and the run awaiting that task receives it when the loop goes on
+    (``WorkerRuntime.run_async`` turns it into ``RunAborted``), so the loop goes on. Only when
+    ``awaitable`` itself ended with it is it raised here.
+
+    A ``KeyboardInterrupt`` can also be a real Ctrl-C, delivered to the main thread: it is
+    raised as it comes unless ``resume`` is True or the signal cannot reach this code (another
+    thread, or SIGINT not handled by Python's default handler).
+    """
+    future = asyncio.ensure_future(awaitable, loop=loop)
+    while True:
+        try:
+            return loop.run_until_complete(future)
+        except _ENDING as exc:
+            if future.done() or not _from_a_task(exc, resume):
+                raise
+
+
+def _from_a_task(exc: BaseException, resume: bool | None) -> bool:
+    if resume is not None:
+        return resume
+    if isinstance(exc, SystemExit) or threading.current_thread() is not threading.main_thread():
+        return True
+    return signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+
+
 def shutdown_loop(
     loop: asyncio.AbstractEventLoop,
     before_close: Callable[[], Awaitable[None]] | None = None,
@@ -153,7 +196,7 @@ def shutdown_loop(
     pays this on every run).
     """
     try:
-        loop.run_until_complete(_finalise(loop, before_close))
+        run_until_complete(loop, _finalise(loop, before_close))
     finally:
         loop.close()
 
@@ -174,7 +217,7 @@ def run_on_fresh_loop(
         task = ctx.run(lambda: loop.create_task(make_coro()))
         if on_task is not None:
             on_task(loop, task)
-        return loop.run_until_complete(task)
+        return run_until_complete(loop, task)
     finally:
         try:
             shutdown_loop(loop, before_close)
