@@ -223,23 +223,7 @@ def test_close_does_not_wait_for_an_abandoned_node(
 # -- close() releases the workers' resources at once ----------------------------------------------
 @pytest.mark.parametrize(
     "tier",
-    [
-        pytest.param(
-            tier,
-            marks=[
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="process tier (in main): a dead or stopped worker's multiprocessing "
-                    "Popen keeps its 2 pipe fds until garbage-collected - the executor's futures "
-                    "(done-callbacks), its thread_id affinity map and tracebacks hold the "
-                    "WorkerHandle; host.py should process.close() after the join",
-                )
-            ]
-            if tier == "process"
-            else [],
-        )
-        for tier in ALL_TIERS
-    ],
+    ALL_TIERS,
 )
 def test_close_releases_fds_while_the_caller_holds_its_results(tier: str) -> None:
     skip_unless_runs_here(tier)

@@ -9,8 +9,7 @@ collateral failures").
   ``RunTimeout``; the 50 others must all succeed - runs queued on the dead worker re-dispatched,
   runs in flight beside the faulty one retried (half of them have an SQLite checkpointer and a
   ``thread_id``, so they resume from their last checkpoint; the executor is built with
-  ``retry_collateral=True`` for the rest). That is the target; where this branch does not meet
-  it yet the case is a strict xfail.
+  ``retry_collateral=True`` for the rest).
 * **inline, context, thread, subinterpreter** - a sync node in a C-level wait, a sync node in
   a pure-Python busy loop, an async node that never yields, a node raising ``SystemExit`` or
   ``KeyboardInterrupt``: ``run()`` from the test thread gets ``RunTimeout`` within ``timeout +
@@ -28,7 +27,6 @@ timing assertions are the issue's deadline bound. Latencies and heal times go to
 from __future__ import annotations
 
 import concurrent.futures as cf
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,7 +57,6 @@ BATCH_BOUND_S = 90.0
 #: under a second); what has not resolved by then waits on the held node (a figure, not a
 #: failure: those runs must still succeed once it is released).
 HELD_BATCH_BOUND_S = 3.0
-COLLATERAL_XFAIL = "collateral re-dispatch: in progress in main"
 
 
 @pytest.fixture
@@ -105,28 +102,12 @@ PROCESS_FAULTS = {
 
 
 def _process_executor() -> ProcessExecutor:
-    options: dict[str, Any] = {"max_workers": 2, "kill_grace": 0.5, "prestart": True}
-    if "retry_collateral" in inspect.signature(ProcessExecutor).parameters:
-        options["retry_collateral"] = True
-    return ProcessExecutor(**options)
-
-
-#: Faults whose collateral runs this branch does not retry yet (the target is none).
-COLLATERAL_TODAY = {"os._exit", "SIGKILL", "segfault", "async busy loop", "SIGSTOP"}
+    return ProcessExecutor(max_workers=2, kill_grace=0.5, prestart=True, retry_collateral=True)
 
 
 @pytest.mark.parametrize(
     "fault",
-    [
-        pytest.param(
-            name,
-            id=name.replace(" ", "-").replace(".", ""),
-            marks=[pytest.mark.xfail(strict=True, reason=COLLATERAL_XFAIL)]
-            if name in COLLATERAL_TODAY
-            else [],
-        )
-        for name in PROCESS_FAULTS
-    ],
+    [pytest.param(name, id=name.replace(" ", "-").replace(".", "")) for name in PROCESS_FAULTS],
 )
 def test_process_fault_mid_batch(fault: str, tmp_path: Path, request: Any) -> None:
     graph, value, timeout, error = PROCESS_FAULTS[fault]

@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures as cf
+import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.util  # (registers its atexit join before ours, so ours runs first)
@@ -311,7 +312,7 @@ class ProcessExecutor(Executor):
                         "was killed by subiso: a host thread reading its reply was interrupted "
                         "part-way through a message"
                     )
-                    worker.process.kill()
+                    _kill(worker)
                     eof = True
                     raise
                 self._on_frame(worker, frame, time.perf_counter())
@@ -663,6 +664,7 @@ class ProcessExecutor(Executor):
     def _on_exit(self, worker: WorkerHandle) -> None:
         worker.process.join()
         exitcode = worker.process.exitcode
+        worker.process.close()  # its pipe fds now, not when the handle is garbage-collected
         read = worker.frames_read.value if worker.frames_read is not None else 0
         worker.close_pipes()
         with self._lock:
@@ -721,7 +723,7 @@ class ProcessExecutor(Executor):
                 f"was killed by subiso: run {pending.graph!r} ignored cancellation for "
                 f"kill_grace={self.kill_grace:g}s after its timeout of {pending.timeout:g}s"
             )
-            return [worker.process.kill]
+            return [lambda: _kill(worker)]
         worker = subject  # "stop"
         if worker not in self._workers:
             return []
@@ -729,7 +731,7 @@ class ProcessExecutor(Executor):
             f"was killed by subiso: it did not exit within kill_grace={self.kill_grace:g}s "
             "of being asked to stop"
         )
-        return [worker.process.kill]
+        return [lambda: _kill(worker)]
 
     # -- closing ---------------------------------------------------------------------------------
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
@@ -787,10 +789,12 @@ class ProcessExecutor(Executor):
             self._closing = True
             processes = [w.process for w in self._workers if w.process is not None]
         for process in processes:
-            if process.is_alive():
-                process.kill()
+            with contextlib.suppress(ValueError):  # closed meanwhile: it has exited
+                if process.is_alive():
+                    process.kill()
         for process in processes:
-            process.join(5)
+            with contextlib.suppress(ValueError):
+                process.join(5)
 
     # -- diagnostics -----------------------------------------------------------------------------
     def worker_pids(self) -> list[int]:
@@ -809,6 +813,12 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _kill(worker: WorkerHandle) -> None:
+    """SIGKILL the worker's process, unless it has exited and been closed meanwhile."""
+    with contextlib.suppress(ValueError):
+        worker.process.kill()
+
+
 def _poll_ms(pending: PendingRun) -> int | None:
     """How long a caller reading its own reply may wait before looking at its future again:
     forever without a timeout, else until just past the caller-side deadline."""
