@@ -166,6 +166,7 @@ class ProcessExecutor(Executor):
         self._rids = itertools.count()
         self._indexes = itertools.count()
         self._closing = False
+        self._exiting = False  # interpreter exit with the executor open (see _kill_all)
         self._deadlines = Deadlines("subiso-process-deadlines")  # timeouts, kill grace
         self._affinity: Affinity[WorkerHandle] = Affinity()
         self._threads: list[threading.Thread] = []
@@ -237,6 +238,9 @@ class ProcessExecutor(Executor):
 
     def _on_ready(self, worker: WorkerHandle, hello: wire.Hello) -> None:
         worker.preload_error = hello.preload_error
+        if self._exiting:  # started while the interpreter exits: multiprocessing would join it
+            _kill(worker)
+            return
         if CAN_PARK:
             worker.poller = select.poll()
             worker.poller.register(worker.conn.fileno(), select.POLLIN)  # type: ignore[union-attr]
@@ -343,7 +347,8 @@ class ProcessExecutor(Executor):
                     best = w
             if best is not None:
                 self._affinity.remember(pending.thread_id, best)
-        if (best is None or best.in_flight) and self._active_count_locked() < self.max_workers:
+        grow = not self._exiting and self._active_count_locked() < self.max_workers
+        if (best is None or best.in_flight) and grow:
             self._spawn_locked()  # grow in the background; this run does not wait for it
         if best is None:
             pending.direct = False  # whoever starts the worker sends it; its reader reads
@@ -618,6 +623,9 @@ class ProcessExecutor(Executor):
 
     def _send_again(self, pending: PendingRun, call: Call | None = None) -> None:
         """Dispatch a run that left its worker unfinished (taken back, or its worker died)."""
+        if self._exiting:
+            settle(pending.future, exc=ExecutorClosed("the interpreter is exiting"))
+            return
         if call is not None:
             pending.call = call
         pending.stealing = pending.direct = False
@@ -674,7 +682,11 @@ class ProcessExecutor(Executor):
             if not self._closing and worker.state in (S.STARTING, S.SERVING):
                 if self._active_count_locked() < self.max_workers:
                     self._spawn_locked()
-            elif self._queue and not any(w.state in (S.STARTING, S.SERVING) for w in self._workers):
+            elif (
+                self._queue
+                and not self._exiting
+                and not any(w.state in (S.STARTING, S.SERVING) for w in self._workers)
+            ):
                 self._spawn_locked()  # queued runs still need a worker
             self._changed.notify_all()
         if not held:
@@ -784,10 +796,14 @@ class ProcessExecutor(Executor):
         join_all(self._threads)
 
     def _kill_all(self) -> None:
-        """Interpreter exit with the executor still open: end the workers now."""
+        """Interpreter exit with the executor still open: end the workers now (a worker still
+        starting is killed as soon as it is up, see ``_on_ready``)."""
         with self._lock:
-            self._closing = True
+            self._closing = self._exiting = True
+            queued, self._queue = list(self._queue), deque()
             processes = [w.process for w in self._workers if w.process is not None]
+        for pending in queued:
+            settle(pending.future, exc=ExecutorClosed("the interpreter is exiting"))
         for process in processes:
             with contextlib.suppress(ValueError):  # closed meanwhile: it has exited
                 if process.is_alive():
