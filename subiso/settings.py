@@ -468,7 +468,9 @@ def check_options(tier: str, cls: Any, options: dict[str, Any], source: str) -> 
     given = {k: v for k, v in options.items() if v is not None}
     selected_by = given.pop("selected_by", None)
     if selected_by is not None and not isinstance(selected_by, str):
-        raise ConfigError(f"{source}: option 'selected_by' must be a string, got {shown(selected_by)}")
+        raise ConfigError(
+            f"{source}: option 'selected_by' must be a string, got {shown(selected_by)}"
+        )
     try:
         msgspec.convert(given, struct)
     except msgspec.ValidationError as exc:
@@ -520,7 +522,9 @@ def legacy_tier(opts: Mapping[str, Any]) -> str:
     for key, default in zip(LEGACY_KEYS, (False, True, True), strict=True):
         value = opts.get(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"legacy options: key {key!r} must be true or false, got {shown(value)}")
+            raise ConfigError(
+                f"legacy options: key {key!r} must be true or false, got {shown(value)}"
+            )
         flags[key] = value
     if flags["use_process_isolation"]:
         return "process"
