@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import BACKEND
+from tests.test_contract import Gate
 
 ALL_TIERS = ("inline", "context", "thread", "subinterpreter", "process")
 IN_PROCESS = ("inline", "context", "thread", "subinterpreter")
@@ -20,3 +23,19 @@ def skip_unless_runs_here(tier: str) -> None:
             f"Python {sys.version_info[0]}.{sys.version_info[1]} has no subinterpreters "
             f"({BACKEND.reason}): the tier falls back to the process/thread tiers tested here"
         )
+
+
+@pytest.fixture
+def gates(tmp_path: Path) -> Iterator[Callable[[], Gate]]:
+    """Make Gates (a node held until opened); every one is opened at the end, so no test
+    leaves a node held."""
+    made: list[Gate] = []
+
+    def gate() -> Gate:
+        made.append(Gate(tmp_path))
+        return made[-1]
+
+    yield gate
+    for g in made:
+        g.open()
+        g.close()

@@ -23,7 +23,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +70,6 @@ def _warm(tier: str) -> None:
         ex.run(_async_cfg(0))
         ex.run(GraphConfig(graph="tests.contract_workloads:square", input=2))
     gc.collect()
-
-
-@pytest.fixture
-def gates(tmp_path: Path) -> Iterator[Callable[[], Gate]]:
-    made: list[Gate] = []
-
-    def gate() -> Gate:
-        made.append(Gate(tmp_path))
-        return made[-1]
-
-    yield gate
-    for g in made:
-        g.open()
-        g.close()
 
 
 # -- close() from a done-callback -----------------------------------------------------------------

@@ -59,20 +59,6 @@ BATCH_BOUND_S = 90.0
 HELD_BATCH_BOUND_S = 3.0
 
 
-@pytest.fixture
-def gates(tmp_path: Path) -> Iterator[Callable[[], Gate]]:
-    made: list[Gate] = []
-
-    def gate() -> Gate:
-        made.append(Gate(tmp_path))
-        return made[-1]
-
-    yield gate
-    for g in made:  # never leave a node held
-        g.open()
-        g.close()
-
-
 # -- process: crashes and kills mid-batch --------------------------------------------------------
 def _others(db: str, n: int, start: int) -> list[tuple[GraphConfig, Any]]:
     """``n`` ordinary runs and their outputs: async graphs (they interleave on a worker's loop,

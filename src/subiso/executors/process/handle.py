@@ -166,6 +166,17 @@ class PendingRun:
         may not move to another worker, and is lost if that worker dies."""
         return self.thread_id is not None and self.cfg.checkpointer == "memory"
 
+    def movable(self) -> bool:
+        """Whether, waiting unread, it may be taken back from its worker for another one."""
+        return not (
+            self.direct
+            or self.pinned()
+            or self.stealing
+            or self.exclusive
+            or self.timed_out
+            or self.future.done()
+        )
+
     def read_only(self) -> bool:
         return self.call.op in ("get_state", "get_state_history")
 
@@ -226,15 +237,14 @@ class WorkerHandle:
     def serving(self) -> bool:
         return self.state is WorkerState.SERVING and not self.broken
 
-    def unread(self) -> int:
-        """Frames sent that the worker has not taken off its pipe yet."""
-        read = self.frames_read.value if self.frames_read is not None else 0
-        return self.sent - read
+    def frames_taken(self) -> int:
+        """Frames the worker has taken off its run pipe (its shared count; 0 before it starts)."""
+        return self.frames_read.value if self.frames_read is not None else 0
 
-    def started(self, pending: PendingRun) -> bool:
-        """Whether the worker took ``pending``'s frame (so the run may have run, in part)."""
-        read = self.frames_read.value if self.frames_read is not None else 0
-        return 0 < pending.seq <= read
+    def waiting(self) -> list[PendingRun]:
+        """Runs whose frames wait unread in its pipe and may go to another worker."""
+        read = self.frames_taken()
+        return [p for p in self.in_flight.values() if p.seq > read and p.movable()]
 
     def needs_reader(self) -> bool:
         """Replies (or the worker's exit) are due that no caller is waiting to read itself."""

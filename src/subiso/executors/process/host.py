@@ -94,7 +94,7 @@ from subiso.executors.process.handle import (
     start_context,
 )
 from subiso.executors.process.handle import WorkerState as S
-from subiso.executors.process.triage import movable, triage
+from subiso.executors.process.triage import triage
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.validate import positive_int, seconds
@@ -407,18 +407,13 @@ class ProcessExecutor(Executor):
         for w in self._workers:
             if w is thief or w.state is S.STOPPING or w.broken:
                 continue
-            read = w.frames_read.value if w.frames_read is not None else 0
-            runs = [p for p in w.in_flight.values() if p.seq > read and movable(p)]
+            runs = w.waiting()
             if len(runs) > len(loot):
                 victim, loot = w, runs
         if victim is None:
             return []
         loot.sort(key=lambda p: p.seq)
-        loot = loot[len(loot) // 2 :]  # the newest half (rounded up): the last to be read
-        for pending in loot:
-            pending.stealing = True
-        msg = wire.CancelQueued([p.rid for p in loot])
-        return [lambda: send_control(victim, msg)]
+        return _take_back(victim, loot[len(loot) // 2 :])  # the newest half: read last
 
     def _send_all(self, sends: list[Send]) -> None:
         for worker, frame, pending in sends:
@@ -488,14 +483,7 @@ class ProcessExecutor(Executor):
 
     def _reclaim_locked(self, worker: WorkerHandle) -> list[Callable[[], None]]:
         """Take back every run waiting unread in a retired worker's pipe (they go elsewhere)."""
-        read = worker.frames_read.value if worker.frames_read is not None else 0
-        loot = [p for p in worker.in_flight.values() if p.seq > read and movable(p)]
-        for pending in loot:
-            pending.stealing = True
-        if not loot:
-            return []
-        msg = wire.CancelQueued([p.rid for p in loot])
-        return [lambda: send_control(worker, msg)]
+        return _take_back(worker, worker.waiting())
 
     # -- replies ---------------------------------------------------------------------------------
     def _read_replies(self, worker: WorkerHandle) -> None:
@@ -673,7 +661,7 @@ class ProcessExecutor(Executor):
         worker.process.join()
         exitcode = worker.process.exitcode
         worker.process.close()  # its pipe fds now, not when the handle is garbage-collected
-        read = worker.frames_read.value if worker.frames_read is not None else 0
+        read = worker.frames_taken()
         worker.close_pipes()
         with self._lock:
             self._workers.remove(worker)
@@ -829,6 +817,17 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _take_back(worker: WorkerHandle, runs: list[PendingRun]) -> list[Callable[[], None]]:
+    """Ask ``worker`` to give back ``runs`` (unread): each comes back ``Cancelled`` and is
+    dispatched again (see ``_complete``); one it has started meanwhile just runs there."""
+    if not runs:
+        return []
+    for pending in runs:
+        pending.stealing = True
+    msg = wire.CancelQueued([p.rid for p in runs])
+    return [lambda: send_control(worker, msg)]
+
+
 def _kill(worker: WorkerHandle) -> None:
     """SIGKILL the worker's process, unless it has exited and been closed meanwhile."""
     with contextlib.suppress(ValueError):

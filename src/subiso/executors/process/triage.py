@@ -108,15 +108,3 @@ def _again(call: Call, *, recover: bool) -> Call:
         return call
     cfg: GraphConfig = call.cfg.replace(recover=True)
     return msgspec.structs.replace(call, cfg=cfg)
-
-
-def movable(pending: PendingRun) -> bool:
-    """Whether a waiting run may be taken back from its worker to go to another one."""
-    return not (
-        pending.direct
-        or pending.pinned()
-        or pending.stealing
-        or pending.exclusive
-        or pending.timed_out
-        or pending.future.done()
-    )
