@@ -188,6 +188,7 @@ class CeleryWorker:
         settings: str = "",
         queue: str | None = None,
         allow: bool = True,
+        app: str = "examples.celery_app",
     ) -> None:
         self.pool, self.tier = pool, tier
         self.name = name or f"{pool}-{tier}"
@@ -195,7 +196,8 @@ class CeleryWorker:
         self.workdir = workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
         allowed = (
-            'allowed_graphs = ["tests.dist_workloads:*", "examples.contract_review.graph:*"]\n'
+            'allowed_graphs = ["tests.dist_workloads:*", "examples.contract_review.graph:*", '
+            '"tests.observe_workloads:*"]\n'
             f'allowed_locations = ["sqlite:///{workdir}/*", "postgresql://*"]\n'
         )
         (self.workdir / "subiso.toml").write_text(
@@ -217,7 +219,7 @@ class CeleryWorker:
                 "-m",
                 "celery",
                 "-A",
-                "examples.celery_app",
+                app,
                 "worker",
                 "-P",
                 pool,
@@ -272,3 +274,92 @@ def celery_client(redis_url: str) -> Any:
     app.conf.broker_url = f"{redis_url}/0"
     app.conf.result_backend = f"{redis_url}/1"
     return app
+
+
+# -- a LangSmith API of our own: what the client posts, kept for the test ------------------------
+class LangSmithSink:
+    """A local HTTP server answering as LangSmith's API does for tracing, keeping every run
+    the client posts (``/runs``, ``/runs/batch``, ``/runs/multipart``): ``(name, trace_id)``."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        sink = self
+        self.runs: set[tuple[str, str]] = set()
+        self._cond = threading.Condition()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _reply(self, status: int, body: bytes = b"{}") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/info"):
+                    self._reply(200, b'{"version": "0.10.0", "instance_flags": {}}')
+                else:
+                    self._reply(404)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                sink._keep(self.headers.get("Content-Type", ""), body)
+                self._reply(202 if "multipart" in self.path else 200)
+
+            do_PATCH = do_POST
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _keep(self, content_type: str, body: bytes) -> None:
+        import email.parser
+        import json
+
+        docs: list[Any] = []
+        if "multipart" in content_type:
+            message = email.parser.BytesParser().parsebytes(
+                b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+            )
+            for part in message.walk():
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    with contextlib.suppress(ValueError):
+                        docs.append(json.loads(payload))
+        else:
+            with contextlib.suppress(ValueError):
+                doc = json.loads(body)
+                docs.extend(
+                    [*doc.get("post", []), *doc.get("patch", [])] if "post" in doc else [doc]
+                )
+        with self._cond:
+            for doc in docs:
+                if isinstance(doc, dict) and doc.get("trace_id") and doc.get("name"):
+                    self.runs.add((str(doc["name"]), str(doc["trace_id"])))
+            self._cond.notify_all()
+
+    def wait_for(self, wanted: set[tuple[str, str]], timeout: float = 60) -> set[tuple[str, str]]:
+        """Every run posted, once all of ``wanted`` have come (or the bound)."""
+        with self._cond:
+            self._cond.wait_for(lambda: wanted <= self.runs, timeout)
+            return set(self.runs)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextlib.contextmanager
+def langsmith_sink() -> Iterator[LangSmithSink]:
+    sink = LangSmithSink()
+    try:
+        yield sink
+    finally:
+        sink.close()

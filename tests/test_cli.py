@@ -443,7 +443,7 @@ def test_report_summary_prints_offloaded_in_human_units() -> None:
         calls=1, interpreter_ids=(4,), interp_s=0.055772801000102845, transfer_s=0.000224
     )
     report = RunReport(
-        tier="subinterpreter", mode="hybrid", pid=1, thread_id=2, offloaded=offloaded
+        tier="subinterpreter", mode="hybrid", pid=1, os_thread_id=2, offloaded=offloaded
     )
     fields = dict(line.split(None, 1) for line in report_lines(report))
     assert fields["offloaded"] == "1 call in interpreter 4: 55.8 ms inside, 0.22 ms transfer"
@@ -459,7 +459,7 @@ def test_report_summary_prints_a_fallback_reason_once(everything: bool) -> None:
 
     why = "Python 3.11 has no own-GIL subinterpreter API (needs 3.13+); ran on the process tier"
     report = RunReport(
-        tier="process", mode="fallback", reason=why, fallback_reason=why, pid=1, thread_id=2
+        tier="process", mode="fallback", reason=why, fallback_reason=why, pid=1, os_thread_id=2
     )
     text = "\n".join(report_lines(report, everything=everything))
     assert text.count(why) == 1, text

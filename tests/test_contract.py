@@ -489,7 +489,7 @@ def test_report_fields(ex: Any, tier: str) -> None:
             assert report.mode == ("full" if path.startswith(CW) else "hybrid"), report
         else:
             assert report.mode == "full" and report.fallback_reason is None
-        assert isinstance(report.thread_id, int)
+        assert isinstance(report.os_thread_id, int)
         assert report.duration_s >= 0
         if out_of_process(ex, tier):
             assert report.pid != os.getpid()
@@ -499,12 +499,12 @@ def test_report_fields(ex: Any, tier: str) -> None:
             assert report.pid == os.getpid()
         if isinstance(result.output, dict) and "pid" in result.output:
             assert result.output["pid"] == report.pid
-            assert result.output["thread"] == report.thread_id
+            assert result.output["thread"] == report.os_thread_id
     sync_fn = results[0].report
     if tier in IN_CALLER:
-        assert sync_fn.thread_id == me  # a sync caller's run executes on its own thread
+        assert sync_fn.os_thread_id == me  # a sync caller's run executes on its own thread
     elif not out_of_process(ex, tier):
-        assert sync_fn.thread_id != me
+        assert sync_fn.os_thread_id != me
 
 
 # -- lifecycle -----------------------------------------------------------------------------------

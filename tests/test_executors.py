@@ -300,16 +300,16 @@ def test_run_report_fields(executor: Any, tier: str) -> None:
         assert report.mode == "full"
         assert report.fallback_reason is None
         assert report.pid == os.getpid()
-        assert isinstance(report.thread_id, int)
+        assert isinstance(report.os_thread_id, int)
         assert isinstance(report.loop_id, int)
         assert report.duration_s > 0
         if path.endswith("awhere"):
             assert output["loop"] == report.loop_id
-            assert output["thread"] == report.thread_id
+            assert output["thread"] == report.os_thread_id
         if tier == "thread":
-            assert report.thread_id != caller
+            assert report.os_thread_id != caller
         else:  # inline and context run sync-called work on the calling thread
-            assert report.thread_id == caller
+            assert report.os_thread_id == caller
     _, report = executor.execute(cfg_for("tests.workloads:sync_graph", {"x": 1}))
     assert report.duration_s > 0 and report.mode == "full"
 
@@ -321,10 +321,10 @@ def test_run_report_from_running_loop(executor: Any, tier: str) -> None:
         assert output["loop"] == report.loop_id
         if tier == "thread":
             assert report.loop_id != id(here)
-            assert report.thread_id != threading.get_ident()
+            assert report.os_thread_id != threading.get_ident()
         else:  # inline and context's arun share the caller's loop by design
             assert report.loop_id == id(here)
-            assert report.thread_id == threading.get_ident()
+            assert report.os_thread_id == threading.get_ident()
 
     asyncio.run(host())
 
@@ -372,7 +372,7 @@ def test_thread_one_worker_interleaves_async_runs(make_executor: Any) -> None:
     futures = [executor.submit(cfg_for("tests.workloads:ameet", i)) for i in range(2)]
     a, b = (f.result() for f in futures)
     assert a == b  # same worker thread, same loop
-    assert executor.stats()["workers"] == 1
+    assert executor.stats().workers_active == 1
 
 
 def test_thread_dispatch_spreads_and_caps_workers(make_executor: Any) -> None:
@@ -381,7 +381,7 @@ def test_thread_dispatch_spreads_and_caps_workers(make_executor: Any) -> None:
     cfgs, outs = many_cfgs(20)
     futures = [executor.submit(cfg) for cfg in cfgs]
     assert [f.result() for f in futures] == outs
-    assert 1 <= executor.stats()["workers"] <= 2
+    assert 1 <= executor.stats().workers_active <= 2
     assert len(executor.worker_threads) <= 2
 
 
@@ -394,7 +394,7 @@ def test_context_run_inside_running_loop_uses_helper_thread(make_executor: Any) 
         me = threading.get_ident()
         for path in ("tests.workloads:where", "tests.workloads:awhere"):
             out, report = executor.execute(cfg_for(path, 0))
-            assert out["thread"] != me and report.thread_id == out["thread"]
+            assert out["thread"] != me and report.os_thread_id == out["thread"]
             assert out["loop"] != id(here)
         # a sync run has no loop at all on the helper thread; it could call asyncio.run itself
         assert executor.run(cfg_for("tests.workloads:where", 0))["loop"] is None
@@ -408,7 +408,7 @@ def test_context_run_from_sync_code_stays_on_calling_thread(make_executor: Any) 
     me = threading.get_ident()
     for path in ("tests.workloads:awhere", "tests.workloads:where"):
         out, report = executor.execute(cfg_for(path, 0))
-        assert out["thread"] == me == report.thread_id
+        assert out["thread"] == me == report.os_thread_id
 
 
 @pytest.mark.parametrize("name", ["context", "thread"])

@@ -264,7 +264,7 @@ def test_sync_callers_futures_and_aruns_share_one_worker() -> None:
                 want += [{"x": expected(k * 100 + i)}, i * i]
             assert future.result() == want
         assert looped.result() == [i * i for i in range(30)]
-        assert ex.stats()["in_flight"] == [0]
+        assert ex.stats().runs_per_worker == [0]
 
 
 # -- the worker's main thread runs sync jobs; its control thread stays responsive -----------------

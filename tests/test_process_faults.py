@@ -68,7 +68,9 @@ def test_runs_waiting_behind_a_crash_go_to_a_new_worker(tmp_path: Path) -> None:
         crash = ex.submit({"graph": f"{P}:hold_then_exit", "input": hold.paths})
         hold.wait_started()  # the worker's main thread is inside it
         waiting = [ex.submit({"graph": f"{W}:square", "input": i}) for i in range(8)]
-        assert ex.stats()["in_flight"] == [9]  # all in its pipe, unread
+        stats = ex.stats()
+        assert stats.runs_per_worker == [9]  # all in its pipe, unread but the one it runs
+        assert (stats.runs_running, stats.runs_pending) == (1, 8)
         hold.let_go()
         with pytest.raises(WorkerCrashed, match="exited with code 3") as info:
             crash.result()

@@ -66,8 +66,8 @@ def test_key_path_of_unencodable_value() -> None:
 
 def test_handle_round_trip_and_msgpack_codec_in_host() -> None:
     payload = marshal.dumps(((2, 3), {}))
-    reply = interp_side.handle(marshal.dumps(("call", "operator:add", payload, None)))
-    assert marshal.loads(reply) == ("ok", marshal.dumps(5))
+    reply = interp_side.handle(marshal.dumps(("call", "operator:add", payload, None, None)))
+    assert marshal.loads(reply) == ("ok", marshal.dumps(5), ())
     pytest.importorskip("msgspec")
     msgpack = interp_side.make_codec("msgpack")
     assert msgpack.loads(msgpack.dumps({"a": [1, "x"]})) == {"a": [1, "x"]}

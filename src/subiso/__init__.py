@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "GraphConfig": "subiso.config",
     "RunReport": "subiso.report",
     "RunResult": "subiso.report",
+    "ExecutorStats": "subiso.observe.metrics",
     "capabilities": "subiso._capabilities",
     "Capabilities": "subiso._capabilities",
     "offload": "subiso.executors.subinterpreter.offload",
@@ -29,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "SerializationError": "subiso.errors",
     "NotIsolatable": "subiso.errors",
     "TierUnavailable": "subiso.errors",
+    "ServiceUnreachable": "subiso.errors",
     "ExecutorClosed": "subiso.errors",
     "Executor": "subiso.executors.base",
     "get_executor": "subiso.executors",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.errors import RunAborted as RunAborted
     from subiso.errors import RunTimeout as RunTimeout
     from subiso.errors import SerializationError as SerializationError
+    from subiso.errors import ServiceUnreachable as ServiceUnreachable
     from subiso.errors import SubisoError as SubisoError
     from subiso.errors import TierUnavailable as TierUnavailable
     from subiso.errors import WorkerCrashed as WorkerCrashed
@@ -83,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.executors.subinterpreter import SubinterpreterExecutor as SubinterpreterExecutor
     from subiso.executors.subinterpreter.offload import offload as offload
     from subiso.executors.thread import ThreadExecutor as ThreadExecutor
+    from subiso.observe.metrics import ExecutorStats as ExecutorStats
     from subiso.report import RunReport as RunReport
     from subiso.report import RunResult as RunResult
     from subiso.runtime.worker_init import worker_state as worker_state

@@ -2,15 +2,31 @@
 
 Decisions (which tier "auto" picks, whether the subinterpreter tier falls back) are made from
 a ``Capabilities`` value, so they can be unit-tested by constructing one for any machine.
+
+**The GIL can come back.** On a free-threaded build, importing an extension module that does
+not declare free-threading support re-enables the GIL for the whole process (CPython warns
+once). LangGraph's import chain does (orjson and zstandard, through langsmith, have no
+free-threaded wheels), so "auto" choosing the thread tier for a GIL-free interpreter can be
+undone by the very first graph it imports. Target imports go through
+:func:`import_watching_gil`, which notes an import that re-enabled it; runs of an "auto"
+executor then say so in ``RunReport.reason`` (:func:`gil_note`), and ``subiso info`` /
+``subiso doctor`` check it (:func:`gil_after_import`).
 """
 
 from __future__ import annotations
 
+import logging
 import platform
+import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
+
+T = TypeVar("T")
+log = logging.getLogger("subiso.auto")
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,3 +71,58 @@ def capabilities() -> Capabilities:
         subinterpreters=found.name if available else None,
         subinterpreters_reason=None if available else found.reason,
     )
+
+
+_GIL_REENABLED_BY: list[str] = []
+
+
+def import_watching_gil(module: str, load: Callable[[], T]) -> T:
+    """``load()`` (an import of ``module``), noting it if it re-enabled the GIL."""
+    if not is_free_threaded_build():
+        return load()
+    before = gil_enabled()
+    try:
+        return load()
+    finally:
+        if not before and gil_enabled() and module not in _GIL_REENABLED_BY:
+            _GIL_REENABLED_BY.append(module)
+            log.warning(
+                "importing %s re-enabled the GIL on this free-threaded build (an extension "
+                "module without free-threading support, e.g. orjson or zstandard); threads "
+                "no longer run Python in parallel in this process",
+                module,
+            )
+
+
+def gil_reenabled_by() -> tuple[str, ...]:
+    """Target modules whose import re-enabled the GIL in this process (free-threaded builds)."""
+    return tuple(_GIL_REENABLED_BY)
+
+
+def gil_note() -> str | None:
+    """A sentence for reports when an import re-enabled the GIL here, else None."""
+    if not _GIL_REENABLED_BY:
+        return None
+    return (
+        f"the GIL was re-enabled at run time by importing {', '.join(_GIL_REENABLED_BY)} (an "
+        "extension module without free-threading support, such as orjson or zstandard from "
+        "LangGraph's import chain): threads no longer run Python in parallel in this process; "
+        "the process or subinterpreter tier does"
+    )
+
+
+def gil_after_import(module: str, timeout: float = 60.0) -> bool | None:
+    """Whether importing ``module`` in a fresh interpreter of this Python leaves the GIL
+    enabled (None: not a free-threaded build, or the probe failed). A subprocess, so this
+    process's GIL is untouched."""
+    if not is_free_threaded_build():
+        return None
+    code = f"import sys, {module}; print(sys._is_gil_enabled())"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    answer = done.stdout.strip().splitlines()[-1:] if done.returncode == 0 else []
+    return None if not answer else answer[0] == "True"

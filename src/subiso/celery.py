@@ -26,6 +26,12 @@ patterns, see :mod:`subiso.allow`), checked before anything is imported or opene
 ``allowed_graphs`` it refuses everything. Payloads and results are JSON (msgspec builtins),
 never pickle: configure ``task_serializer``/``result_serializer``/``accept_content`` as above.
 
+**Traces.** :func:`submit` carries the caller's LangSmith and OpenTelemetry context with the
+task (as strings, :mod:`subiso.observe.trace`); the task restores it around the run, so the
+graph's runs join the caller's trace. With opentelemetry-instrumentation-celery installed the
+task's own span is already current in the worker (it propagates the W3C context in the
+message headers): the run then continues that span instead, a child of the caller's.
+
 **Errors.** ``RunTimeout`` and ``WorkerCrashed`` are retried (``autoretry_for``) with
 exponential backoff, at most ``max_retries`` times (3 by default: ``install(app,
 max_retries=5, retry_backoff=2, retry_backoff_max=120)``, or per deployment
@@ -42,6 +48,7 @@ the worker-side message.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -51,6 +58,8 @@ import msgspec
 from subiso.allow import check_allowed
 from subiso.config import GraphConfig
 from subiso.errors import RunTimeout, SerializationError, WorkerCrashed
+from subiso.observe.runs import TraceCarrier
+from subiso.observe.trace import capture, restore
 
 TASK_NAME = "subiso.run_graph"
 DEFAULT_MAX_RETRIES = 3
@@ -138,8 +147,11 @@ def result_payload(result: Any, graph: str) -> dict[str, Any]:
     return {"output": output, "report": msgspec.to_builtins(result.report)}
 
 
-def run_graph(task: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The body of ``subiso.run_graph``: check, convert, run on this worker's executor."""
+def run_graph(
+    task: Any, cfg: Mapping[str, Any], trace: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The body of ``subiso.run_graph``: check, convert, run on this worker's executor (in
+    the caller's trace, when ``trace`` carries one)."""
     resolved = _resolved()
     settings = resolved.settings
     if not isinstance(cfg, Mapping):
@@ -157,8 +169,31 @@ def run_graph(task: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
     )
     if again and _has_thread(config):
         config = config.replace(recover=True)
-    result = worker_executor().execute(config)
+    undo = restore(_carrier(trace))
+    try:
+        result = worker_executor().execute(config)  # captures the context restored here
+    finally:
+        if undo is not None:
+            undo()
     return result_payload(result, config.graph)
+
+
+def _carrier(trace: Mapping[str, Any] | None) -> TraceCarrier | None:
+    """The submitter's trace context to restore here: its OpenTelemetry part only when no
+    span is current already (an instrumented worker's task span continues the trace)."""
+    if not trace:
+        return None
+    try:
+        carrier = msgspec.convert(trace, TraceCarrier)
+    except msgspec.ValidationError:
+        log.warning("%s: ignored a malformed trace carrier", TASK_NAME)
+        return None
+    if carrier.otel and "opentelemetry.trace" in sys.modules:
+        from opentelemetry import trace as otel_trace
+
+        if otel_trace.get_current_span().get_span_context().is_valid:
+            carrier = msgspec.structs.replace(carrier, otel={})
+    return carrier
 
 
 def _has_thread(cfg: GraphConfig) -> bool:
@@ -192,8 +227,10 @@ def install(
         **task_options,
     }
 
-    def subiso_run_graph(self: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
-        return run_graph(self, cfg)
+    def subiso_run_graph(
+        self: Any, cfg: Mapping[str, Any], trace: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return run_graph(self, cfg, trace)
 
     task = app.task(**options)(subiso_run_graph)
     # Signals are process-wide; the dispatch_uids make install() idempotent.
@@ -213,9 +250,12 @@ def install(
 def submit(app: Any, cfg: GraphConfig | Mapping[str, Any], **apply_async_options: Any) -> Any:
     """Send one run to the workers; returns the ``celery.result.AsyncResult``.
 
-    ``cfg`` is a GraphConfig or a dict; it travels as JSON. ``apply_async_options`` are
-    Celery's (``queue=``, ``countdown=``, ``task_id=``, ...). The client need not have called
+    ``cfg`` is a GraphConfig or a dict; it travels as JSON, with the caller's trace context
+    (LangSmith, OpenTelemetry) when it has one. ``apply_async_options`` are Celery's
+    (``queue=``, ``countdown=``, ``task_id=``, ...). The client need not have called
     :func:`install`.
     """
     payload = msgspec.to_builtins(cfg) if isinstance(cfg, GraphConfig) else dict(cfg)
-    return app.send_task(TASK_NAME, args=(payload,), **apply_async_options)
+    carrier = capture()
+    kwargs = {} if carrier is None else {"trace": msgspec.to_builtins(carrier)}
+    return app.send_task(TASK_NAME, args=(payload,), kwargs=kwargs, **apply_async_options)

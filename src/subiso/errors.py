@@ -13,7 +13,13 @@ if TYPE_CHECKING:
 
 
 class SubisoError(Exception):
-    """Base class of every error subiso raises itself (workflow errors keep their own type)."""
+    """Base class of every error subiso raises itself (workflow errors keep their own type).
+
+    ``run_id`` names the run it was raised for (``RunReport.run_id``, the ``run_id`` of the
+    run's log records); None for errors raised before there was a run (a bad option).
+    """
+
+    run_id: str | None = None
 
 
 class ConfigError(SubisoError, ValueError):
@@ -52,6 +58,12 @@ class SerializationError(SubisoError, TypeError):
 
 class NotIsolatable(SubisoError):
     """An offloaded function cannot reach a subinterpreter; the message names what blocks it."""
+
+
+class ServiceUnreachable(SubisoError, ConnectionError):
+    """A checkpointer's or store's server did not answer (refused, or silent past the connect
+    timeout); the message names host and port, never the password. Nothing retries behind
+    the caller's back: run again once the server is back."""
 
 
 class TierUnavailable(SubisoError, RuntimeError):

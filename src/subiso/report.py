@@ -33,7 +33,14 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     run's offloaded calls (None when it made none).
     ``status`` is ``"interrupted"`` when the graph paused - an ``interrupt()`` (its payloads are
     in ``RunResult.interrupts``) or a static breakpoint - and ``"done"`` otherwise.
-    The ``*_s`` transfer fields are zero for tiers that do not cross a boundary.
+
+    Identity and time: ``run_id`` (LangGraph's ``config["run_id"]`` when the caller gave one,
+    else generated at submit; every log record of the run carries it), ``thread_id``
+    (LangGraph's ``config.configurable.thread_id``, None without one), ``queue_wait_s`` (from
+    submit to the start of execution), ``duration_s`` (execution, in the worker),
+    ``started_at``/``finished_at`` (wall clock, ``time.time()``). Where it ran: ``pid``,
+    ``os_thread_id`` (``threading.get_ident()`` of the thread that ran it), ``interpreter_id``,
+    ``loop_id``. The ``*_s`` transfer fields are zero for tiers that do not cross a boundary.
     """
 
     tier: str
@@ -41,11 +48,16 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     status: Status = "done"
     reason: str | None = None
     fallback_reason: str | None = None
+    run_id: str = ""
+    thread_id: str | None = None
     pid: int
-    thread_id: int
+    os_thread_id: int
     interpreter_id: int | None = None
     loop_id: int | None = None
+    queue_wait_s: float = 0.0
     duration_s: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
     encode_s: float = 0.0
     transfer_s: float = 0.0
     decode_s: float = 0.0

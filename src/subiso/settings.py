@@ -68,6 +68,7 @@ SHARED_KEYS = (
     "worker_init",
     "allowed_graphs",
     "allowed_locations",
+    "loop_block_threshold",
 )
 #: Constructor keywords that are not settings (the caller of the constructor sets them).
 _NOT_OPTIONS = frozenset({"selected_by"})
@@ -131,6 +132,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     # enforced by the Celery task always (see subiso.allow).
     allowed_graphs: list[str] | None = None
     allowed_locations: list[str] | None = None
+    loop_block_threshold: float | None = None  # seconds a worker loop may block unreported
     plugins: dict[str, dict[str, Any]] = {}
 
     def shared_options(self) -> dict[str, Any]:

@@ -181,4 +181,5 @@ OPTION_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "worker_init": import_path,
     "allowed_graphs": glob_patterns,
     "allowed_locations": glob_patterns,
+    "loop_block_threshold": seconds,
 }

@@ -15,7 +15,7 @@ from subiso.cli._app import to_json
 PREVIEW_WIDTH = 100
 #: RunReport fields printed under another name: their values are shown in human units.
 _LABELS = {
-    "thread_id": "os_thread_id",
+    "queue_wait_s": "queue wait",
     "duration_s": "duration",
     "encode_s": "encode",
     "transfer_s": "transfer",
@@ -39,6 +39,12 @@ def human_seconds(seconds: float) -> str:
         return f"{minutes} min {rest} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def wall_clock(timestamp: float) -> str:
+    """``2026-12-06 21:03:52.123`` (local time) for a ``time.time()`` value."""
+    whole = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    return f"{whole}.{int(timestamp % 1 * 1000):03d}"
 
 
 def shorten(text: str, width: int = PREVIEW_WIDTH) -> str:
@@ -120,7 +126,8 @@ def report_lines(report: Any, *, everything: bool = False) -> list[str]:
     rows: list[tuple[str, str]] = []
     fields = msgspec.structs.asdict(report)
     for name, value in fields.items():
-        if not everything and (value is None or (name in _TRANSFER and not value)):
+        unset = value is None or value == "" or (name.endswith("_at") and not value)
+        if not everything and (unset or (name in _TRANSFER and not value)):
             continue
         if name == "fallback_reason" and value is not None and value == fields.get("reason"):
             if not everything:
@@ -130,6 +137,8 @@ def report_lines(report: Any, *, everything: bool = False) -> list[str]:
             shown: Any = offloaded_text(value)
         elif name.endswith("_s") and value is not None:
             shown = human_seconds(value)
+        elif name.endswith("_at") and value:
+            shown = wall_clock(value)
         else:
             shown = value
         rows.append((_LABELS.get(name, name), str(shown)))

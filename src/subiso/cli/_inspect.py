@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from subiso import __version__
+from subiso._capabilities import gil_note
 from subiso.cli._app import (
     USAGE_ERRORS,
     fail,
@@ -99,6 +100,8 @@ def info(ctx: click.Context, as_json: bool, settings_path: str | None, verbose: 
         "tiers": tier_status(caps),
         "settings": settings_doc,
     }
+    if caps.free_threaded:
+        doc["gil_after_langgraph_import"] = _gil_after("langgraph.graph")
     if as_json:
         click.echo(to_json(doc))
     else:
@@ -126,6 +129,8 @@ def _info_text(doc: dict[str, Any]) -> str:
     ]
     if "executor" in settings:
         lines.append(f"executor:        {settings['executor']} (from {settings['executor_from']})")
+    if "gil_after_langgraph_import" in doc:
+        lines.append(f"GIL after import langgraph: {doc['gil_after_langgraph_import']}")
     lines.append(f"auto picks:      {doc['auto']['tier']} - {doc['auto']['reason']}")
     lines.append("tiers:")
     width = max(len(n) for n in doc["tiers"])
@@ -197,7 +202,7 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
     except USAGE_ERRORS as exc:
         fail(exc, verbose)
     module = importlib.import_module(cfg.module)
-    caps = current_capabilities()
+    caps = current_capabilities()  # after the import: the GIL's state now
     auto_tier, auto_reason = choose_tier(caps)
     names, offloaded = _target_modules(module, obj)
     doc: dict[str, Any] = {
@@ -205,6 +210,10 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
         "subinterpreters": caps.subinterpreters,
         "auto": {"tier": auto_tier, "reason": auto_reason},
     }
+    if caps.free_threaded:
+        doc["gil"] = gil_note() or (
+            "enabled (PYTHON_GIL=1 or at start-up)" if caps.gil_enabled else "still disabled"
+        )
     if caps.subinterpreters is None:
         doc.update(
             modules=[],
@@ -275,5 +284,22 @@ def _doctor_text(doc: dict[str, Any], caps: Any) -> str:
                 extra = f": {f['reason']}" if f["reason"] else ""
                 lines.append(f"  {verdict:<18} {f['function']}{extra}")
     lines.append(f"subinterpreter executor mode: {doc['mode']} - {doc['mode_reason']}")
+    if "gil" in doc:
+        lines.append(f"GIL after importing the target: {doc['gil']}")
     lines.append(f"auto picks:      {doc['auto']['tier']} - {doc['auto']['reason']}")
     return "\n".join(lines)
+
+
+def _gil_after(module: str) -> str:
+    """What importing ``module`` does to the GIL of a fresh interpreter (free-threaded)."""
+    from subiso._capabilities import gil_after_import
+
+    enabled = gil_after_import(module)
+    if enabled is None:
+        return f"unknown (could not import {module} in a fresh interpreter)"
+    if enabled:
+        return (
+            f"re-enabled (an extension module {module} imports has no free-threading support): "
+            "the thread tier does not run graphs in parallel here"
+        )
+    return "still disabled"

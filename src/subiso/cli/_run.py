@@ -175,6 +175,20 @@ def _is_empty_input(exc: BaseException) -> bool:
     help="Print one JSON document (status, output, interrupts, report; with --repeat the "
     "summary); with --stream one JSON line per event.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log to stderr, one line per record: text, or JSON objects carrying run_id, tier, "
+    "thread_id, outcome and timings (records from worker processes and interpreters too).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="With --log-format: the least severe records shown (DEBUG adds each run's start).",
+)
 @settings_option
 @verbose_option
 @click.pass_context
@@ -193,6 +207,8 @@ def run(
     repeat: int,
     concurrency: int,
     as_json: bool,
+    log_format: str | None,
+    log_level: str,
     settings_path: str | None,
     verbose: int,
 ) -> None:
@@ -206,6 +222,12 @@ def run(
     verbose = verbosity(ctx, verbose)
     from subiso.settings import load_executor
 
+    if log_format is not None:
+        import logging
+
+        from subiso.observe.log import configure
+
+        configure(log_format, getattr(logging, log_level.upper()))
     check_tier(tier)
     modes = parse_stream_modes(stream)
     if input_ is not None and resume is not None:

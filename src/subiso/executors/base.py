@@ -18,8 +18,14 @@ through ``start``.
 
 Everything callers use - ``run``, ``arun``, ``execute``, ``aexecute``, ``submit``, ``map``,
 ``stream``, ``astream``, ``get_state``, ``get_state_history``, ``update_state`` and their async
-forms, ``close``, the context managers - is defined here and only here, so a plugin tier gets
-all of it, and every change to it, by implementing ``start``.
+forms, ``close``, ``stats``, the context managers - is defined here and only here, so a plugin
+tier gets all of it, and every change to it, by implementing ``start``.
+
+That includes what makes a run observable on every tier: each Call is made here, on the
+caller's thread or task, with its :class:`~subiso.observe.runs.RunInfo` (run id, submit time,
+the caller's trace context - :mod:`subiso.observe`); every run is counted here as it is
+submitted and as it ends (``stats()``, the OpenTelemetry instruments), and a SubisoError raised
+for a run carries its ``run_id``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import abc
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -46,10 +53,15 @@ if TYPE_CHECKING:
     from subiso._capabilities import Capabilities
 from subiso.allow import check_allowed
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, ExecutorClosed, RunTimeout
+from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, SubisoError
 from subiso.events import EventChannel
+from subiso.observe.log import for_run, outcome_of
+from subiso.observe.loop_health import DEFAULT_BLOCK_THRESHOLD_S
+from subiso.observe.metrics import ExecutorStats, RunMeter, WorkerStats, instruments
+from subiso.observe.runs import run_info
+from subiso.observe.trace import capture
 from subiso.report import RunResult
-from subiso.runtime.call import Call, StreamMode
+from subiso.runtime.call import Call, Op, StreamMode
 from subiso.validate import checkpointer_spec, glob_patterns, import_path, seconds
 
 ConfigLike = GraphConfig | Mapping[str, Any]
@@ -85,6 +97,9 @@ class SharedOptions(TypedDict, total=False):
     * ``allowed_graphs`` / ``allowed_locations`` - ``fnmatch`` patterns: when set, a
       GraphConfig whose graph (or checkpointer/store location) matches none is refused with a
       ConfigError before anything is imported or opened (``"memory"`` is always allowed);
+    * ``loop_block_threshold`` - seconds a worker's event loop may be blocked (a run's code
+      not yielding) before a WARNING names the run, the node and the blocking stack (default
+      1.0; see :mod:`subiso.observe.loop_health`);
     * ``selected_by`` - why this tier was chosen when something other than the caller chose
       it (the "auto" tier); copied into every ``RunReport.selected_by``.
     """
@@ -94,6 +109,7 @@ class SharedOptions(TypedDict, total=False):
     worker_init: str | None
     allowed_graphs: Sequence[str] | None
     allowed_locations: Sequence[str] | None
+    loop_block_threshold: float | None
     selected_by: str | None
 
 
@@ -131,8 +147,30 @@ class Executor(abc.ABC):
         self.allowed_locations = glob_patterns(
             shared.get("allowed_locations"), f"{name}: allowed_locations"
         )
+        threshold = seconds(shared.get("loop_block_threshold"), f"{name}: loop_block_threshold")
+        self.loop_block_threshold = (
+            DEFAULT_BLOCK_THRESHOLD_S if threshold is None else float(threshold)
+        )
         self._closed = False
         self._close_lock = threading.Lock()
+        self._meter = self._new_meter()
+
+    def _new_meter(self) -> RunMeter:
+        """This executor's RunMeter, observed by the OpenTelemetry instruments while it lives
+        (a tier built inside another one shares its owner's instead)."""
+        meter = RunMeter(self.tier)
+        found = instruments()
+        if found is not None:
+            found.observe(meter, self.stats)
+        return meter
+
+    def _share_meter(self, meter: RunMeter) -> None:
+        """Count into ``meter`` instead (this executor runs inside another one, which reports
+        for both): call before this executor makes any worker."""
+        found = instruments()
+        if found is not None:
+            found.forget(self._meter)
+        self._meter = meter
 
     @classmethod
     def availability(cls, caps: Capabilities) -> tuple[bool, str]:
@@ -165,36 +203,53 @@ class Executor(abc.ABC):
         it holds takes no more runs and that nothing waits for it. Optional."""
         return None
 
+    def worker_stats(self) -> WorkerStats:
+        """The tier's workers, for ``stats()``: pool size, live workers, runs per worker, and
+        how many runs execute now when the workers do not count that in ``self._meter``
+        (their runtime's ``meter``). Optional."""
+        return WorkerStats()
+
     # -- deadlines ----------------------------------------------------------------------------
     def started(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         """``start(call, events)`` with the run's deadline watched from the caller's side: if
         the worker has not ended the run ``TIMEOUT_GRACE_S`` after its timeout, the future
         gets RunTimeout anyway (control is back) and the tier is told to ``abandon`` it."""
         future = self.start(call, events)
-        self.watch_deadline(future, call.cfg)
+        self.watch_deadline(future, call)
         return future
 
-    def watch_deadline(self, future: cf.Future[RunResult], cfg: GraphConfig) -> None:
+    def watch_deadline(self, future: cf.Future[RunResult], work: Call | GraphConfig) -> None:
         """Arm ``started``'s deadline on a future a tier made itself (its own fast path)."""
-        timeout = cfg.timeout
+        call = work if isinstance(work, Call) else Call(cfg=work)
+        timeout = call.cfg.timeout
         if timeout is None or future.done():
             return
         deadline = _deadlines().call_later(
-            timeout + TIMEOUT_GRACE_S, lambda: self._overdue(future, cfg)
+            timeout + TIMEOUT_GRACE_S, lambda: self._overdue(future, call)
         )
         future.add_done_callback(lambda _: deadline.cancel())
 
-    def _overdue(self, future: cf.Future[RunResult], cfg: GraphConfig) -> None:
+    def _overdue(self, future: cf.Future[RunResult], call: Call) -> None:
         if future.done():
             return
-        settle(
-            future,
-            exc=RunTimeout(
-                f"run of {cfg.label!r} went past its timeout of {cfg.timeout:g}s and did not "
-                f"stop when cancelled; control is back with the caller and the {self.tier} "
-                "tier gave up its worker"
-            ),
+        cfg = call.cfg
+        error = RunTimeout(
+            f"run of {cfg.label!r} went past its timeout of {cfg.timeout:g}s and did not "
+            f"stop when cancelled; control is back with the caller and the {self.tier} "
+            "tier gave up its worker"
         )
+        run_id = call.run.run_id if call.run is not None else None
+        for_run(
+            self.tier,
+            logging.WARNING,
+            "run %s timeout: %s",
+            run_id,
+            error,
+            run_id=run_id,
+            thread_id=cfg.thread_id,
+            outcome="timeout",
+        )
+        settle(future, exc=error)
         self.cancel_running(future)
         self.abandon(future)
 
@@ -250,14 +305,81 @@ class Executor(abc.ABC):
             )
         return cfg
 
+    def _new_call(self, cfg: ConfigLike, op: Op = "invoke", **fields: Any) -> Call:
+        """The Call for ``cfg`` (prepared), made here - on the caller's thread or task - with
+        its run's identity and the caller's trace context."""
+        prepared = self.prepare(cfg)
+        return Call(cfg=prepared, op=op, run=run_info(prepared.config, capture()), **fields)
+
     def submit_execute(self, cfg: ConfigLike) -> cf.Future[RunResult]:
         """Start a run; the future's result is its RunResult."""
-        return self.started(Call(cfg=self.prepare(cfg)))
+        return self._submitted(self._new_call(cfg))
 
     def submit(self, cfg: ConfigLike) -> cf.Future[Any]:
         """Start a run; the future's result is the run's output, as with ``run``."""
         inner = self.submit_execute(cfg)
         return relay(inner, DerivedFuture(), _output, on_cancel=self.cancel_running)
+
+    # -- every run, counted as it starts and ends --------------------------------------------
+    def _submitted(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
+        """``started(call, events)``, counted; the outcome is recorded (and a SubisoError
+        tagged with the run id) before anyone waiting on the future can see it."""
+        future = self.started(call, events)
+        if call.is_run:
+            self._meter.submitted()
+        future.add_done_callback(lambda done: self._settled(call, done))
+        return future
+
+    def _perform(self, call: Call) -> RunResult:
+        """``call(call)``, counted."""
+        if call.is_run:
+            self._meter.submitted()
+        try:
+            result = self.call(call)
+        except BaseException as exc:
+            self._failed(call, exc)
+            raise
+        self._succeeded(call, result)
+        return result
+
+    async def _aperform(self, call: Call, events: EventChannel | None = None) -> RunResult:
+        """``acall(call, events)``, counted."""
+        if call.is_run:
+            self._meter.submitted()
+        try:
+            result = await self.acall(call, events)
+        except BaseException as exc:
+            self._failed(call, exc)
+            raise
+        self._succeeded(call, result)
+        return result
+
+    def _settled(self, call: Call, future: cf.Future[RunResult]) -> None:
+        if future.cancelled():
+            if call.is_run:
+                self._meter.finished("cancelled", None, None)
+            return
+        error = future.exception()
+        if error is not None:
+            self._failed(call, error)
+        else:
+            self._succeeded(call, future.result())
+
+    def _failed(self, call: Call, error: BaseException) -> None:
+        if isinstance(error, SubisoError) and error.run_id is None and call.run is not None:
+            error.run_id = call.run.run_id
+        if call.is_run:
+            self._meter.finished(outcome_of(error), None, None)
+
+    def _succeeded(self, call: Call, result: RunResult) -> None:
+        if call.is_run:
+            report = result.report
+            self._meter.finished(report.status, report.duration_s, report.queue_wait_s)
+
+    def stats(self) -> ExecutorStats:
+        """A snapshot of this executor: runs pending, running and completed (by outcome),
+        workers, restarts and worker loop lag (:class:`~subiso.observe.metrics.ExecutorStats`)."""
+        return self._meter.snapshot(self.worker_stats())
 
     def execute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
         """Run to completion and return ``RunResult(output, report)``.
@@ -266,9 +388,9 @@ class Executor(abc.ABC):
         future, it never starts or nests an event loop here. ``on_event(update)`` is called on
         this thread with each node's update (LangGraph's ``"updates"`` stream) as it happens.
         """
-        call = Call(cfg=self.prepare(cfg))
+        call = self._new_call(cfg)
         if on_event is None:
-            return self.call(call)
+            return self._perform(call)
         events = EventChannel()
         future = self._start_streaming(call, events)
         for event in self._drain(events, future):
@@ -282,9 +404,9 @@ class Executor(abc.ABC):
     async def aexecute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
         """Await a run without blocking the caller's loop; cancelling the caller cancels it.
         ``on_event`` is called on the caller's loop with each update as it happens."""
-        call = Call(cfg=self.prepare(cfg))
+        call = self._new_call(cfg)
         if on_event is None:
-            return await self.acall(call)
+            return await self._aperform(call)
         result = _Box()
         async for event in self._aevents(call, result):
             on_event(event)
@@ -324,9 +446,7 @@ class Executor(abc.ABC):
         """Yield exactly what ``graph.stream(input, config, stream_mode=..., subgraphs=...)``
         yields, each chunk as the worker produces it (bounded buffering: a slow consumer
         slows the run). Leaving the loop early cancels the run on its worker."""
-        call = Call(
-            cfg=self.prepare(cfg), op="stream", stream_mode=stream_mode, subgraphs=subgraphs
-        )
+        call = self._new_call(cfg, "stream", stream_mode=stream_mode, subgraphs=subgraphs)
         events = EventChannel()
         return self._drain(events, self._start_streaming(call, events), raise_at_end=True)
 
@@ -338,14 +458,12 @@ class Executor(abc.ABC):
         subgraphs: bool = False,
     ) -> AsyncIterator[Any]:
         """``stream`` for async callers: an async iterator, never blocking the caller's loop."""
-        call = Call(
-            cfg=self.prepare(cfg), op="stream", stream_mode=stream_mode, subgraphs=subgraphs
-        )
+        call = self._new_call(cfg, "stream", stream_mode=stream_mode, subgraphs=subgraphs)
         async for event in self._aevents(call, _Box()):
             yield event
 
     def _start_streaming(self, call: Call, events: EventChannel) -> cf.Future[RunResult]:
-        future = self.started(call, events)
+        future = self._submitted(call, events)
         future.add_done_callback(lambda _: events.close())
         return future
 
@@ -365,7 +483,7 @@ class Executor(abc.ABC):
 
     async def _aevents(self, call: Call, result: _Box) -> AsyncIterator[Any]:
         events = EventChannel()
-        task = asyncio.ensure_future(self.acall(call, events))
+        task = asyncio.ensure_future(self._aperform(call, events))
         task.add_done_callback(lambda _: events.close())
         try:
             async for event in events:
@@ -382,30 +500,30 @@ class Executor(abc.ABC):
     def get_state(self, cfg: ConfigLike, *, subgraphs: bool = False) -> Any:
         """LangGraph's ``StateSnapshot`` of ``cfg``'s thread, read on a worker that owns the
         checkpointer's loop."""
-        return self.call(Call(cfg=self.prepare(cfg), op="get_state", subgraphs=subgraphs)).output
+        return self._perform(self._new_call(cfg, "get_state", subgraphs=subgraphs)).output
 
     async def aget_state(self, cfg: ConfigLike, *, subgraphs: bool = False) -> Any:
-        call = Call(cfg=self.prepare(cfg), op="get_state", subgraphs=subgraphs)
-        return (await self.acall(call)).output
+        call = self._new_call(cfg, "get_state", subgraphs=subgraphs)
+        return (await self._aperform(call)).output
 
     def get_state_history(self, cfg: ConfigLike, limit: int | None = None) -> list[Any]:
         """The thread's ``StateSnapshot`` objects, newest first (``limit`` of them at most)."""
-        call = Call(cfg=self.prepare(cfg), op="get_state_history", limit=limit)
-        return list(self.call(call).output)
+        call = self._new_call(cfg, "get_state_history", limit=limit)
+        return list(self._perform(call).output)
 
     async def aget_state_history(self, cfg: ConfigLike, limit: int | None = None) -> list[Any]:
-        call = Call(cfg=self.prepare(cfg), op="get_state_history", limit=limit)
-        return list((await self.acall(call)).output)
+        call = self._new_call(cfg, "get_state_history", limit=limit)
+        return list((await self._aperform(call)).output)
 
     def update_state(self, cfg: ConfigLike, values: Any, as_node: str | None = None) -> Any:
         """``graph.update_state``: write ``values`` as if ``as_node`` returned them; returns the
         new checkpoint's RunnableConfig."""
-        call = Call(cfg=self.prepare(cfg), op="update_state", values=values, as_node=as_node)
-        return self.call(call).output
+        call = self._new_call(cfg, "update_state", values=values, as_node=as_node)
+        return self._perform(call).output
 
     async def aupdate_state(self, cfg: ConfigLike, values: Any, as_node: str | None = None) -> Any:
-        call = Call(cfg=self.prepare(cfg), op="update_state", values=values, as_node=as_node)
-        return (await self.acall(call)).output
+        call = self._new_call(cfg, "update_state", values=values, as_node=as_node)
+        return (await self._aperform(call)).output
 
     def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stop accepting work, then release workers and resources.

@@ -31,6 +31,7 @@ from typing import Any
 
 from subiso.events import EventChannel
 from subiso.executors.in_caller import InCallerExecutor
+from subiso.observe.loop_health import leftovers, report_leftovers
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
@@ -131,7 +132,11 @@ class ContextExecutor(InCallerExecutor):
     async def _settle(
         loop: asyncio.AbstractEventLoop, scope: set[asyncio.Task[Any]], runtime: WorkerRuntime
     ) -> None:
-        """Cancel and await whatever the run left behind, then close its checkpointers."""
+        """Report, cancel and await whatever the run left behind, then close its
+        checkpointers."""
+        left = _leftovers(loop, scope)
+        if left:
+            report_leftovers(leftovers(left), "the caller's event loop", "; cancelling them")
         await cancel_until_settled(lambda: _leftovers(loop, scope))
         await runtime.aclose()
 

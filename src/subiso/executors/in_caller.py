@@ -34,6 +34,7 @@ from typing_extensions import Unpack
 from subiso._futures import join_all, running_future, settle
 from subiso.events import EventChannel
 from subiso.executors.base import Executor, SharedOptions
+from subiso.observe.metrics import WorkerStats
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
@@ -156,7 +157,7 @@ class InCallerExecutor(Executor):
         # Only a run on another thread can hand control back at its deadline, whatever its
         # nodes do; that helper thread is given up (a daemon) if they never return.
         future = self._helper_runs.start(lambda on_task: self.run_fresh(call, None, on_task))
-        self.watch_deadline(future, call.cfg)
+        self.watch_deadline(future, call)
         return future.result()
 
     def cancel_running(self, future: cf.Future[RunResult]) -> None:
@@ -175,4 +176,11 @@ class InCallerExecutor(Executor):
             memory=self._memory,
             worker_init=self.worker_init,
             in_caller=True,
+            meter=self._meter,
+            block_threshold=self.loop_block_threshold,
         )
+
+    def worker_stats(self) -> WorkerStats:
+        """No pool: runs execute on their callers' threads, each one "worker" while it runs."""
+        running = self._meter.snapshot(WorkerStats()).runs_running
+        return WorkerStats(workers_active=running)

@@ -2,7 +2,8 @@
 
 ``run`` from sync code executes on the calling thread (a sync graph with ``invoke``, anything
 async on a private loop the executor keeps for that thread); ``arun`` executes on the caller's
-running loop. Checkpointers are opened per loop and closed by ``close()``. A ``run`` called
+running loop (tasks a run leaves pending there are reported, on Python 3.12+: the
+contamination alert of :mod:`subiso.observe.loop_health`). Checkpointers are opened per loop and closed by ``close()``. A ``run`` called
 where a loop is already running moves to a short-lived helper thread rather than nesting loops.
 
 ``close()`` never closes a loop's checkpointers under runs still using them (other threads'
@@ -25,6 +26,7 @@ from typing_extensions import Unpack
 from subiso.events import EventChannel
 from subiso.executors.base import SharedOptions
 from subiso.executors.in_caller import InCallerExecutor
+from subiso.observe.loop_health import CallerLoopWatch
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, OnTask, WorkerRuntime
@@ -150,6 +152,7 @@ class InlineExecutor(InCallerExecutor):
             emit = None if events is None else events.put
             return await runtime.run_async(runtime.plan(call), call, emit)
         finally:
+            CallerLoopWatch.run_ended(loop)  # tasks the run leaves on the caller's loop
             if self._leave(state):
                 await runtime.aclose()
 

@@ -14,7 +14,6 @@ import concurrent.futures as cf
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from typing_extensions import Unpack
 
@@ -24,6 +23,7 @@ from subiso.errors import ExecutorClosed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
 from subiso.executors.base import Executor, SharedOptions
+from subiso.observe.metrics import WorkerStats
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime
@@ -73,6 +73,8 @@ class ThreadExecutor(Executor):
             selected_by=self.selected_by,
             worker_init=self.worker_init,
             memory=self._memory,
+            meter=self._meter,
+            block_threshold=self.loop_block_threshold,
         )
 
     def _worker_context_setup(self) -> Callable[[], None] | None:
@@ -165,6 +167,7 @@ class ThreadExecutor(Executor):
                 return
             stuck = entry[0]
             self._workers.remove(stuck)
+            self._meter.restarted()
             moved: list[tuple[LoopWorker, Job]] = []
             for job in stuck.inbox_drain():
                 stuck.in_flight -= 1
@@ -192,9 +195,10 @@ class ThreadExecutor(Executor):
         """The live worker threads (for diagnostics and tests)."""
         return [w.thread for w in self._workers]
 
-    def stats(self) -> dict[str, Any]:
+    def worker_stats(self) -> WorkerStats:
         with self._dispatch_lock:
-            return {
-                "workers": len(self._workers),
-                "in_flight": [w.in_flight for w in self._workers],
-            }
+            return WorkerStats(
+                workers_max=self.max_workers,
+                workers_active=len(self._workers),
+                runs_per_worker=[w.in_flight for w in self._workers],
+            )

@@ -9,6 +9,10 @@ to its workers (and the process tier sends over its pipe).
 * ``"stream"`` - ``graph.astream(input, stream_mode=..., subgraphs=...)``, every chunk emitted;
 * ``"get_state"``, ``"get_state_history"``, ``"update_state"`` - the checkpoint API, run on
   the worker that owns the checkpointer's loop.
+
+``run`` is the call's identity and the caller's trace context
+(:class:`~subiso.observe.runs.RunInfo`), made on the caller's side when it is submitted; the
+worker reports, logs and traces the call under it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from subiso.config import GraphConfig
+from subiso.observe.runs import RunInfo
 
 Op = Literal["invoke", "stream", "get_state", "get_state_history", "update_state"]
 StreamMode = Literal["values", "updates", "messages", "custom", "debug", "checkpoints", "tasks"]
@@ -33,6 +38,12 @@ class Call(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     limit: int | None = None  # get_state_history
     values: Any = None  # update_state
     as_node: str | None = None  # update_state
+    run: RunInfo | None = None  # made at submit (None: the worker makes one)
+
+    @property
+    def is_run(self) -> bool:
+        """An invoke or a stream (a run, counted and logged as one), not a state operation."""
+        return self.op == "invoke" or self.op == "stream"
 
 
 def invoke(cfg: GraphConfig) -> Call:

@@ -10,6 +10,11 @@ worker's own loop.
 
 Events: an ``emit`` coroutine function receives each event as LangGraph produces it and may
 wait (that wait is the back-pressure of a slow consumer).
+
+Every call executes as its run (:mod:`subiso.observe`): the run's
+:class:`~subiso.observe.runs.RunTag` is current for its duration (its log records and tasks
+carry it), the caller's trace context is restored around the graph call, the run's start and
+end are logged on the tier's logger, and its report says who it was and when it ran.
 """
 
 from __future__ import annotations
@@ -22,8 +27,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from subiso._capabilities import gil_note
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, RunAborted, RunTimeout
+from subiso.observe import log as run_log
+from subiso.observe.loop_health import DEFAULT_BLOCK_THRESHOLD_S
+from subiso.observe.metrics import RunMeter
+from subiso.observe.runs import CURRENT_RUN, RunTag, run_info
+from subiso.observe.trace import Undo, restore
 from subiso.report import Mode, RunReport, RunResult, Status
 from subiso.runtime.call import Call
 from subiso.runtime.loops import run_on_fresh_loop
@@ -66,6 +77,10 @@ class WorkerRuntime:
 
     ``memory`` is the ``"memory"`` checkpointer/store holder; executors that run in this
     process pass one per executor so that a thread's checkpoints survive across workers.
+    ``meter`` is the executor's :class:`~subiso.observe.metrics.RunMeter` (runs running, loop
+    lag) where the executor lives in this process; ``block_threshold`` is how long this
+    worker's loop may be blocked before the watchdog warns; ``on_lag`` receives its loop's lag
+    samples (default: the meter).
     """
 
     def __init__(
@@ -79,8 +94,17 @@ class WorkerRuntime:
         worker_init: str | None = None,
         memory: Memory | None = None,
         in_caller: bool = False,
+        meter: RunMeter | None = None,
+        block_threshold: float | None = None,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         self.tier = tier
+        self.meter = meter
+        self.block_threshold = (
+            DEFAULT_BLOCK_THRESHOLD_S if block_threshold is None else block_threshold
+        )
+        self.on_lag = on_lag
+        run_log.install()
         self.in_caller = in_caller  # runs on the caller's own thread (inline, context)
         self.mode: Mode = mode
         self.fallback_reason = fallback_reason
@@ -124,20 +148,31 @@ class WorkerRuntime:
 
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
         """Invoke on this thread, which must have no running event loop."""
-        cfg = as_call(work).cfg
+        call = as_call(work)
+        tag, token, undo = self._enter(call)
         try:
-            return self._run_sync(target, cfg, loop_id)
+            result = self._run_sync(target, call.cfg, loop_id, tag)
         except _ENDING as exc:
-            aborted = self._aborted(cfg, exc)
+            aborted = self._aborted(call.cfg, exc)
+            self._exit(tag, call, aborted)
             if aborted is exc:
                 raise
             raise aborted from exc
+        except BaseException as exc:
+            self._exit(tag, call, exc)
+            raise
+        else:
+            self._exit(tag, call, None, result.report.status)
+            return result
+        finally:
+            self._leave(token, undo)
 
-    def _run_sync(self, target: Target, cfg: GraphConfig, loop_id: int | None) -> RunResult:
-        start = time.perf_counter()
+    def _run_sync(
+        self, target: Target, cfg: GraphConfig, loop_id: int | None, tag: RunTag
+    ) -> RunResult:
         self.resources.init.bind()
         if target.kind == "function":
-            return self._result(target.obj(cfg.input), "done", start, loop_id)
+            return self._result(target.obj(cfg.input), "done", tag, loop_id)
         graph = self._graph(target, cfg)
         if graph is None:  # "memory": the only checkpointer/store usable from sync code
             saver = self.resources.memory_saver() if cfg.checkpointer else None
@@ -150,7 +185,7 @@ class WorkerRuntime:
         status: Status = "done"
         if _interrupted(output) or (_may_pause(graph, cfg) and graph.get_state(cfg.config).next):
             status = "interrupted"
-        return self._result(output, status, start, loop_id)
+        return self._result(output, status, tag, loop_id)
 
     def run_once(
         self,
@@ -182,7 +217,7 @@ class WorkerRuntime:
         """Carry out ``work`` on the running loop; cancelled on it when its timeout passes."""
         call = as_call(work)
         cfg = call.cfg
-        start = time.perf_counter()
+        tag, token, undo = self._enter(call)
         loop = asyncio.get_running_loop()
         coro = self._call_async(target, call, emit)
         try:
@@ -191,16 +226,69 @@ class WorkerRuntime:
             else:
                 output, status = await asyncio.wait_for(coro, cfg.timeout)
         except asyncio.TimeoutError:
-            raise RunTimeout(
+            timeout = RunTimeout(
                 f"run of {cfg.label!r} exceeded its timeout of {cfg.timeout:g}s and was "
                 f"cancelled on its {self.tier} worker"
-            ) from None
+            )
+            self._exit(tag, call, timeout)
+            raise timeout from None
         except _ENDING as exc:
             aborted = self._aborted(cfg, exc)
+            self._exit(tag, call, aborted)
             if aborted is exc:
                 raise
             raise aborted from exc
-        return self._result(output, status, start, id(loop))
+        except BaseException as exc:
+            self._exit(tag, call, exc)
+            raise
+        else:
+            self._exit(tag, call, None, status)
+        finally:
+            self._leave(token, undo)
+        return self._result(output, status, tag, id(loop))
+
+    # -- the run around the call -------------------------------------------------------------
+    def _enter(self, call: Call) -> tuple[RunTag, Any, Undo | None]:
+        """Make ``call`` the current run here: its tag, the caller's trace, its start."""
+        run = call.run if call.run is not None else run_info(call.cfg.config)
+        cfg = call.cfg
+        tag = RunTag(
+            run.run_id,
+            self.tier,
+            thread_id=cfg.thread_id,
+            graph=cfg.label,
+            submitted_at=run.submitted_at,
+            interpreter_id=_INTERPRETER_ID,
+        )
+        token = CURRENT_RUN.set(tag)
+        undo = restore(run.trace) if run.trace is not None else None
+        if call.is_run:
+            if self.meter is not None:
+                self.meter.started()
+            run_log.run_started(tag)
+        return tag, token, undo
+
+    def _exit(
+        self,
+        tag: RunTag,
+        call: Call,
+        error: BaseException | None,
+        status: Status = "done",
+    ) -> None:
+        """The run is over (its tasks still pending from now on are leftovers)."""
+        tag.ended = True
+        if not call.is_run:
+            return
+        if self.meter is not None:
+            self.meter.ended()
+        outcome = status if error is None else run_log.outcome_of(error)
+        run_log.run_finished(tag, outcome, time.perf_counter() - tag.started, error)
+
+    @staticmethod
+    def _leave(token: Any, undo: Undo | None) -> None:
+        if undo is not None:
+            undo()
+        CURRENT_RUN.reset(token)
 
     async def _call_async(
         self, target: Target, call: Call, emit: Emit | None
@@ -247,21 +335,28 @@ class WorkerRuntime:
             return target.default_graph
         return self._compiled.get(_key(target, cfg))
 
-    def _result(self, output: Any, status: Status, start: float, loop_id: int | None) -> RunResult:
-        return RunResult(output, self.report(time.perf_counter() - start, loop_id, status))
+    def _result(self, output: Any, status: Status, tag: RunTag, loop_id: int | None) -> RunResult:
+        return RunResult(output, self.report(tag, loop_id, status))
 
-    def report(self, duration_s: float, loop_id: int | None, status: Status = "done") -> RunReport:
+    def report(self, tag: RunTag, loop_id: int | None, status: Status = "done") -> RunReport:
+        """The report of the run ``tag`` names, ending now."""
         return RunReport(
             tier=self.tier,
             mode=self.mode,
             status=status,
+            reason=gil_note() if self.selected_by is not None else None,
             fallback_reason=self.fallback_reason,
             selected_by=self.selected_by,
+            run_id=tag.run_id,
+            thread_id=tag.thread_id,
             pid=os.getpid(),
-            thread_id=threading.get_ident(),
+            os_thread_id=threading.get_ident(),
             interpreter_id=_INTERPRETER_ID,
             loop_id=loop_id,
-            duration_s=duration_s,
+            queue_wait_s=tag.queue_wait_s,
+            duration_s=time.perf_counter() - tag.started,
+            started_at=tag.started_at,
+            finished_at=time.time(),
         )
 
     async def aclose(self) -> None:

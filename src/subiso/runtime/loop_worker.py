@@ -25,6 +25,12 @@ its last, so every job is seen by a drain or by the blocking ``get``.
 
 Runs execute in a copy of the worker's own context, never the submitter's: a run started from
 inside another LangGraph run must not inherit that run's callback/config context variables.
+(What a run needs of its caller's context - its trace - travels with its Call, see
+:mod:`subiso.observe.trace`.)
+
+While looping, the loop's health is watched (:class:`~subiso.observe.loop_health.LoopMonitor`):
+its lag is probed, a block longer than the runtime's ``block_threshold`` is reported while it
+lasts, and tasks that runs left behind are reported when the loop has no run in flight.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from subiso.config import GraphConfig
+from subiso.observe.loop_health import LoopMonitor
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, WorkerRuntime, as_call
@@ -158,6 +165,13 @@ class LoopWorker:
         self._stopping = False
         self._runs: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Future[None] | None = None
+        meter = runtime.meter
+        on_lag = runtime.on_lag
+        if on_lag is None and meter is not None:
+            on_lag = lambda lag: meter.lag(lag, self)  # noqa: E731
+        self.monitor = LoopMonitor(
+            self.loop, tier=runtime.tier, threshold=runtime.block_threshold, on_lag=on_lag
+        )
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # -- host side ---------------------------------------------------------------------------
@@ -214,10 +228,14 @@ class LoopWorker:
         asyncio.set_event_loop(self.loop)
         if self._setup_context is not None:
             self._setup_context()
+        self.monitor.watch()
         self._ready.set()
         try:
             self._serve()
         finally:
+            self.monitor.unwatch()
+            if self.runtime.meter is not None:
+                self.runtime.meter.forget_lag(self)
             shutdown_loop(self.loop, self.runtime.aclose)
 
     def _serve(self) -> None:
@@ -279,12 +297,14 @@ class LoopWorker:
         self.inbox.attach(self.loop, self._drain)
         self._start_task(first, target)
         self.loop.call_soon(self._drain)
+        self.monitor.start()
         try:
             # a node's task raising SystemExit/KeyboardInterrupt must not end this worker and
             # every run on it: the loop goes on and the run awaiting that task gets it (a
             # worker never takes Ctrl-C: it is a thread, or a process that ignores SIGINT)
             run_until_complete(self.loop, self._idle, resume=True)
         finally:
+            self.monitor.stop()
             self.inbox.detach(self.loop)
 
     def _drain(self) -> None:
@@ -339,6 +359,7 @@ class LoopWorker:
         if not self._stopping and asyncio.all_tasks(self.loop):
             # Tasks a run spawned and left running keep the loop turning; they end with the
             # worker (cancelled at close) unless they finish by themselves first.
+            self.monitor.scan_leftovers()
             return
         self._idle.set_result(None)
 

@@ -22,6 +22,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from subiso.observe.loop_health import leftovers, report_leftovers, tag_tasks
+
 T = TypeVar("T")
 
 
@@ -102,10 +104,12 @@ _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DaemonThreadPool] =
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop with a :class:`DaemonThreadPool` as its default executor."""
+    """A new event loop with a :class:`DaemonThreadPool` as its default executor (and, before
+    Python 3.12, a task factory that tells which run created each task)."""
     loop = asyncio.new_event_loop()
     pool = _POOLS[loop] = DaemonThreadPool()
     loop.set_default_executor(pool)
+    tag_tasks(loop)
     return loop
 
 
@@ -135,6 +139,8 @@ async def _finalise(
             await before_close()
     finally:
         current = asyncio.current_task()
+        left = leftovers(t for t in asyncio.all_tasks(loop) if t is not current)
+        report_leftovers(left, "a loop being closed", "; cancelling them")
         await cancel_until_settled(lambda: [t for t in asyncio.all_tasks(loop) if t is not current])
         await loop.shutdown_asyncgens()
         pool = _POOLS.pop(loop, None)

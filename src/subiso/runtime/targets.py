@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from subiso._capabilities import import_watching_gil
 from subiso.errors import ConfigError
 
 Kind = Literal["graph", "builder", "function"]
@@ -48,7 +49,7 @@ def import_attr(path: str) -> Any:
     """Import ``module:attr.sub`` with ConfigError naming what was missing."""
     module_name, _, attr_path = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = import_watching_gil(module_name, lambda: importlib.import_module(module_name))
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"GraphConfig.graph: unknown module {module_name!r} ({exc})") from exc

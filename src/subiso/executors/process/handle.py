@@ -26,9 +26,8 @@ import multiprocessing
 import os
 import select
 import signal
-import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -43,6 +42,7 @@ from subiso.executors.process.main_module import (
     refuse_start_while_importing_main,
     worker_entry,
 )
+from subiso.observe.records import replay
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 
@@ -253,12 +253,7 @@ class WorkerHandle:
         )
 
     def start_process(
-        self,
-        ctx: Any,
-        start_method: str,
-        preload: Sequence[str],
-        kill_grace: float,
-        worker_init: str | None = None,
+        self, ctx: Any, start_method: str, settings: wire.WorkerSettings
     ) -> wire.Hello:
         """Start the worker process and read its Hello (on the reader thread).
 
@@ -274,17 +269,7 @@ class WorkerHandle:
         self.frames_read = ctx.RawValue("Q", 0)
         process = ctx.Process(
             target=worker_entry,
-            args=(
-                main_reference(),
-                child,
-                control_r,
-                list(sys.path),
-                os.getcwd(),
-                list(preload),
-                kill_grace,
-                worker_init,
-                self.frames_read,
-            ),
+            args=(main_reference(), child, control_r, settings, self.frames_read),
             name=f"subiso-process-worker-{self.index}",
             daemon=False,  # not inherited from a daemonic host (see children_allowed)
         )
@@ -295,14 +280,19 @@ class WorkerHandle:
             child.close()  # the worker's ends: only the worker keeps them open
             control_r.close()
         self.process, self.pid = process, process.pid
-        try:
-            frame = parent.recv_bytes()
-        except (EOFError, OSError):
-            process.join()
-            raise RuntimeError(
-                f"worker process {process.pid} {describe_exit(process.exitcode)} while starting"
-            ) from None
-        return codec.decode(frame, wire.Hello)  # type: ignore[no-any-return]
+        while True:  # what it logs while starting comes first
+            try:
+                frame = parent.recv_bytes()
+            except (EOFError, OSError):
+                process.join()
+                raise RuntimeError(
+                    f"worker process {process.pid} {describe_exit(process.exitcode)} while starting"
+                ) from None
+            msg = self.decoder.decode(frame)
+            if isinstance(msg, wire.Hello):
+                return msg
+            if isinstance(msg, wire.Log):
+                replay(msg.record)
 
     def close_pipes(self) -> None:
         for conn in (self.conn, self.control):

@@ -61,10 +61,12 @@ import atexit
 import concurrent.futures as cf
 import contextlib
 import itertools
+import logging
 import multiprocessing
 import multiprocessing.util  # (registers its atexit join before ours, so ours runs first)
 import os
 import select
+import sys
 import threading
 import time
 import weakref
@@ -78,6 +80,7 @@ from typing_extensions import Unpack
 from subiso import codec
 from subiso._capabilities import Capabilities
 from subiso._futures import Deadlines, cancel_and_notify, join_all, settle
+from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
@@ -95,6 +98,9 @@ from subiso.executors.process.handle import (
 )
 from subiso.executors.process.handle import WorkerState as S
 from subiso.executors.process.triage import triage
+from subiso.observe.log import for_run, logger_for
+from subiso.observe.metrics import WorkerStats
+from subiso.observe.records import host_levels, replay
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.validate import positive_int, seconds
@@ -205,9 +211,7 @@ class ProcessExecutor(Executor):
     def _worker_life(self, worker: WorkerHandle) -> None:
         """The worker's reader thread: start the process, read its replies, bury it."""
         try:
-            hello = worker.start_process(
-                self._ctx, self.start_method, self.preload, self.kill_grace, self.worker_init
-            )
+            hello = worker.start_process(self._ctx, self.start_method, self._worker_settings())
         except BaseException as exc:
             if worker.process is not None and worker.process.is_alive():
                 worker.process.kill()  # half-started: never leave it behind
@@ -223,6 +227,18 @@ class ProcessExecutor(Executor):
             raise
         finally:
             self._on_exit(worker)
+
+    def _worker_settings(self) -> wire.WorkerSettings:
+        return wire.WorkerSettings(
+            sys_path=list(sys.path),
+            cwd=os.getcwd(),
+            env=dict(os.environ),
+            preload=list(self.preload),
+            kill_grace=self.kill_grace,
+            worker_init=self.worker_init,
+            log_levels=host_levels(),
+            loop_block_threshold=self.loop_block_threshold,
+        )
 
     def _on_start_failed(self, worker: WorkerHandle, reason: str) -> None:
         worker.start_error = reason
@@ -268,12 +284,13 @@ class ProcessExecutor(Executor):
         and settling any other reply that comes first), and the reader thread stays parked.
         """
         pending = self._start(call, direct=CAN_PARK)
-        self.watch_deadline(pending.future, call.cfg)
+        self.watch_deadline(pending.future, call)
         if pending.direct:
             self._receive_own_reply(pending)
         return pending.future.result()
 
     def _start(self, call: Call, *, direct: bool, events: EventChannel | None = None) -> PendingRun:
+        refuse_callbacks(call.cfg)
         rid = next(self._rids)
         start = time.perf_counter()
         window = 0 if events is None else events.maxsize
@@ -538,6 +555,12 @@ class ProcessExecutor(Executor):
         if isinstance(msg, wire.Event):
             self._on_event(worker, msg)
             return
+        if isinstance(msg, wire.Log):
+            replay(msg.record)
+            return
+        if isinstance(msg, wire.LoopLag):
+            self._meter.lag(msg.lag_s, worker)
+            return
         with self._lock:
             pending = worker.in_flight.pop(msg.rid, None)
             if pending is not None and pending.direct:
@@ -597,13 +620,19 @@ class ProcessExecutor(Executor):
         elif isinstance(msg, wire.Failed):
             error = codec.exception_from_wire(msg.error)
             if pending.timed_out and isinstance(error, (asyncio.CancelledError, RunTimeout)):
-                error = self._timeout_error(pending, killed=False)
+                if isinstance(error, asyncio.CancelledError):  # its worker logged "cancelled"
+                    error = self._timeout_error(pending, killed=False)
+                    _for_run(pending, logging.WARNING, "timeout: %s", error, outcome="timeout")
+                else:
+                    error = self._timeout_error(pending, killed=False)
             elif isinstance(error, asyncio.CancelledError):
                 cancel_and_notify(pending.future)
                 return
             settle(pending.future, exc=error)
         elif pending.timed_out:  # Cancelled: it never started within its timeout
-            settle(pending.future, exc=self._timeout_error(pending, killed=False))
+            error = self._timeout_error(pending, killed=False)
+            _for_run(pending, logging.WARNING, "timeout: %s", error, outcome="timeout")
+            settle(pending.future, exc=error)
         elif pending.stealing and not pending.future.done():  # taken back: dispatch it again
             self._send_again(pending)
         else:
@@ -663,11 +692,15 @@ class ProcessExecutor(Executor):
         worker.process.close()  # its pipe fds now, not when the handle is garbage-collected
         read = worker.frames_taken()
         worker.close_pipes()
+        self._meter.forget_lag(worker)
         with self._lock:
             self._workers.remove(worker)
             held = list(worker.in_flight.values())
             worker.in_flight.clear()
-            if not self._closing and worker.state in (S.STARTING, S.SERVING):
+            died = not self._closing and worker.state in (S.STARTING, S.SERVING)
+            if died or worker.state is S.RETIRING:
+                self._meter.restarted()
+            if died:
                 if self._active_count_locked() < self.max_workers:
                     self._spawn_locked()
             elif (
@@ -677,17 +710,34 @@ class ProcessExecutor(Executor):
             ):
                 self._spawn_locked()  # queued runs still need a worker
             self._changed.notify_all()
+        cause = worker.kill_reason or describe_exit(exitcode)
+        if died:
+            _log.warning(
+                "worker process %s %s; %d run(s) in flight on it; replaced",
+                worker.pid,
+                cause,
+                len(held),
+                extra={"worker_pid": worker.pid, "tier": self.tier},
+            )
         if not held:
             return
-        cause = worker.kill_reason or describe_exit(exitcode)
-        died = f"worker process {worker.pid} {cause}"
+        what = f"worker process {worker.pid} {cause}"
         for pending, verdict in triage(held, read, worker.killed_for, self.retry_collateral):
+            settled = pending.future.done()  # its caller has an answer already (a deadline)
             if isinstance(verdict, Call):
+                if 0 < pending.seq <= read:  # it had started: sent again, resuming if it can
+                    _for_run(pending, logging.INFO, "sent again after %s", what)
                 self._send_again(pending, verdict)
             elif verdict == "timeout":
-                settle(pending.future, exc=self._timeout_error(pending, killed=True))
+                error = self._timeout_error(pending, killed=True)
+                if not settled:
+                    _for_run(pending, logging.WARNING, "timeout: %s", error, outcome="timeout")
+                settle(pending.future, exc=error)
             else:
-                settle(pending.future, exc=verdict.crashed(died))
+                crashed = verdict.crashed(what)
+                if not settled:
+                    _for_run(pending, logging.WARNING, "crashed: %s", crashed, outcome="crashed")
+                settle(pending.future, exc=crashed)
 
     # -- timers ----------------------------------------------------------------------------------
     def _schedule_locked(self, delay: float, kind: str, subject: Any) -> None:
@@ -806,17 +856,55 @@ class ProcessExecutor(Executor):
         with self._lock:
             return [w.pid for w in self._workers if w.pid is not None]
 
-    def stats(self) -> dict[str, Any]:
+    def worker_stats(self) -> WorkerStats:
+        """Runs running: those whose frames their worker has read (its shared count)."""
         with self._lock:
-            return {
-                "workers": len(self._workers),
-                "ready": sum(1 for w in self._workers if w.state is not S.STARTING),
-                "in_flight": [len(w.in_flight) for w in self._workers],
-                "queued": len(self._queue),
-            }
+            running = 0
+            for worker in self._workers:
+                read = worker.frames_taken()
+                running += sum(
+                    1 for p in worker.in_flight.values() if 0 < p.seq <= read and p.call.is_run
+                )
+            return WorkerStats(
+                workers_max=self.max_workers,
+                workers_active=len(self._workers),
+                runs_per_worker=[len(w.in_flight) for w in self._workers],
+                runs_running=running,
+            )
 
 
 # -- helpers -----------------------------------------------------------------------------------
+_log = logger_for("process")
+
+
+def _for_run(pending: PendingRun, level: int, what: str, *args: Any, **extra: Any) -> None:
+    """A record about ``pending``'s run, made on the host (its worker could not)."""
+    run = pending.call.run
+    for_run(
+        "process",
+        level,
+        f"run %s {what}",
+        run.run_id if run is not None else "?",
+        *args,
+        run_id=run.run_id if run is not None else None,
+        thread_id=pending.thread_id,
+        **extra,
+    )
+
+
+def refuse_callbacks(cfg: GraphConfig) -> None:
+    """``config["callbacks"]`` holds handler objects, which cannot cross to a worker process:
+    refused before anything is sent, saying what to use instead."""
+    callbacks = cfg.config.get("callbacks") if cfg.config else None
+    if callbacks:
+        raise ConfigError(
+            "GraphConfig.config.callbacks: callback handlers are objects of the calling "
+            "process and cannot cross to a worker process (process tier). The caller's "
+            "LangSmith and OpenTelemetry trace is carried to the run automatically; for "
+            "progress use on_event= or stream(); to run handlers use the thread tier"
+        )
+
+
 def _take_back(worker: WorkerHandle, runs: list[PendingRun]) -> list[Callable[[], None]]:
     """Ask ``worker`` to give back ``runs`` (unread): each comes back ``Cancelled`` and is
     dispatched again (see ``_complete``); one it has started meanwhile just runs there."""

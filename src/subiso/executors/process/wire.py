@@ -7,13 +7,18 @@ msgspec msgpack, array-like tagged structs, one length-prefixed frame per messag
   (cancel those of the runs that have not started), :class:`Credit` ``(rid, n)`` (events taken);
 * worker -> host, run pipe: :class:`Hello` ``(pid, preload_error)`` once at start, then per
   run any number of :class:`Event` then exactly one of :class:`Done`, :class:`Failed` or
-  :class:`Cancelled`.
+  :class:`Cancelled`; at any time :class:`Log` (a log record, for the host's handlers) and
+  :class:`LoopLag` (a lag probe's measurement of the worker's loop).
+
+:class:`WorkerSettings` is what a worker starts with (passed as its process's argument).
 
 Payloads (the call, events and the output) travel as ``msgspec.Raw`` so a payload that fails to decode
 fails only its own run, with the run id still known.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
@@ -91,6 +96,34 @@ class Event(msgspec.Struct, array_like=True, tag=14):
     payload: msgspec.Raw
 
 
+class Log(msgspec.Struct, array_like=True, tag=15):
+    """A log record emitted in the worker (``subiso.observe.records.to_dict``)."""
+
+    record: dict[str, Any]
+
+
+class LoopLag(msgspec.Struct, array_like=True, tag=16):
+    """What the worker loop's lag probe measured, in seconds."""
+
+    lag_s: float
+
+
 ToWorker = Run | Stop
 Control = Cancel | CancelQueued | Credit
-ToHost = Hello | Done | Failed | Cancelled | Event
+ToHost = Hello | Done | Failed | Cancelled | Event | Log | LoopLag
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How a worker process starts: the host's import path, working directory and environment
+    (a forkserver started earlier has stale ones), what to import up front, its grace to stop,
+    its ``worker_init``, the host's logger levels (it sends only records the host would take)
+    and its loop's block threshold."""
+
+    sys_path: list[str]
+    cwd: str
+    env: dict[str, str]
+    preload: list[str]
+    kill_grace: float
+    worker_init: str | None
+    log_levels: dict[str, int]
+    loop_block_threshold: float

@@ -13,6 +13,11 @@ free while runs execute: a cancel is honoured (and a vanished host noticed) even
 hogs the main thread, and a run whose frame has not been read yet is answered ``Cancelled`` at
 once and skipped when its frame comes.
 
+Observability: the worker's root logger has one handler, which sends every record (the
+host's logger levels decide which are made) to the host as a :class:`Log` frame, where the
+host's handlers take it; its loop's lag probe sends :class:`LoopLag` frames. Nothing a worker
+logs goes to its stderr.
+
 The messages are in :mod:`subiso.executors.process.wire`.
 """
 
@@ -49,9 +54,14 @@ from subiso.executors.process.wire import (
     Event,
     Failed,
     Hello,
+    Log,
+    LoopLag,
     Stop,
     ToWorker,
+    WorkerSettings,
 )
+from subiso.observe.records import ForwardingHandler, route_to
+from subiso.observe.trace import flush_langsmith
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime
@@ -154,6 +164,19 @@ class Channel:
     def send(self, frame: bytes) -> None:
         with self._send_lock:
             self.conn.send_bytes(frame)
+
+    def send_log(self, record: dict[str, Any]) -> None:
+        """A log record for the host's handlers (dropped once the host is gone)."""
+        try:
+            self.send(codec.encode(Log(record)))
+        except (OSError, ValueError):
+            pass
+
+    def send_lag(self, lag_s: float) -> None:
+        try:
+            self.send(codec.encode(LoopLag(lag_s)))
+        except (OSError, ValueError):
+            pass
 
     def transition(self, reply: _Reply, old: int, new: int) -> bool:
         with self._state_lock:
@@ -366,35 +389,36 @@ def preload_modules(runtime: WorkerRuntime, names: list[str]) -> str | None:
 
 
 def worker_main(
-    conn: Connection,
-    control: Connection,
-    sys_path: list[str],
-    cwd: str,
-    preload: list[str],
-    kill_grace: float,
-    worker_init: str | None,
-    frames_read: Any,
+    conn: Connection, control: Connection, settings: WorkerSettings, frames_read: Any
 ) -> None:
     """Entry point of a worker process (started with forkserver or spawn, never fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     faulthandler.enable()  # a segfaulting node leaves its traceback on stderr
-    sys.path[:] = sys_path  # the host's path, even when the forkserver started earlier
-    os.chdir(cwd)  # relative sqlite paths resolve as in the host
-    runtime = WorkerRuntime("process", worker_init=worker_init)
-    preload_error = preload_modules(runtime, preload)
+    sys.path[:] = settings.sys_path  # the host's path, even when the forkserver started earlier
+    os.chdir(settings.cwd)  # relative sqlite paths resolve as in the host
+    os.environ.update(settings.env)  # LANGSMITH_*, OTEL_*... as the host has them now
     pool = TrackingExecutor(thread_name_prefix="subiso-process-pool")
     channel = Channel(conn, control, pool)
+    route_to(ForwardingHandler(channel.send_log), settings.log_levels)
+    runtime = WorkerRuntime(
+        "process",
+        worker_init=settings.worker_init,
+        block_threshold=settings.loop_block_threshold,
+        on_lag=channel.send_lag,
+    )
+    preload_error = preload_modules(runtime, settings.preload)
     worker = LoopWorker(runtime, name="subiso-process-loop", inbox=PipeInbox(channel, frames_read))
     worker.loop.set_default_executor(pool)
     channel.worker = worker
     finished = threading.Event()
     threading.Thread(
         target=channel.serve_control,
-        args=(finished, kill_grace),
+        args=(finished, settings.kill_grace),
         name="subiso-process-control",
         daemon=True,
     ).start()
     channel.send(codec.encode(Hello(os.getpid(), preload_error)))
     worker.run_here()
+    flush_langsmith()  # multiprocessing ends a worker without running atexit handlers
     finished.set()
     conn.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import inspect
+import logging
 import os
 import threading
 import time
@@ -41,7 +42,6 @@ from typing_extensions import Unpack
 
 from subiso._capabilities import Capabilities
 from subiso._futures import DerivedFuture, done_future, join_all, relay, running_future, settle
-from subiso.config import GraphConfig
 from subiso.errors import ConfigError, NotIsolatable, RunAborted, TierUnavailable
 from subiso.events import EventChannel
 from subiso.executors.base import Executor, SharedOptions
@@ -59,12 +59,16 @@ from subiso.executors.subinterpreter.probes import probe_module
 from subiso.executors.subinterpreter.routing import (
     PoolRoute,
 )
+from subiso.observe import log as run_log
+from subiso.observe.metrics import WorkerStats
+from subiso.observe.runs import RunTag, run_info
 from subiso.report import RunReport, RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.targets import import_attr, is_workflow_function
 from subiso.validate import positive_int
 
 DEFAULT_FALLBACK: tuple[str, ...] = ("process", "thread")
+_log = run_log.logger_for("subinterpreter")
 #: Tiers that cannot stand in for this one: itself, and "auto" (which may pick this one).
 
 
@@ -142,7 +146,10 @@ class SubinterpreterExecutor(Executor):
             reasons=self._reasons,
             worker_init=self.worker_init,
             selected_by=self.selected_by,
+            loop_block_threshold=self.loop_block_threshold,
         )
+        self._hybrid._share_meter(self._meter)  # one executor's runs, counted once
+        self._full_runs: set[InterpreterFuture] = set()  # full-mode runs in flight
 
     # -- public introspection ------------------------------------------------------------------
     @property
@@ -184,8 +191,16 @@ class SubinterpreterExecutor(Executor):
                 problems.append(f"{tier} tier unavailable ({exc})")
                 continue
             self._delegate, self.fallback_tier = delegate, tier
+            delegate._share_meter(self._meter)
             skipped = "".join(f"; {p}" for p in problems)
             self.fallback_reason = f"{reason}; ran on the {tier} tier instead{skipped}"
+            _log.warning(
+                "%s: no subinterpreters here (%s); runs go to the %s tier%s",
+                name,
+                reason,
+                tier,
+                skipped,
+            )
             return
         raise TierUnavailable(
             f"{name}: {reason}; and no fallback tier works: {'; '.join(problems)}"
@@ -196,7 +211,10 @@ class SubinterpreterExecutor(Executor):
         are applied by ``prepare`` before a config reaches the fallback tier)."""
         params = inspect.signature(cls.__init__).parameters
         takes_shared = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        options: dict[str, Any] = {"max_workers": self.max_workers}
+        options: dict[str, Any] = {
+            "max_workers": self.max_workers,
+            "loop_block_threshold": self.loop_block_threshold,
+        }
         if self.max_tasks_per_worker is not None:
             options["max_tasks_per_worker"] = self.max_tasks_per_worker
         if self.worker_init is not None:
@@ -219,7 +237,11 @@ class SubinterpreterExecutor(Executor):
     # -- interpreters ----------------------------------------------------------------------------
     def _start_pool(self) -> None:
         try:
-            pool = InterpreterPool(self.max_workers, max_tasks_per_worker=self.max_tasks_per_worker)
+            pool = InterpreterPool(
+                self.max_workers,
+                max_tasks_per_worker=self.max_tasks_per_worker,
+                on_restart=self._meter.restarted,
+            )
         except BaseException as exc:
             self._pool_future.set_exception(exc)
         else:
@@ -295,6 +317,14 @@ class SubinterpreterExecutor(Executor):
     # -- dispatch --------------------------------------------------------------------------------
     def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         if self._delegate is not None:
+            if call.is_run and call.run is not None and _log.isEnabledFor(logging.DEBUG):
+                _log.debug(
+                    "run %s goes to the %s tier: %s",
+                    call.run.run_id,
+                    self.fallback_tier,
+                    self.fallback_reason,
+                    extra={"run_id": call.run.run_id, "tier": self.tier},
+                )
             inner = self._delegate.start(call, events)
             return self._link(inner, self._delegate, self._fallback_report)
         plan = self._plan(call.cfg.graph)
@@ -315,7 +345,7 @@ class SubinterpreterExecutor(Executor):
                 f"{call.op}: {call.cfg.label} is a workflow function; streaming and state "
                 "need a LangGraph graph"
             )
-        return self._submit_full(decided, call.cfg)
+        return self._submit_full(decided, call)
 
     def _dispatch_later(
         self,
@@ -336,20 +366,40 @@ class SubinterpreterExecutor(Executor):
             return
         self._link(inner, self._hybrid, None, outer)
 
-    def _submit_full(self, decided: _TargetPlan, cfg: GraphConfig) -> cf.Future[RunResult]:
+    def _submit_full(self, decided: _TargetPlan, call: Call) -> cf.Future[RunResult]:
         pool = self._pool_future.result()  # ready: _decide waited for it
         outer: DerivedFuture[RunResult] = DerivedFuture()
         assert decided.call is not None  # full mode always carries the pool's plan
+        cfg = call.cfg
+        run = call.run if call.run is not None else run_info(cfg.config)
+        tag = RunTag(
+            run.run_id,
+            self.tier,
+            thread_id=cfg.thread_id,
+            graph=cfg.label,
+            submitted_at=run.submitted_at,
+        )
+        otel = (run.trace.otel or None) if run.trace is not None else None
+        spec = CallSpec(
+            decided.call, (cfg.input,), {}, cfg.timeout, tag=tag, otel=otel, is_run=True
+        )
         try:
-            inner = pool.submit(CallSpec(decided.call, (cfg.input,), {}, cfg.timeout))
+            inner = pool.submit(spec)
         except BaseException as exc:  # SerializationError, ExecutorClosed
             settle(outer, exc=exc)
             return outer
+        with self._links_lock:
+            self._full_runs.add(inner)
         outer.follow(inner)  # cancellable while queued, running while the interpreter runs it
-        inner.add_done_callback(lambda _done: self._finish_full(inner, outer))
+        inner.add_done_callback(lambda _done: self._finish_full(inner, outer, tag))
         return outer
 
-    def _finish_full(self, inner: InterpreterFuture, outer: cf.Future[RunResult]) -> None:
+    def _finish_full(
+        self, inner: InterpreterFuture, outer: cf.Future[RunResult], tag: RunTag
+    ) -> None:
+        with self._links_lock:
+            self._full_runs.discard(inner)
+        tag.ended = True
         if inner.cancelled():
             outer.cancel()
             return
@@ -361,17 +411,25 @@ class SubinterpreterExecutor(Executor):
             )
             aborted.__cause__ = exc
             exc = aborted
+        duration = time.perf_counter() - tag.started if inner.started_at else 0.0
         if exc is not None:
+            if inner.started_at:
+                run_log.run_finished(tag, run_log.outcome_of(exc), duration, exc)
             settle(outer, exc=exc)
             return
-        started = inner.started_at or time.perf_counter()
+        run_log.run_finished(tag, "done", duration)
         report = RunReport(
             tier=self.tier,
             mode="full",
+            run_id=tag.run_id,
+            thread_id=tag.thread_id,
             pid=os.getpid(),
-            thread_id=inner.thread_id or threading.get_ident(),
+            os_thread_id=inner.thread_id or threading.get_ident(),
             interpreter_id=inner.interpreter_id,
-            duration_s=time.perf_counter() - started,
+            queue_wait_s=tag.queue_wait_s,
+            duration_s=duration,
+            started_at=tag.started_at,
+            finished_at=time.time(),
             selected_by=self.selected_by,
         )
         settle(outer, RunResult(inner.result(), report))
@@ -457,16 +515,26 @@ class SubinterpreterExecutor(Executor):
                 return
             join_all(alive)
 
-    def stats(self) -> dict[str, Any]:
-        """Diagnostics: which mode per known target, hybrid worker load, live interpreters."""
+    def worker_stats(self) -> WorkerStats:
+        """Workers are the interpreters; ``runs_per_worker`` counts hybrid runs per host
+        thread (the graphs run there); full-mode runs running count as running."""
         if self._delegate is not None:
-            return {"mode": "fallback", "tier": self.fallback_tier, "reason": self.fallback_reason}
-        modes = {g: p.result().mode for g, p in list(self._plans.items()) if _ok(p)}
-        return {
-            "targets": modes,
-            "hybrid": self._hybrid.stats(),
-            "interpreters": self.interpreter_ids,
-        }
+            return self._delegate.worker_stats()
+        hybrid = self._hybrid.worker_stats()
+        with self._links_lock:
+            full = sum(1 for f in self._full_runs if f.running())
+        return WorkerStats(
+            workers_max=self.max_workers,
+            workers_active=len(self.interpreter_ids),
+            runs_per_worker=hybrid.runs_per_worker,
+            runs_running=self._meter.running + full,
+        )
+
+    def target_modes(self) -> dict[str, str]:
+        """The mode decided for each target seen so far (``"full"`` or ``"hybrid"``)."""
+        if self._delegate is not None:
+            return {}
+        return {g: p.result().mode for g, p in list(self._plans.items()) if _ok(p)}
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from subiso.executors.subinterpreter.routing import (
     describe_in_place,
 )
 from subiso.executors.thread import ThreadExecutor
+from subiso.observe.metrics import RunMeter
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import Emit, WorkerRuntime, as_call
@@ -41,6 +42,8 @@ class HybridRuntime(WorkerRuntime):
         selected_by: str | None,
         memory: Memory,
         worker_init: str | None,
+        meter: RunMeter,
+        block_threshold: float,
     ) -> None:
         super().__init__(
             "subinterpreter",
@@ -48,6 +51,8 @@ class HybridRuntime(WorkerRuntime):
             selected_by=selected_by,
             memory=memory,
             worker_init=worker_init,
+            meter=meter,
+            block_threshold=block_threshold,
         )
         self._reasons = reasons
 
@@ -104,7 +109,14 @@ class HybridThreads(ThreadExecutor):
         self._reasons = reasons
 
     def _make_runtime(self) -> WorkerRuntime:
-        return HybridRuntime(self._reasons, self.selected_by, self._memory, self.worker_init)
+        return HybridRuntime(
+            self._reasons,
+            self.selected_by,
+            self._memory,
+            self.worker_init,
+            self._meter,
+            self.loop_block_threshold,
+        )
 
     def _worker_context_setup(self) -> Callable[[], None]:
         route = self._route

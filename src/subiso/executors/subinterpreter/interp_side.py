@@ -9,14 +9,19 @@ Wire contract (both directions are ``bytes``, so nothing but bytes crosses the b
 
 * request  = ``marshal.dumps((op, *fields))`` with ``op`` one of
 
-  - ``("call", ref, payload, timeout)``: ``ref`` is ``"module:qualname"`` (imported here and
-    cached) or an ``int`` key of a function defined earlier with ``"define"``; ``payload`` is
-    ``codec.dumps((args, kwargs))``; ``timeout`` is seconds or ``None``.
+  - ``("call", ref, payload, timeout, otel)``: ``ref`` is ``"module:qualname"`` (imported here
+    and cached) or an ``int`` key of a function defined earlier with ``"define"``; ``payload``
+    is ``codec.dumps((args, kwargs))``; ``timeout`` is seconds or ``None``; ``otel`` the
+    caller's OpenTelemetry context as W3C headers (restored around the call when
+    opentelemetry-api loads here) or ``None``.
   - ``("define", key, code, spec)``: build a function from a marshalled code object (a
     self-contained function whose own module cannot load here) and cache it under ``key``.
-  - ``("configure", codec_name)``: pick the payload codec (``"marshal"`` or ``"msgpack"``).
+  - ``("configure", codec_name, log_levels)``: pick the payload codec (``"marshal"`` or
+    ``"msgpack"``) and mirror the host's logger levels (``{name: level}``, ``""`` the root).
 
-* reply = ``marshal.dumps((status, body))`` with ``status`` one of ``"ok"`` (body: codec
+* reply = ``marshal.dumps((status, body, records))``: ``records`` are the log records the
+  request emitted here (``subiso.observe.records.to_dict`` data; the host replays them on its
+  own loggers), ``status`` one of ``"ok"`` (body: codec
   payload of the return value), ``"error"`` (body: ``(module, qualname, message, traceback,
   args)``, ``args`` being ``exc.args`` when marshal accepts them, else None: no pickle),
   ``"timeout"`` (body: message), ``"serialization"`` (body: message naming the key path),
@@ -227,7 +232,10 @@ def loop_time() -> float:
     return time.monotonic()
 
 
-def encode_error(exc: BaseException) -> bytes:
+Reply = tuple[str, Any]
+
+
+def encode_error(exc: BaseException) -> Reply:
     """Reply for an exception: type name, message, traceback text, args when marshal takes them."""
     kind = type(exc)
     text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
@@ -237,34 +245,74 @@ def encode_error(exc: BaseException) -> bytes:
     except Exception:
         args = None
     body = (kind.__module__, kind.__qualname__, str(exc), text, args)
-    return marshal.dumps(("error", body))
+    return ("error", body)
 
 
-def do_call(ref: str | int, payload: bytes, timeout: float | None) -> bytes:
-    """Run one call request and return the encoded reply (never raises)."""
+def do_call(
+    ref: str | int, payload: bytes, timeout: float | None, otel: dict[str, str] | None = None
+) -> Reply:
+    """Run one call request and return its reply (never raises)."""
     if isinstance(ref, int):
         fn = _by_key.get(ref)
         if fn is None:
-            return marshal.dumps(("missing", ref))
+            return ("missing", ref)
     else:
         try:
             fn = resolve_ref(ref)
         except BaseException as exc:
             return encode_error(exc)
+    undo = restore_otel(otel) if otel else None
     try:
         args, kwargs = _codec.loads(payload)
         result = invoke(fn, tuple(args), dict(kwargs), timeout)
     except (TimeoutError, asyncio.TimeoutError) as exc:
         if timeout is not None:
-            return marshal.dumps(("timeout", f"{ref} exceeded its {timeout}s timeout"))
+            return ("timeout", f"{ref} exceeded its {timeout}s timeout")
         return encode_error(exc)
     except BaseException as exc:
         return encode_error(exc)
+    finally:
+        if undo is not None:
+            undo()
     try:
         body = encode_checked(_codec, result, "result")
     except TypeError as exc:
-        return marshal.dumps(("serialization", str(exc)))
-    return marshal.dumps(("ok", body))
+        return ("serialization", str(exc))
+    return ("ok", body)
+
+
+# --- observability inside the interpreter ----------------------------------------------------
+_records: Any = None  # the CollectingHandler on this interpreter's root logger
+_otel: Any = None  # (context, propagate) once opentelemetry-api loaded here; False: it does not
+
+
+def configure_logging(levels: dict[str, int]) -> None:
+    """Collect this interpreter's records for the host, letting through what the host would."""
+    global _records
+    from subiso.observe.records import CollectingHandler, route_to
+
+    _records = CollectingHandler()
+    route_to(_records, levels)
+
+
+def restore_otel(carrier: dict[str, str]) -> Callable[[], None] | None:
+    """Attach the caller's OpenTelemetry context, if opentelemetry-api loads here."""
+    global _otel
+    if _otel is None:
+        try:
+            from opentelemetry import context, propagate
+
+            _otel = (context, propagate)
+        except BaseException:
+            _otel = False
+    if not _otel:
+        return None
+    context, propagate = _otel
+    try:
+        token = context.attach(propagate.extract(carrier))
+    except Exception:
+        return None
+    return lambda: context.detach(token)
 
 
 def handle(request: bytes) -> bytes:
@@ -273,16 +321,23 @@ def handle(request: bytes) -> bytes:
     try:
         op, *fields = marshal.loads(request)
         if op == "call":
-            return do_call(*fields)
-        if op == "define":
-            define(*fields)
-        elif op == "configure":
-            _codec = make_codec(fields[0])
+            reply = do_call(*fields)
         else:
-            raise ValueError(f"unknown request {op!r}")
-        return marshal.dumps(("ok", None))
+            if op == "define":
+                define(*fields)
+            elif op == "configure":
+                _codec = make_codec(fields[0])
+                configure_logging(fields[1])
+            else:
+                raise ValueError(f"unknown request {op!r}")
+            reply = ("ok", None)
     except BaseException as exc:
-        return encode_error(exc)
+        reply = encode_error(exc)
+    records = _records.take() if _records is not None else ()
+    try:
+        return marshal.dumps((*reply, records))
+    except ValueError:  # a record marshal cannot carry: the reply goes without records
+        return marshal.dumps((*reply, ()))
 
 
 def entry(request: bytes) -> bytes:

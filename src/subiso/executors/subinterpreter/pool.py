@@ -4,6 +4,11 @@
 one host thread that calls into it synchronously; requests and replies are ``bytes``
 (see :mod:`subiso.executors.subinterpreter.interp_side` for the wire contract). There is no polling queue
 on the hot path (a blocking ``interpreters.Queue.get`` polls, cpython#143017).
+
+Each call carries what observability needs inside the interpreter (the caller's OpenTelemetry
+context), and its reply brings back the log records emitted there, which the pool replays on
+the host's loggers tagged with the run they belong to (``CallSpec.tag``, else the run current
+where the call was submitted): they arrive when the call returns.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ from subiso.executors.subinterpreter import interp_side
 from subiso.executors.subinterpreter.backends import _require_backend
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
 from subiso.executors.subinterpreter.probes import probe_module, probe_msgspec
+from subiso.observe import log as run_log
+from subiso.observe.records import host_levels, replay
+from subiso.observe.runs import CURRENT_RUN, RunTag
+from subiso.observe.trace import capture_otel
 
 #: Extra time the host grants past a call's timeout before failing its future itself; the
 #: interpreter cancels async calls on time, this only catches sync calls that cannot be cancelled.
@@ -46,12 +55,20 @@ TIMEOUT_GRACE = 0.25
 
 @dataclass(frozen=True)
 class CallSpec:
-    """One call for the pool: ``target`` is ``"module:qualname"``, a function, or a plan."""
+    """One call for the pool: ``target`` is ``"module:qualname"``, a function, or a plan.
+
+    ``tag``: the run the call belongs to (default: the run current where it is submitted) -
+    its interpreter's log records carry it; with ``is_run`` the call *is* that run (the
+    subinterpreter tier's full mode), started and logged as such. ``otel``: the OpenTelemetry
+    context to restore inside the interpreter (default: the submitter's)."""
 
     target: str | Callable[..., Any] | OffloadPlan
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
+    tag: RunTag | None = None
+    otel: dict[str, str] | None = None
+    is_run: bool = False
 
 
 class InterpreterFuture(Future[Any]):
@@ -70,6 +87,8 @@ class _Task:
     plan: OffloadPlan
     request: bytes
     timeout: float | None
+    tag: RunTag | None = None
+    is_run: bool = False
 
 
 def _plan_for(target: str | Callable[..., Any] | OffloadPlan) -> OffloadPlan:
@@ -226,8 +245,8 @@ class _Worker:
                 )
                 self.defined = set()
                 self.tasks_done = 0
-                if self.pool.codec.name != "marshal":
-                    self._expect_ok(marshal.dumps(("configure", self.pool.codec.name)))
+                configure = ("configure", self.pool.codec.name, self.pool.log_levels)
+                self._expect_ok(marshal.dumps(configure))
                 return
             except Exception as exc:
                 self._stop_interpreter()
@@ -252,6 +271,9 @@ class _Worker:
         future.interpreter_id = self.transport.id
         future.thread_id = threading.get_ident()
         future.started_at = time.perf_counter()
+        if task.is_run and task.tag is not None:
+            task.tag.mark_started(self.transport.id)
+            run_log.run_started(task.tag)
         self.pool._watch(task)
         try:
             value = self._call(task)
@@ -271,15 +293,22 @@ class _Worker:
         if limit is not None and self.tasks_done >= limit:
             self._stop_interpreter()
             self._start_interpreter()
+            self.pool._restarted()
 
     def _call(self, task: _Task) -> Any:
         plan = task.plan
         if plan.kind == "ship" and plan.key not in self.defined:
             self._define(plan)
-        status, body = self._send(task.request)
+        interp_id = self.transport.id if self.transport is not None else None
+        status, body, records = self._send(task.request)
         if status == "missing":
             self._define(plan)
-            status, body = self._send(task.request)
+            status, body, records = self._send(task.request)
+        if records:
+            attributes = task.tag.attributes() if task.tag is not None else {}
+            attributes["interpreter_id"] = interp_id
+            for record in records:
+                replay(record, **attributes)
         return self._decode(status, body)
 
     def _define(self, plan: OffloadPlan) -> None:
@@ -287,17 +316,19 @@ class _Worker:
         self.defined.add(plan.key)
 
     def _expect_ok(self, request: bytes) -> None:
-        status, body = self._send(request)
+        status, body, _ = self._send(request)
         if status != "ok":
             raise self._decode(status, body)
 
-    def _send(self, request: bytes) -> tuple[str, Any]:
+    def _send(self, request: bytes) -> tuple[str, Any, Any]:
+        """``(status, body, log records)`` of the interpreter's reply."""
         assert self.transport is not None
         try:
             reply = self.transport.request(request)
         except self.pool._interpreters.ExecutionFailed as failed:
             interp_id = self.transport.id
             self._stop_interpreter()
+            self.pool._restarted()
             raise WorkerCrashed(f"subinterpreter {interp_id} failed: {failed}") from None
         return marshal.loads(reply)  # type: ignore[no-any-return]
 
@@ -330,6 +361,7 @@ class InterpreterPool:
         max_tasks_per_worker: int | None = None,
         sys_path: list[str] | None = None,
         codec: str | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -341,6 +373,8 @@ class InterpreterPool:
         self.max_tasks_per_worker = max_tasks_per_worker
         self.sys_path = list(sys.path if sys_path is None else sys_path)
         self.codec = interp_side.make_codec(codec or _default_codec())
+        self.log_levels = host_levels()  # what each interpreter's loggers let through
+        self._on_restart = on_restart
         self.serial = next(self._serials)
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -351,6 +385,11 @@ class InterpreterPool:
         for worker in self._workers:
             worker.thread.start()
         _live_pools.add(self)
+
+    def _restarted(self) -> None:
+        """An interpreter was replaced (recycled, or it failed)."""
+        if self._on_restart is not None:
+            self._on_restart()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until every worker created its interpreter (True) or ``timeout`` passed."""
@@ -376,12 +415,16 @@ class InterpreterPool:
         plan = _plan_for(call.target)
         payload = _encode_payload(self.codec, call.args, call.kwargs)
         ref: str | int = plan.key if plan.kind == "ship" else plan.ref
-        request = marshal.dumps(("call", ref, payload, call.timeout))
+        otel = call.otel
+        if otel is None and "opentelemetry.context" in sys.modules:
+            otel = capture_otel()
+        request = marshal.dumps(("call", ref, payload, call.timeout, otel))
+        tag = call.tag if call.tag is not None else CURRENT_RUN.get()
         future = InterpreterFuture()
         with self._lock:
             if self._closed:
                 raise ExecutorClosed("InterpreterPool is closed")
-            self._queue.put(_Task(future, plan, request, call.timeout))
+            self._queue.put(_Task(future, plan, request, call.timeout, tag, call.is_run))
         return future
 
     def call(self, target: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
