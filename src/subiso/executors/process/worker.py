@@ -154,6 +154,7 @@ class Channel:
         self.worker: LoopWorker | None = None
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        self._control_lock = threading.Lock()  # one reader of the control pipe at a time
         self._jobs: dict[int, Job] = {}
         self._cancelled_early: set[int] = set()
         self._emitters: dict[int, _Emitter] = {}  # runs whose caller reads events
@@ -234,6 +235,7 @@ class Channel:
         if msg.window:
             emitter = self._emitters[msg.rid] = _Emitter(self, msg.rid, msg.window)
         job = Job(call, reply, emitter)
+        self.drain_control()
         with self._state_lock:
             if msg.rid in self._cancelled_early:  # answered Cancelled already
                 self._cancelled_early.discard(msg.rid)
@@ -241,28 +243,44 @@ class Channel:
             self._jobs[msg.rid] = job
         return job
 
-    # control frames (read by the control thread)
+    # control frames (read by the control thread, and drained before a run is admitted)
     def serve_control(self, finished: threading.Event, kill_grace: float) -> None:
         """Handle cancellations until the host's end closes; then never outlive the host."""
         while True:
             try:
-                frame = self.control.recv_bytes()
+                self.control.poll(None)  # readable, or closed: waited for outside the lock
+                with self._control_lock:
+                    if self.control.poll():  # the main thread did not drain it meanwhile
+                        self._on_control(self.control.recv_bytes())
             except (EOFError, OSError):
                 break
-            msg = self._control_decoder.decode(frame)
-            if isinstance(msg, Cancel):
-                self.cancel(msg.rid, running_too=True)
-            elif isinstance(msg, Credit):
-                emitter = self._emitters.get(msg.rid)
-                if emitter is not None:
-                    emitter.grant(msg.n)
-            else:
-                for rid in msg.rids:
-                    self.cancel(rid, running_too=False)
         # The host closed its ends (it stopped us, exited or died): the run pipe says EOF too,
         # so the worker stops once its runs end; one that hangs is not waited for.
         if not finished.wait(kill_grace):
             os._exit(0)
+
+    def drain_control(self) -> None:
+        """Handle the control frames already sent, on the calling thread: before a run frame
+        is admitted, a cancellation the host sent for it earlier must be seen, however late
+        the control thread gets to run (a busy machine)."""
+        with self._control_lock:
+            try:
+                while self.control.poll():
+                    self._on_control(self.control.recv_bytes())
+            except (EOFError, OSError):
+                pass  # the host is gone: the control thread sees it too
+
+    def _on_control(self, frame: bytes) -> None:
+        msg = self._control_decoder.decode(frame)
+        if isinstance(msg, Cancel):
+            self.cancel(msg.rid, running_too=True)
+        elif isinstance(msg, Credit):
+            emitter = self._emitters.get(msg.rid)
+            if emitter is not None:
+                emitter.grant(msg.n)
+        else:
+            for rid in msg.rids:
+                self.cancel(rid, running_too=False)
 
     def cancel(self, rid: int, *, running_too: bool) -> None:
         """Not started (frame unread, or job not admitted): answer Cancelled now. Running:
