@@ -178,7 +178,7 @@ def _define_plugin() -> type:
         def _run(self, call: Any) -> RunResult:
             return WorkerRuntime(self.tier, selected_by=self.selected_by).run_once(call)
 
-        def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+        def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
             self._pool.shutdown(wait=wait, cancel_futures=cancel_pending)
 
         def cancel_running(self, future: cf.Future[RunResult]) -> None:

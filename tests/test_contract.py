@@ -664,3 +664,63 @@ def test_control_comes_back_at_the_deadline_whatever_the_node_does(
     assert [ex.run(cfg(f"{W}:async_graph", {"x": i})) for i in range(3)] == [
         {"x": expected(i)} for i in range(3)
     ]
+
+
+# -- the stdlib's and LangGraph's names ----------------------------------------------------------
+def test_batch_returns_outputs_in_order(ex: Any) -> None:
+    assert ex.batch([cfg(f"{CW}:square", i) for i in range(6)]) == [i * i for i in range(6)]
+
+
+def test_batch_checks_every_config_before_any_run_starts(ex: Any) -> None:
+    with pytest.raises(ConfigError, match=r"GraphConfig\.graph"):
+        ex.batch([cfg(f"{CW}:square", 1), {"graph": "no import path"}])
+    assert sum(ex.stats().runs_completed.values()) == 0  # nothing of it ran
+
+
+def test_batch_raises_the_first_failure_or_returns_it_in_place(ex: Any) -> None:
+    cfgs = [cfg(f"{CW}:square", 2), cfg(f"{CW}:boom"), cfg(f"{CW}:square", 3)]
+    with pytest.raises(ValueError, match="boom"):
+        ex.batch(cfgs)
+    out = ex.batch(cfgs, return_exceptions=True)
+    assert out[0] == 4 and type(out[1]) is ValueError and out[2] == 9
+
+
+def test_abatch_bounds_what_is_in_flight(ex: Any) -> None:
+    async def host() -> tuple[list[Any], list[Any]]:
+        ok = await ex.abatch([cfg(f"{CW}:asquare", i) for i in range(5)], max_concurrency=2)
+        mixed = await ex.abatch(
+            [cfg(f"{CW}:asquare", 2), cfg(f"{CW}:aboom")], return_exceptions=True
+        )
+        return ok, mixed
+
+    ok, mixed = asyncio.run(host())
+    assert ok == [0, 1, 4, 9, 16]
+    assert mixed[0] == 4 and type(mixed[1]) is ValueError
+
+
+def test_shutdown_is_the_stdlibs(new: Callable[..., Any]) -> None:
+    import inspect
+
+    ours = inspect.signature(subiso.Executor.shutdown).parameters
+    theirs = inspect.signature(cf.Executor.shutdown).parameters
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [
+        (p.name, p.kind, p.default) for p in theirs.values()
+    ]
+    ex = new()
+    assert ex.run(cfg(f"{CW}:square", 3)) == 9
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert ex.closed
+    with pytest.raises(subiso.ExecutorClosed):
+        ex.run(cfg(f"{CW}:square", 3))
+    ex.shutdown()  # idempotent
+
+
+def test_help_shows_the_tier_hooks_apart_from_the_callers_methods() -> None:
+    import pydoc
+
+    text = pydoc.render_doc(subiso.Executor, renderer=pydoc.plaintext)
+    own, _, inherited = text.partition("Methods inherited from subiso.executors.hooks.TierHooks")
+    for name in ("run", "submit", "map", "batch", "shutdown", "stream", "stats"):
+        assert f"\n |  {name}(" in own, name
+    for hook in ("start", "stop_workers", "cancel_running", "abandon", "worker_stats"):
+        assert f"\n |  {hook}(" in inherited and f"\n |  {hook}(" not in own, hook

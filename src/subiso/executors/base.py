@@ -1,25 +1,11 @@
-"""Executor: the one contract every tier implements, with every caller-facing method written once.
-
-A tier implements three public hooks, in the spirit of ``concurrent.futures.Executor``:
-
-* ``start(call, events=None) -> Future[RunResult]`` - begin one
-  :class:`~subiso.runtime.call.Call` (an invoke, a stream or a state operation on a prepared
-  GraphConfig); the future resolves exactly once with its RunResult or exception; each event
-  the run produces goes to ``events`` (an :class:`~subiso.events.EventChannel`) as it happens;
-* ``shutdown(wait, cancel_pending)`` - release workers and resources (called once, by
-  ``close``);
-* ``cancel_running(future)`` - stop a run that already executes (an awaiting caller was
-  cancelled, a stream's consumer left); best effort, optional.
-
-Tiers that run in the caller's own thread or loop (inline, context) or that can hand a sync
-caller its reply directly (process) add a fast path through one optional hook, in its sync and
-async form: ``call(call) -> RunResult`` and ``acall(call, events=None)``. By default both go
-through ``start``.
+"""Executor: the caller's side of every tier, written once.
 
 Everything callers use - ``run``, ``arun``, ``execute``, ``aexecute``, ``submit``, ``map``,
-``stream``, ``astream``, ``get_state``, ``get_state_history``, ``update_state`` and their async
-forms, ``close``, ``stats``, the context managers - is defined here and only here, so a plugin
-tier gets all of it, and every change to it, by implementing ``start``.
+``batch``, ``abatch``, ``stream``, ``astream``, ``get_state``, ``get_state_history``,
+``update_state`` and their async forms, ``stats``, ``shutdown``/``close``, the context managers -
+is defined here and only here, so a plugin tier gets all of it, and every change to it, by
+implementing the hooks of :class:`~subiso.executors.hooks.TierHooks` (``start`` at least),
+which ``Executor`` inherits and ``help()`` shows apart.
 
 That includes what makes a run observable on every tier: each Call is made here, on the
 caller's thread or task, with its :class:`~subiso.observe.runs.RunInfo` (run id, submit time,
@@ -30,34 +16,25 @@ for a run carries its ``run_id``.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import concurrent.futures as cf
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import Any, TypedDict
 
 from typing_extensions import Unpack
 
-from subiso._futures import (
-    Deadlines,
-    DerivedFuture,
-    relay,
-    settle,
-)
-
-if TYPE_CHECKING:
-    from subiso._capabilities import Capabilities
+from subiso._futures import DerivedFuture, relay
 from subiso.allow import check_allowed
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, SubisoError
+from subiso.errors import ConfigError, ExecutorClosed, SubisoError
 from subiso.events import EventChannel
-from subiso.observe.log import for_run, outcome_of
+from subiso.executors.hooks import TierHooks
+from subiso.observe.log import outcome_of
 from subiso.observe.loop_health import DEFAULT_BLOCK_THRESHOLD_S
-from subiso.observe.metrics import ExecutorStats, RunMeter, WorkerStats, instruments
+from subiso.observe.metrics import ExecutorStats, RunMeter, instruments
 from subiso.observe.runs import run_info
 from subiso.observe.trace import capture
 from subiso.report import RunResult
@@ -67,23 +44,6 @@ from subiso.validate import checkpointer_spec, glob_patterns, import_path, secon
 ConfigLike = GraphConfig | Mapping[str, Any]
 #: Called on the caller's side with each event of a run.
 OnEvent = Callable[[Any], object]
-
-
-#: How long past a run's timeout its caller waits for the worker to end the run by itself
-#: (it cancels it at the timeout) before control comes back regardless (``Executor.started``).
-TIMEOUT_GRACE_S = 0.25
-
-_DEADLINES: Deadlines | None = None
-_DEADLINES_LOCK = threading.Lock()
-
-
-def _deadlines() -> Deadlines:
-    """The one timer thread watching every executor's runs' deadlines (started on first use)."""
-    global _DEADLINES
-    with _DEADLINES_LOCK:
-        if _DEADLINES is None:
-            _DEADLINES = Deadlines("subiso-run-deadlines")
-        return _DEADLINES
 
 
 class SharedOptions(TypedDict, total=False):
@@ -113,21 +73,14 @@ class SharedOptions(TypedDict, total=False):
     selected_by: str | None
 
 
-class Executor(abc.ABC):
+class Executor(TierHooks):
     """Run GraphConfigs in one isolation tier.
 
-    Options shared by every tier: ``timeout`` (seconds; used when a GraphConfig has none) and
-    ``checkpointer`` (used when a GraphConfig names none). ``max_workers`` where a tier has
-    workers.
+    Options shared by every tier (:class:`SharedOptions`): ``timeout`` (seconds; used when a
+    GraphConfig has none), ``checkpointer`` (used when a GraphConfig names none),
+    ``worker_init``, ``allowed_graphs``/``allowed_locations``, ``loop_block_threshold``;
+    ``max_workers`` where a tier has workers.
     """
-
-    tier: ClassVar[str] = "?"
-    #: One line for ``subiso info``: what this tier gives.
-    summary: ClassVar[str] = ""
-    #: True when runs execute in another process or interpreter, which imports the graph
-    #: itself: a compiled graph object cannot be passed there (``boundary`` names where).
-    crosses_boundary: ClassVar[bool] = False
-    boundary: ClassVar[str] = "process"
 
     def __init__(self, **shared: Unpack[SharedOptions]) -> None:
         name = type(self).__name__
@@ -171,106 +124,6 @@ class Executor(abc.ABC):
         if found is not None:
             found.forget(self._meter)
         self._meter = meter
-
-    @classmethod
-    def availability(cls, caps: Capabilities) -> tuple[bool, str]:
-        """Whether this tier runs on the Python ``caps`` describes, and a one-line note: what it
-        gives there, or why it does not run. Tiers with conditions override it."""
-        return True, cls.summary or (cls.__doc__ or cls.__name__).strip().splitlines()[0]
-
-    # -- the tier's hooks ------------------------------------------------------------------------
-    @abc.abstractmethod
-    def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
-        """Begin ``call`` (its GraphConfig prepared: defaults applied); return its future.
-
-        The future resolves exactly once: a RunResult, the run's exception, or cancelled (only
-        if the run will not complete). Tiers with workers return at once; tiers that run in
-        the caller's thread may run it here and return a done future - except with
-        ``events``, whose consumer reads while the run goes on.
-        """
-
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
-        """Release workers and resources; called once, by ``close``."""
-        return None
-
-    def cancel_running(self, future: cf.Future[RunResult]) -> None:
-        """Stop a run that already executes (its awaiting caller was cancelled); best effort."""
-        return None
-
-    def abandon(self, future: cf.Future[RunResult]) -> None:
-        """Give up a run that went past its timeout and did not stop when cancelled (a sync
-        node cannot be interrupted): its caller already has RunTimeout; make sure the worker
-        it holds takes no more runs and that nothing waits for it. Optional."""
-        return None
-
-    def worker_stats(self) -> WorkerStats:
-        """The tier's workers, for ``stats()``: pool size, live workers, runs per worker, and
-        how many runs execute now when the workers do not count that in ``self._meter``
-        (their runtime's ``meter``). Optional."""
-        return WorkerStats()
-
-    # -- deadlines ----------------------------------------------------------------------------
-    def started(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
-        """``start(call, events)`` with the run's deadline watched from the caller's side: if
-        the worker has not ended the run ``TIMEOUT_GRACE_S`` after its timeout, the future
-        gets RunTimeout anyway (control is back) and the tier is told to ``abandon`` it."""
-        future = self.start(call, events)
-        self.watch_deadline(future, call)
-        return future
-
-    def watch_deadline(self, future: cf.Future[RunResult], work: Call | GraphConfig) -> None:
-        """Arm ``started``'s deadline on a future a tier made itself (its own fast path)."""
-        call = work if isinstance(work, Call) else Call(cfg=work)
-        timeout = call.cfg.timeout
-        if timeout is None or future.done():
-            return
-        deadline = _deadlines().call_later(
-            timeout + TIMEOUT_GRACE_S, lambda: self._overdue(future, call)
-        )
-        future.add_done_callback(lambda _: deadline.cancel())
-
-    def _overdue(self, future: cf.Future[RunResult], call: Call) -> None:
-        if future.done():
-            return
-        cfg = call.cfg
-        error = RunTimeout(
-            f"run of {cfg.label!r} went past its timeout of {cfg.timeout:g}s and did not "
-            f"stop when cancelled; control is back with the caller and the {self.tier} "
-            "tier gave up its worker"
-        )
-        run_id = call.run.run_id if call.run is not None else None
-        for_run(
-            self.tier,
-            logging.WARNING,
-            "run %s timeout: %s",
-            run_id,
-            error,
-            run_id=run_id,
-            thread_id=cfg.thread_id,
-            outcome="timeout",
-        )
-        settle(future, exc=error)
-        self.cancel_running(future)
-        self.abandon(future)
-
-    # -- the optional fast path ------------------------------------------------------------------
-    def call(self, call: Call) -> RunResult:
-        """Carry out ``call`` to completion for a sync caller. Override to skip the future
-        (tiers running in the caller's thread, or reading their own reply)."""
-        return self.started(call).result()
-
-    async def acall(self, call: Call, events: EventChannel | None = None) -> RunResult:
-        """Await ``call`` without blocking the caller's loop; cancelling the caller cancels
-        the run. Override to run on the caller's loop itself."""
-        future = self.started(call, events)
-        try:
-            # wrap_future cancels ``future`` when we are cancelled; that only works while it
-            # is still queued, so a running one is cancelled on its worker.
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            if future.running():
-                self.cancel_running(future)
-            raise
 
     # -- the contract --------------------------------------------------------------------------
     def prepare(self, cfg: ConfigLike) -> GraphConfig:
@@ -435,6 +288,52 @@ class Executor(abc.ABC):
 
         return results()
 
+    def batch(self, cfgs: Iterable[ConfigLike], *, return_exceptions: bool = False) -> list[Any]:
+        """Run every config at once and return their outputs in order, as LangGraph's
+        ``graph.batch``: every config is checked before any run starts; a failed run raises
+        (the others still pending are cancelled) unless ``return_exceptions``, which puts its
+        exception in its place."""
+        calls = [self._new_call(cfg) for cfg in cfgs]
+        futures = [self._submitted(call) for call in calls]
+        outputs: list[Any] = []
+        try:
+            for future in futures:
+                try:
+                    outputs.append(future.result().output)
+                except Exception as exc:
+                    if not return_exceptions:
+                        raise
+                    outputs.append(exc)
+        finally:
+            for future in futures:
+                if future.cancel() is False and not future.done():
+                    self.cancel_running(future)
+        return outputs
+
+    async def abatch(
+        self,
+        cfgs: Iterable[ConfigLike],
+        *,
+        return_exceptions: bool = False,
+        max_concurrency: int | None = None,
+    ) -> list[Any]:
+        """``batch`` for async callers (LangGraph's ``graph.abatch``): at most
+        ``max_concurrency`` runs in flight; never blocks the caller's loop."""
+        calls = [self._new_call(cfg) for cfg in cfgs]
+        limit = asyncio.Semaphore(max_concurrency or len(calls) or 1)
+
+        async def one(call: Call) -> Any:
+            async with limit:
+                return (await self._aperform(call)).output
+
+        tasks = [asyncio.ensure_future(one(call)) for call in calls]
+        try:
+            return list(await asyncio.gather(*tasks, return_exceptions=return_exceptions))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     # -- streaming -----------------------------------------------------------------------------
     def stream(
         self,
@@ -525,17 +424,20 @@ class Executor(abc.ABC):
         call = self._new_call(cfg, "update_state", values=values, as_node=as_node)
         return (await self._aperform(call)).output
 
-    def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
-        """Stop accepting work, then release workers and resources.
-
-        ``wait=True`` drains: queued and running runs finish first. ``cancel_pending=True``
-        cancels runs that have not started. Idempotent.
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work, then release workers and resources, as
+        ``concurrent.futures.Executor.shutdown``: ``wait=True`` drains (queued and running runs
+        finish first); ``cancel_futures=True`` cancels runs that have not started. Idempotent.
         """
+        self.close(wait, cancel_pending=cancel_futures)
+
+    def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """``shutdown(wait, cancel_futures=cancel_pending)``."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
-        self.shutdown(wait, cancel_pending)
+        self.stop_workers(wait, cancel_pending)
 
     @property
     def closed(self) -> bool:

@@ -163,7 +163,7 @@ class InCallerExecutor(Executor):
     def cancel_running(self, future: cf.Future[RunResult]) -> None:
         self._helper_runs.cancel(future)
 
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
         if wait:
             self._helper_runs.join()
 

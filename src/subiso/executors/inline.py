@@ -156,8 +156,8 @@ class InlineExecutor(InCallerExecutor):
             if self._leave(state):
                 await runtime.aclose()
 
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
-        super().shutdown(wait, cancel_pending)
+    def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
+        super().stop_workers(wait, cancel_pending)
         me, here = threading.current_thread(), running_loop()
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []

@@ -179,7 +179,7 @@ class ThreadExecutor(Executor):
         for worker, job in moved:
             worker.post(job)
 
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
         with self._dispatch_lock:
             workers = list(self._workers)
             if cancel_pending:

@@ -84,7 +84,8 @@ from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
-from subiso.executors.base import TIMEOUT_GRACE_S, Executor, SharedOptions
+from subiso.executors.base import Executor, SharedOptions
+from subiso.executors.hooks import TIMEOUT_GRACE_S
 from subiso.executors.process import wire
 from subiso.executors.process.handle import (
     CAN_PARK,
@@ -784,7 +785,7 @@ class ProcessExecutor(Executor):
         return [lambda: _kill(worker)]
 
     # -- closing ---------------------------------------------------------------------------------
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             self._closing = True
             cancelled: list[PendingRun] = []

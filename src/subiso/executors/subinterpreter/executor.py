@@ -475,7 +475,7 @@ class SubinterpreterExecutor(Executor):
             owner.abandon(inner)
 
     # -- shutdown --------------------------------------------------------------------------------
-    def shutdown(self, wait: bool, cancel_pending: bool) -> None:
+    def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
         if wait:
             self._close_all(cancel_pending)
             return
