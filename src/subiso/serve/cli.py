@@ -203,6 +203,10 @@ def run_server(options: Any, host: str, port: int, log_level: str = "info") -> N
             if manager is not None:
                 manager.accepting = False
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal once it has shut down; a graceful stop exits 0
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
     config = uvicorn.Config(
         app,
