@@ -24,6 +24,7 @@ class Count(TypedDict, total=False):
     x: int
     log: Annotated[list[str], operator.add]
     answer: Any
+    marker: str  # a file a node creates when it starts (the tests wait for it)
 
 
 def _add(node: str, k: int) -> Any:
@@ -103,6 +104,9 @@ gate = _gate.compile()
 
 def _spin(state: Count) -> Count:
     """CPU-bound: pure Python arithmetic for a while (no I/O, holds its interpreter's GIL)."""
+    if state.get("marker"):
+        with open(state["marker"], "w") as f:
+            f.write(str(os.getpid()))
     total = 0
     for i in range(state["x"]):
         total = (total + i * i) % 1_000_003

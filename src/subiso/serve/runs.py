@@ -363,17 +363,20 @@ class RunManager:
         output: Any = (
             {"__error__": error} if error is not None else (events.output() if events else {})
         )
+        # The thread's row first, the run's status after: whoever sees the run ended (a join)
+        # then reads the thread's final values.
+        on_completion = run["kwargs"].get("on_completion") or "delete"
+        temporary = bool(run.get("temporary")) and on_completion == "delete"
         if status == "rollback":
             await rowstore.delete_checkpoints(self.checkpointer, thread_id, run_id)
             await self.rows.delete_run(run_id)
-        else:
-            await self.rows.set_run(run_id, status, error=error)
-        if run.get("temporary") and (run["kwargs"].get("on_completion") or "delete") == "delete":
-            await self.rows.delete_thread(thread_id)
-        elif status != "rollback":
-            await self._update_thread(thread_id, status, error, events)
-        else:
             await self.rows.set_thread(thread_id, "idle")
+        else:
+            if not temporary:
+                await self._update_thread(thread_id, status, error, events)
+            await self.rows.set_run(run_id, status, error=error)
+        if temporary:
+            await self.rows.delete_thread(thread_id)
         await self.bus.publish(
             run_id,
             DONE,
