@@ -116,7 +116,7 @@ def test_assistant_graph_and_schemas_equal_langgraph(client: Any) -> None:
     assert schemas["graph_id"] == "echo"
     assert schemas["input_schema"] == G.echo.get_input_jsonschema()
     assert schemas["output_schema"] == G.echo.get_output_jsonschema()
-    assert set(schemas["state_schema"]["properties"]) == {"x", "log", "answer"}
+    assert set(schemas["state_schema"]["properties"]) == {"x", "log", "answer", "marker"}
 
 
 # -- runs: values and events equal plain LangGraph ---------------------------------------------

@@ -11,13 +11,14 @@ import operator
 import os
 import signal
 import threading
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
+from typing_extensions import TypedDict  # pydantic schemas of a TypedDict need it before 3.12
 
 
 class Count(TypedDict, total=False):

@@ -373,7 +373,7 @@ class RunManager:
             await self.rows.set_thread(thread_id, "idle")
         else:
             if not temporary:
-                await self._update_thread(thread_id, status, error, events)
+                await self._update_thread(run_id, thread_id, status, error, events)
             await self.rows.set_run(run_id, status, error=error)
         if temporary:
             await self.rows.delete_thread(thread_id)
@@ -384,7 +384,7 @@ class RunManager:
         )
 
     async def _update_thread(
-        self, thread_id: str, status: str, error: Any, events: RunEvents | None
+        self, run_id: str, thread_id: str, status: str, error: Any, events: RunEvents | None
     ) -> None:
         values = events.values if events is not None else None
         if isinstance(values, dict) and INTERRUPT in values:
@@ -401,7 +401,8 @@ class RunManager:
                         interrupts[task.id] = [interrupt_of(i) for i in task.interrupts]
             elif state is not None:
                 interrupts = {}
-        if (await self.rows.active_runs(thread_id)) and thread_status == "idle":
+        others = [r for r in await self.rows.active_runs(thread_id) if r["run_id"] != run_id]
+        if others and thread_status == "idle":
             thread_status = "busy"
         await self.rows.set_thread(
             thread_id, thread_status, values=values, interrupts=interrupts, error=error
