@@ -3,7 +3,8 @@
 The flow of one run, by module:
 
 * :mod:`~subiso.serve.app` - the Starlette application, its start and stop, the token check;
-  :mod:`~subiso.serve.routes` - one handler per route the official client calls;
+  :mod:`~subiso.serve.routes` - one handler per route the official client calls (the store's
+  in :mod:`~subiso.serve.store_routes`);
   :mod:`~subiso.serve.schemas` - request bodies, validated (422 naming the field);
 * :mod:`~subiso.serve.runs` - the run's life: pending, claimed, executed through an engine
   (a subiso executor of the chosen tier), ended with a status; multitask

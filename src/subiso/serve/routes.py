@@ -19,6 +19,7 @@ from starlette.routing import Route
 from subiso import __version__
 from subiso.errors import ConfigError
 from subiso.serve import schemas as s
+from subiso.serve import store_routes
 from subiso.serve.app import json_response, read_json_body
 from subiso.serve.bus import DONE
 from subiso.serve.encode import checkpoint_of, thread_state
@@ -510,82 +511,6 @@ async def cancel_runs(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# -- store --------------------------------------------------------------------------------------
-async def _store(request: Request) -> Any:
-    return await request.app.state.resources.store(request.app.state.options.store)
-
-
-def _item(item: Any) -> dict[str, Any]:
-    data = {
-        "namespace": list(item.namespace),
-        "key": item.key,
-        "value": item.value,
-        "created_at": item.created_at.isoformat(),
-        "updated_at": item.updated_at.isoformat(),
-    }
-    if getattr(item, "score", None) is not None:
-        data["score"] = item.score
-    return data
-
-
-def _namespace(parts: list[str], name: str = "namespace") -> tuple[str, ...]:
-    for part in parts:
-        if not part or "." in part:
-            raise s.Invalid(f"{name}: labels must be non-empty and contain no '.', got {part!r}")
-    return tuple(parts)
-
-
-async def put_item(request: Request) -> Response:
-    body = await _body(request, s.StorePut)
-    if body.ttl is not None:
-        raise s.Invalid("ttl: item time-to-live is not implemented; leave it out")
-    kwargs = {} if body.index is None else {"index": body.index}
-    await (await _store(request)).aput(_namespace(body.namespace), body.key, body.value, **kwargs)
-    return Response(status_code=204)
-
-
-async def get_item(request: Request) -> Response:
-    key = request.query_params.get("key")
-    namespace = request.query_params.get("namespace")
-    if not key:
-        raise s.Invalid("key: a query parameter naming the item is required")
-    parts = tuple(namespace.split(".")) if namespace else ()
-    item = await (await _store(request)).aget(parts, key)
-    if item is None:
-        raise NotFound(f"item {key!r} not found in namespace {list(parts)}")
-    return json_response(_item(item))
-
-
-async def delete_item(request: Request) -> Response:
-    body = await _body(request, s.StoreDelete)
-    await (await _store(request)).adelete(_namespace(body.namespace or []), body.key)
-    return Response(status_code=204)
-
-
-async def search_items(request: Request) -> Response:
-    body = await _body(request, s.StoreSearch, allow_empty=True)
-    items = await (await _store(request)).asearch(
-        _namespace(body.namespace_prefix, "namespace_prefix"),
-        query=body.query,
-        filter=body.filter,
-        limit=body.limit,
-        offset=body.offset,
-    )
-    return json_response({"items": [_item(i) for i in items]})
-
-
-async def list_namespaces(request: Request) -> Response:
-    body = await _body(request, s.StoreNamespaces, allow_empty=True)
-    found = await (await _store(request)).alist_namespaces(
-        prefix=tuple(body.prefix) if body.prefix else None,
-        suffix=tuple(body.suffix) if body.suffix else None,
-        max_depth=body.max_depth,
-        limit=body.limit,
-        offset=body.offset,
-    )
-    return json_response({"namespaces": [list(ns) for ns in found]})
-
-
 # -- errors -------------------------------------------------------------------------------------
 def _handler(status: int) -> Any:
     async def handle(request: Request, exc: Exception) -> Response:
@@ -653,9 +578,5 @@ ROUTES = [
     Route("/runs/stream", stream_run, methods=["POST"]),
     Route("/runs/wait", wait_run, methods=["POST"]),
     Route("/runs/cancel", cancel_runs, methods=["POST"]),
-    Route("/store/items", put_item, methods=["PUT"]),
-    Route("/store/items", get_item, methods=["GET"]),
-    Route("/store/items", delete_item, methods=["DELETE"]),
-    Route("/store/items/search", search_items, methods=["POST"]),
-    Route("/store/namespaces", list_namespaces, methods=["POST"]),
+    *store_routes.ROUTES,
 ]
