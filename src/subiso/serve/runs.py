@@ -43,6 +43,9 @@ from subiso.serve.schemas import Invalid, RunCreate, check_run, coerce
 log = logging.getLogger("subiso.serve")
 
 Publish = Callable[[str, Any], Awaitable[None]]
+#: How long a cancelled run's worker gets to stop it before the server moves on (a sync node
+#: on the thread tier cannot be interrupted; the process tier kills past a run's timeout).
+STOP_WAIT_S = 10.0
 
 
 def new_run_id() -> str:
@@ -106,19 +109,23 @@ class LocalEngine:
             subgraphs=job.subgraphs,
         )
         channel = EventChannel()
-        task = asyncio.ensure_future(self.executor.acall(call, channel))
-        task.add_done_callback(lambda _: channel.close())
+        future = self.executor.started(call, channel)
+        future.add_done_callback(lambda _: channel.close())
         try:
             async for chunk in channel:
                 for name, data in events.take(chunk):
                     await publish(name, data)
-            await task
-        finally:
-            if not task.done():
-                channel.abandon()
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # Cancelled (a client, a multitask strategy, the shutdown): stop the run on its
+            # worker and wait until it has stopped, so that nothing it writes - a checkpoint
+            # a rollback is about to delete - comes after its status.
+            channel.abandon()
+            if not future.cancel():
+                self.executor.cancel_running(future)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), STOP_WAIT_S)
+            raise
         return events
 
     async def state(self, cfg: GraphConfig) -> Any:
