@@ -21,6 +21,9 @@ from subiso.bench import cli as _bench_cli  # registers the `bench` command
 from subiso.cli import _run  # registers the command
 from subiso.cli._app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from subiso.cli._inspect import _target_modules, tier_availability, tier_status
+from subiso.cli._serve import register as _register_serve
+
+_register_serve()  # `subiso serve`, when the serve extra is installed
 
 __all__ = [
     "EXIT_FAILED",

@@ -404,8 +404,11 @@ async def _invoke(graph: Any, cfg: GraphConfig, emit: Emit | None) -> tuple[Any,
 async def _stream(graph: Any, call: Call, emit: Emit | None) -> tuple[Any, Status]:
     """``graph.astream``: every chunk emitted as produced; the output is None."""
     cfg = call.cfg
+    run_input = _run_input(cfg)
+    if cfg.recover and _resumable(await graph.aget_state(cfg.config)):
+        run_input = None
     chunks = graph.astream(
-        _run_input(cfg),
+        run_input,
         cfg.config or None,
         stream_mode=call.stream_mode,
         subgraphs=call.subgraphs,
