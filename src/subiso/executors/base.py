@@ -349,6 +349,23 @@ class Executor(TierHooks):
         events = EventChannel()
         return self._drain(events, self._start_streaming(call, events), raise_at_end=True)
 
+    def submit_stream(
+        self,
+        cfg: ConfigLike,
+        stream_mode: StreamMode | list[StreamMode] = "updates",
+        *,
+        subgraphs: bool = False,
+    ) -> tuple[cf.Future[RunResult], EventChannel]:
+        """Start a streamed run and return its future and its events: what ``stream`` and
+        ``astream`` are built on, for callers that manage a run's life themselves (the HTTP
+        server). Iterate the channel (``for`` or ``async for``) for the chunks, which end when
+        the run does; cancel the future - or ``cancel_running`` it once it runs, and
+        ``abandon()`` the channel - to stop the run; the future resolves once it has ended on
+        its worker."""
+        call = self._new_call(cfg, "stream", stream_mode=stream_mode, subgraphs=subgraphs)
+        events = EventChannel()
+        return self._start_streaming(call, events), events
+
     async def astream(
         self,
         cfg: ConfigLike,

@@ -164,6 +164,33 @@ class RunMeter:
             )
 
 
+def prometheus_lines(stats: ExecutorStats) -> list[str]:
+    """``stats`` in Prometheus' text exposition format (``subiso serve``'s ``/metrics``)."""
+    tier = f'tier="{stats.tier}"'
+    lines = [
+        "# TYPE subiso_runs_pending gauge",
+        f"subiso_runs_pending{{{tier}}} {stats.runs_pending}",
+        "# TYPE subiso_runs_running gauge",
+        f"subiso_runs_running{{{tier}}} {stats.runs_running}",
+        "# TYPE subiso_workers_max gauge",
+        f"subiso_workers_max{{{tier}}} {stats.workers_max}",
+        "# TYPE subiso_workers_active gauge",
+        f"subiso_workers_active{{{tier}}} {stats.workers_active}",
+        "# TYPE subiso_runs_completed_total counter",
+    ]
+    for outcome, count in stats.runs_completed.items():
+        lines.append(f'subiso_runs_completed_total{{{tier},outcome="{outcome}"}} {count}')
+    lines += [
+        "# TYPE subiso_worker_restarts_total counter",
+        f"subiso_worker_restarts_total{{{tier}}} {stats.worker_restarts}",
+        "# TYPE subiso_loop_lag_seconds gauge",
+        f"subiso_loop_lag_seconds{{{tier}}} {stats.loop_lag_s}",
+        "# TYPE subiso_loop_lag_max_seconds gauge",
+        f"subiso_loop_lag_max_seconds{{{tier}}} {stats.loop_lag_max_s}",
+    ]
+    return lines
+
+
 # -- OpenTelemetry -------------------------------------------------------------------------------
 class _Instruments:
     """The instruments, made once per process on the global meter provider (a proxy until the

@@ -164,6 +164,22 @@ def restore_otel(carrier: dict[str, str]) -> Undo | None:
     return lambda: otel_context.detach(token)
 
 
+def from_headers(headers: Any) -> TraceCarrier | None:
+    """The trace an HTTP request carries: LangSmith's distributed-tracing headers
+    (``langsmith-trace``, ``baggage``: what ``RemoteGraph(distributed_tracing=True)`` sends)
+    and W3C trace context (``traceparent``, ``tracestate``, ``baggage``). ``headers`` is any
+    case-insensitive mapping (Starlette's, httpx's)."""
+    langsmith = {k: headers[k] for k in _LS_HEADERS if k in headers}
+    otel = {k: headers[k] for k in ("traceparent", "tracestate", "baggage") if k in headers}
+    if "langsmith-trace" not in langsmith:
+        langsmith = {}
+    if "traceparent" not in otel:
+        otel = {}
+    if not langsmith and not otel:
+        return None
+    return TraceCarrier(langsmith=langsmith, otel=otel)
+
+
 def flush_langsmith() -> None:
     """Send what LangSmith's client still holds (a worker process about to exit; its
     interpreter runs no atexit handlers under multiprocessing)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from starlette.responses import Response
 from subiso.serve.encode import dumps
 
 log = logging.getLogger("subiso.serve")
+access_log = logging.getLogger("subiso.serve.http")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -68,6 +70,45 @@ class ServeOptions:
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(dumps(data), status_code=status, headers=headers, media_type="application/json")
+
+
+class AccessLog:
+    """ASGI middleware: one record per request on ``subiso.serve.http`` (INFO; WARNING for a
+    5xx) with ``method``, ``path``, ``status`` and ``duration_ms`` attributes, for the same
+    handlers and JSON formatter as the runs' records (``subiso serve --log-format json``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sent(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            took = (time.perf_counter() - start) * 1000
+            level = logging.WARNING if status >= 500 else logging.INFO
+            if access_log.isEnabledFor(level):
+                method, path = scope["method"], scope["path"]
+                access_log.log(
+                    level,
+                    "%s %s %d %.1f ms",
+                    method,
+                    path,
+                    status,
+                    took,
+                    extra={"method": method, "path": path, "status": status, "duration_ms": took},
+                )
 
 
 class Guard:
@@ -170,6 +211,7 @@ def create_app(options: ServeOptions) -> Starlette:
 
     app = Starlette(routes=routes.ROUTES, lifespan=lifespan, exception_handlers=routes.HANDLERS)
     app.add_middleware(Guard, token=options.auth_token)
+    app.add_middleware(AccessLog)
     return app
 
 

@@ -123,6 +123,14 @@ def is_loopback(host: str) -> bool:
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     help="Log level of the server.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per record on stderr: text, or JSON objects carrying run_id, tier, "
+    "thread_id (runs) and method, path, status, duration_ms (requests).",
+)
 @settings_option
 @verbose_option
 def serve(
@@ -140,6 +148,7 @@ def serve(
     grace_period: float,
     max_body_size: int,
     server_log_level: str,
+    log_format: str,
     settings_path: str | None,
     verbose: int,
 ) -> None:
@@ -182,19 +191,21 @@ def serve(
         grace_s=grace_period,
         max_workers=max_workers,
     )
-    run_server(options, host, port, server_log_level)
+    run_server(options, host, port, server_log_level, log_format)
 
 
-def run_server(options: Any, host: str, port: int, log_level: str = "info") -> None:
+def run_server(
+    options: Any, host: str, port: int, log_level: str = "info", log_format: str = "text"
+) -> None:
     """Run the app under uvicorn until SIGINT/SIGTERM; then stop taking runs, give running
     ones the grace period, requeue the rest and exit 0."""
     import uvicorn
 
+    from subiso.observe.log import configure
     from subiso.serve.app import create_app
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # one stream for the server's, uvicorn's and the runs' records (from every tier)
+    configure(log_format, getattr(logging, log_level.upper()))
     app = create_app(options)
 
     class Server(uvicorn.Server):
@@ -215,6 +226,7 @@ def run_server(options: Any, host: str, port: int, log_level: str = "info") -> N
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(options.grace_s)),
-        access_log=log_level == "debug",
+        log_config=None,  # its records go to the root's handler, configured above
+        access_log=False,  # subiso.serve.http logs each request
     )
     Server(config).run()

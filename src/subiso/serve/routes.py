@@ -11,6 +11,7 @@ import platform
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -18,6 +19,8 @@ from starlette.routing import Route
 
 from subiso import __version__
 from subiso.errors import ConfigError
+from subiso.observe.metrics import prometheus_lines
+from subiso.observe.trace import from_headers
 from subiso.serve import schemas as s
 from subiso.serve import store_routes
 from subiso.serve.app import json_response, read_json_body
@@ -84,6 +87,7 @@ async def info(request: Request) -> Response:
             "flags": {"assistants": True, "crons": False, "langsmith": False},
             "graphs": sorted(manager.graphs.targets),
             "runs": {**await _rows(request).run_counts(), **manager.counts()},
+            "executor": None if executor is None else msgspec.to_builtins(executor.stats()),
         }
     )
 
@@ -98,6 +102,9 @@ async def metrics(request: Request) -> Response:
         "# TYPE subiso_serve_runs_supervised gauge",
         f"subiso_serve_runs_supervised {running_here}",
     ]
+    executor = request.app.state.executor
+    if executor is not None:
+        lines += prometheus_lines(executor.stats())
     return PlainTextResponse("\n".join(lines) + "\n")
 
 
@@ -333,14 +340,20 @@ def _run_headers(run: dict[str, Any], tail: str = "") -> dict[str, str]:
 
 async def create_run(request: Request) -> Response:
     body = await _body(request, s.RunCreate)
-    run, _ = await _manager(request).create(request.path_params.get("thread_id"), body)
+    thread_id = request.path_params.get("thread_id")
+    run, _ = await _manager(request).create(thread_id, body, trace=from_headers(request.headers))
     return json_response(run, headers=_run_headers(run))
 
 
 async def stream_run(request: Request) -> Reply:
     body = await _body(request, s.RunCreate)
     manager = _manager(request)
-    run, sub = await manager.create(request.path_params.get("thread_id"), body, follow=True)
+    run, sub = await manager.create(
+        request.path_params.get("thread_id"),
+        body,
+        follow=True,
+        trace=from_headers(request.headers),
+    )
     assert sub is not None
     return _event_stream(manager, run, sub, cancel=body.on_disconnect == "cancel")
 
@@ -408,7 +421,12 @@ def _json_wait(manager: RunManager, run: dict[str, Any], sub: Any, *, cancel: bo
 async def wait_run(request: Request) -> Reply:
     body = await _body(request, s.RunCreate)
     manager = _manager(request)
-    run, sub = await manager.create(request.path_params.get("thread_id"), body, follow=True)
+    run, sub = await manager.create(
+        request.path_params.get("thread_id"),
+        body,
+        follow=True,
+        trace=from_headers(request.headers),
+    )
     return _json_wait(manager, run, sub, cancel=body.on_disconnect == "cancel")
 
 

@@ -18,7 +18,9 @@ executed on a subiso executor, ended ``success``, ``error``, ``timeout`` or ``in
   continue from their last checkpoint.
 
 The run id is made once, in :func:`new_run_id` (time-ordered, as LangGraph's own ids), and is
-the run's id everywhere: its row, its events, its checkpoints' metadata.
+the run's id everywhere: its row, its events, its checkpoints' metadata, LangGraph's
+``config["run_id"]`` - so subiso's ``RunReport.run_id`` and the ``run_id`` of every log record
+the run emits, on whichever tier it executes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +37,8 @@ import msgspec
 
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, RunTimeout
+from subiso.observe.runs import TraceCarrier
+from subiso.observe.trace import restore
 from subiso.serve import store as rowstore
 from subiso.serve.bus import DONE, LocalBus, Subscription
 from subiso.serve.encode import error_payload, interrupt_of, jsonable
@@ -97,20 +102,12 @@ class LocalEngine:
         self.executor = executor
 
     async def execute(self, job: Job, publish: Publish) -> RunEvents:
-        from subiso.events import EventChannel
-        from subiso.runtime.call import Call
-
         events = RunEvents(job.modes, job.subgraphs)
         modes: Any = graph_modes(job.modes)
-        call = Call(
-            cfg=self.executor.prepare(job.cfg),
-            op="stream",
-            stream_mode=modes,
-            subgraphs=job.subgraphs,
+        # made here, on the request's task: the run carries its id and the request's trace
+        future, channel = self.executor.submit_stream(
+            job.cfg, stream_mode=modes, subgraphs=job.subgraphs
         )
-        channel = EventChannel()
-        future = self.executor.started(call, channel)
-        future.add_done_callback(lambda _: channel.close())
         try:
             async for chunk in channel:
                 for name, data in events.take(chunk):
@@ -195,6 +192,7 @@ class RunManager:
         self._live: dict[str, _Live] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
         self._recovered: set[str] = set()
+        self._traces: dict[str, TraceCarrier] = {}  # pending runs' request traces
 
     # -- creating --------------------------------------------------------------------------------
     def graph_config(
@@ -224,6 +222,9 @@ class RunManager:
             assistant_id=graph_id,
         )
         config["metadata"] = metadata
+        # the run's id is LangGraph's (its root run in LangSmith) and subiso's (its report and
+        # every log record it emits)
+        config["run_id"] = uuid.UUID(run["run_id"])
         durability = body.durability
         if durability is None and body.checkpoint_during is not None:
             durability = "async" if body.checkpoint_during else "exit"
@@ -245,10 +246,16 @@ class RunManager:
             raise Invalid(str(exc).replace("GraphConfig.", "")) from None
 
     async def create(
-        self, thread_id: str | None, body: RunCreate, *, follow: bool = False
+        self,
+        thread_id: str | None,
+        body: RunCreate,
+        *,
+        follow: bool = False,
+        trace: TraceCarrier | None = None,
     ) -> tuple[dict[str, Any], Subscription | None]:
         """Validate, queue and (when its thread is free) start a run; with ``follow``, a
-        subscription to its events made before it can start."""
+        subscription to its events made before it can start. ``trace``: the request's trace
+        context, restored where the run starts (so its nodes are in the client's trace)."""
         if not self.accepting:
             raise Unavailable("the server is shutting down; it takes no new runs")
         check_run(body)
@@ -293,6 +300,8 @@ class RunManager:
             if body.multitask_strategy in ("interrupt", "rollback"):
                 for other in active:
                     await self.cancel(other["run_id"], thread_id, body.multitask_strategy)
+        if trace is not None:
+            self._traces[run["run_id"]] = trace
         await self.rows.insert_run(run, temporary=temporary)
         await self.rows.set_thread(thread_id, "busy")
         sub = await self.bus.subscribe(run["run_id"]) if follow else None
@@ -320,6 +329,8 @@ class RunManager:
         recovered = run_id in self._recovered
         self._recovered.discard(run_id)
         status, error, events = "success", None, None
+        # the request's trace, current while the run is submitted (it is captured there)
+        undo = restore(self._traces.pop(run_id, None))
         try:
             body = coerce(run["kwargs"], RunCreate)
             run["temporary"] = await self.rows.run_temporary(run_id)
@@ -351,6 +362,8 @@ class RunManager:
             log.info("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
         finally:
             live.started.set()
+            if undo is not None:
+                undo()
         try:
             await self._finish(run, status, error, events)
         finally:
