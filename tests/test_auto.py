@@ -3,6 +3,7 @@ logs and in every RunReport."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from subiso import Capabilities, GraphConfig
 from subiso.auto import auto_executor, choose_tier, current_capabilities, decide
 from subiso.executors.thread import ThreadExecutor
 from subiso.settings import ENV_CONFIG, ENV_EXECUTOR
+from tests.conftest import BACKEND
 
 
 def caps(
@@ -156,3 +158,43 @@ def test_auto_from_settings_file_on_this_python(
         result = executor.execute(GraphConfig(graph="tests.workloads:square", input=3))
     assert result.output == 9
     assert result.report.selected_by == executor.selected_by
+
+
+# -- "auto" where subinterpreters run: each target on the tier it needs ------------------------
+@pytest.mark.skipif(not BACKEND, reason="no subinterpreters here: auto picks one tier")
+def test_auto_sends_each_target_to_the_tier_it_needs() -> None:
+    """A graph with nothing to offload runs on the thread tier (no interpreter pool to pay
+    for); one with @offload nodes, and a workflow function that loads in an interpreter, on
+    the subinterpreter tier; each report says why."""
+    here = caps("3.14.2", subinterpreters=BACKEND.name)
+    with auto_executor(capabilities=here, max_workers=2) as ex:
+        plain = ex.execute(GraphConfig(graph="tests.workloads:sync_graph", input={"x": 4}))
+        hybrid = ex.execute(GraphConfig(graph="tests.hybrid_workloads:cpu_graph", input={"n": 10}))
+        full = ex.execute(
+            GraphConfig(graph="tests.isolation_targets.workflows:word_stats", input={"text": "a b"})
+        )
+        stats = ex.stats()
+    assert plain.output == {"x": 7} and plain.report.tier == "thread"
+    assert plain.report.reason is not None and "no @offload node" in plain.report.reason
+    assert hybrid.report.tier == "subinterpreter" and hybrid.report.mode == "hybrid"
+    assert (hybrid.report.reason or "").startswith("auto: ") and "@offload work" in (
+        hybrid.report.reason or ""
+    )
+    assert full.report.tier == "subinterpreter" and full.report.mode == "full"
+    assert full.output["words"] == 2
+    for report in (plain.report, hybrid.report, full.report):
+        assert (report.selected_by or "").startswith("auto: ")
+    assert stats.runs_completed["done"] == 3 and stats.tier == "auto"
+
+
+@pytest.mark.skipif(not BACKEND, reason="no subinterpreters here: auto picks one tier")
+def test_doctor_says_where_auto_sends_a_target() -> None:
+    from click.testing import CliRunner
+
+    from subiso.cli import main
+
+    plain = CliRunner().invoke(main, ["doctor", "tests.workloads:sync_graph", "--json"])
+    offloading = CliRunner().invoke(main, ["doctor", "tests.hybrid_workloads:cpu_graph", "--json"])
+    assert json.loads(plain.output)["auto"]["tier"] == "thread"
+    assert "no @offload node" in json.loads(plain.output)["auto"]["reason"]
+    assert json.loads(offloading.output)["auto"]["tier"] == "subinterpreter"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from subiso._capabilities import Capabilities, gil_enabled, is_free_threaded_build
@@ -131,9 +131,31 @@ def build_auto(settings: Any, *, caps: Capabilities | None = None) -> Executor:
         why = reason if not problems else f"{reason}; but {'; '.join(problems)}"
         selected_by = f"auto: {why}"
         log.info("auto executor chose the %r tier: %s", candidate, why)
+        if candidate == "subinterpreter":
+            return _per_target(settings, selected_by)
         options = tier_options(settings, candidate, cls)
         return construct(candidate, cls, options, "executor 'auto'", selected_by=selected_by)
     raise ConfigError(f"executor 'auto': no tier could be imported: {'; '.join(problems)}")
+
+
+def _per_target(settings: Any, selected_by: str) -> Executor:
+    """Where subinterpreters run, "auto" still sends a target without ``@offload`` work to
+    the thread tier (:class:`~subiso.executors.auto.AutoExecutor`)."""
+    from subiso.executors import tier_class
+    from subiso.executors.auto import AutoExecutor
+    from subiso.settings import check_options, construct, tier_options
+
+    def make(tier: str) -> Callable[[], Executor]:
+        cls = tier_class(tier)
+        where = "executor 'auto'"
+        options = check_options(tier, cls, tier_options(settings, tier, cls), where)  # now
+        return lambda: construct(tier, cls, options, where, selected_by=selected_by)
+
+    return AutoExecutor(
+        make_thread=make("thread"),
+        make_subinterpreter=make("subinterpreter"),
+        selected_by=selected_by,
+    )
 
 
 def auto_executor(*, capabilities: Capabilities | None = None, **options: Any) -> Executor:

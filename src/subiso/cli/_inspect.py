@@ -241,6 +241,12 @@ def doctor(ctx: click.Context, target: str, as_json: bool, timeout: float, verbo
                 f"; the graph runs on host worker threads and its {len(offloaded)} @offload "
                 "function(s) in subinterpreters"
             )
+    if auto_tier == "subinterpreter":  # "auto" decides per target there
+        from subiso.executors.auto import route_target
+        from subiso.executors.subinterpreter import probe_module
+
+        tier, why = route_target(cfg.graph, lambda m: bool(probe_module(m, timeout).ok))
+        doc["auto"] = {"tier": tier, "reason": f"{auto_reason}; {why}"}
     if as_json:
         click.echo(to_json(doc))
     else:
