@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
+from subiso import get_executor
 from subiso.codec import RemoteError, decode, encode
 from subiso.errors import (
     ConfigError,
@@ -30,7 +31,6 @@ from subiso.errors import (
     SerializationError,
     WorkerCrashed,
 )
-from subiso.executors import get_executor
 from subiso.executors.process import ProcessExecutor
 from tests.workloads import WorkflowFailed, expected
 

@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "ServiceUnreachable": "subiso.errors",
     "ExecutorClosed": "subiso.errors",
     "Executor": "subiso.executors.base",
-    "get_executor": "subiso.executors",
+    "get_executor": "subiso.settings",
     "InlineExecutor": "subiso.executors.inline",
     "ContextExecutor": "subiso.executors.context",
     "ThreadExecutor": "subiso.executors.thread",
@@ -78,7 +78,6 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.errors import SubisoError as SubisoError
     from subiso.errors import TierUnavailable as TierUnavailable
     from subiso.errors import WorkerCrashed as WorkerCrashed
-    from subiso.executors import get_executor as get_executor
     from subiso.executors.base import Executor as Executor
     from subiso.executors.context import ContextExecutor as ContextExecutor
     from subiso.executors.inline import InlineExecutor as InlineExecutor
@@ -91,4 +90,5 @@ if TYPE_CHECKING:  # pragma: no cover - static names for type checkers and IDEs
     from subiso.report import RunResult as RunResult
     from subiso.runtime.worker_init import worker_state as worker_state
     from subiso.settings import executor_from_options as executor_from_options
+    from subiso.settings import get_executor as get_executor
     from subiso.settings import load_executor as load_executor

@@ -158,18 +158,23 @@ def _per_target(settings: Any, selected_by: str) -> Executor:
     )
 
 
-def auto_executor(*, capabilities: Capabilities | None = None, **options: Any) -> Executor:
+def auto_executor(
+    *, capabilities: Capabilities | None = None, settings: Any = None, **options: Any
+) -> Executor:
     """The executor "auto" picks for this interpreter, built with ``options``.
 
-    A factory, not a tier: registered as the built-in tier ``"auto"`` so ``get_executor("auto", max_workers=4)`` and
-    the settings file's ``executor = "auto"`` both work. Options are settings keys: the shared
-    ones (``max_workers``, ``timeout``, ``checkpointer``, ``fallback``) go to the chosen tier if
-    it takes them, and per-tier tables as dicts (``process={"start_method": "spawn"}``) apply
-    only when that tier is chosen. ``capabilities=`` decides for a simulated interpreter.
+    A factory, not a tier: registered as the built-in tier ``"auto"`` so
+    ``get_executor("auto", max_workers=4)`` and the settings file's ``executor = "auto"`` both
+    work (``subiso.settings`` passes its validated ``settings``). Options are settings keys:
+    the shared ones (``max_workers``, ``timeout``, ``checkpointer``, ``fallback``) go to the
+    chosen tier if it takes them, and per-tier tables as dicts
+    (``process={"start_method": "spawn"}``) apply only when that tier is chosen.
+    ``capabilities=`` decides for a simulated interpreter.
     """
-    from subiso.settings import validate
+    if settings is None:
+        from subiso.settings import validate
 
-    settings = validate(_as_table(options), "executor 'auto' options")
+        settings = validate(_as_table(options), "executor 'auto' options")
     return build_auto(settings, caps=capabilities)
 
 

@@ -6,10 +6,7 @@ subinterpreter tier, named inside interpreters that cannot import msgspec.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from subiso.config import GraphConfig
+from typing import Any
 
 
 class SubisoError(Exception):
@@ -47,7 +44,7 @@ class WorkerCrashed(SubisoError, RuntimeError):
     for the stdlib would rebuild a pool that has already replaced the worker.
     """
 
-    def __init__(self, *args: object, culprit: GraphConfig | None = None) -> None:
+    def __init__(self, *args: object, culprit: Any = None) -> None:
         super().__init__(*args)
         self.culprit = culprit
 

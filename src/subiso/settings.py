@@ -407,13 +407,22 @@ def build_executor(resolved: ResolvedSettings) -> Executor:
 
     settings = resolved.settings
     tier = settings.executor
-    if tier == AUTO:
-        from subiso.auto import build_auto
-
-        return build_auto(settings)
+    if tier == AUTO:  # a factory that decides (subiso.auto), found through the registry
+        return tier_class(AUTO)(settings=settings)
     cls = tier_class(tier)
     options = tier_options(settings, tier, cls)
     return construct(tier, cls, options, resolved.describe())
+
+
+def get_executor(name: str = "thread", **options: Any) -> Executor:
+    """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...).
+
+    A built-in tier's options are checked first - names and types from its constructor's
+    signature, values by the shared validators - so a mistake is a ConfigError naming the
+    option, as in a settings file (:func:`construct`)."""
+    from subiso.executors import tier_class
+
+    return construct(name, tier_class(name), options, f"executor {name!r}")
 
 
 def construct(

@@ -1,4 +1,5 @@
-"""Executor tiers by name, and ``get_executor``.
+"""Executor tiers by name: the registry (``subiso.get_executor`` builds one, in
+:mod:`subiso.settings`, which checks its options as a settings file's).
 
 Built-in tiers are imported lazily (a process or subinterpreter tier costs nothing until it is
 asked for); third-party tiers register through the ``subiso.executors`` entry-point group.
@@ -46,14 +47,3 @@ def tier_class(name: str) -> Callable[..., Executor]:
         return factory
     choices = ", ".join(sorted({*BUILTIN_TIERS, *plugins}))
     raise ConfigError(f"unknown executor {name!r}; choose one of: {choices}")
-
-
-def get_executor(name: str = "thread", **options: Any) -> Executor:
-    """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...).
-
-    A built-in tier's options are checked first - names and types from its constructor's
-    signature, values by the shared validators - so a mistake is a ConfigError naming the
-    option, as in a settings file (``subiso.settings.construct``)."""
-    from subiso.settings import construct
-
-    return construct(name, tier_class(name), options, f"executor {name!r}")

@@ -1,7 +1,7 @@
 """The subinterpreter tier, one module per job; host side unless named otherwise.
 
 * :mod:`.executor` - :class:`SubinterpreterExecutor`: full, hybrid and fallback mode.
-* :mod:`.backends` - which interpreters API this Python offers, if any.
+* which interpreters API this Python offers, if any: ``subiso._capabilities.backend``.
 * :mod:`.probes` - whether a module imports in an isolated subinterpreter (cached).
 * :mod:`.offload_plans` - how one ``@offload`` function reaches an interpreter.
 * :mod:`.pool` - :class:`InterpreterPool`, which keeps own-GIL interpreters warm.
@@ -24,8 +24,8 @@ _EXPORTS: dict[str, str] = {
     "SubinterpreterExecutor": "executor",
     "DEFAULT_FALLBACK": "executor",
     "target_mode": "planning",
-    "Backend": "backends",
-    "backend": "backends",
+    "Backend": "subiso._capabilities",
+    "backend": "subiso._capabilities",
     "probe_module": "probes",
     "probe_msgspec": "probes",
     "OffloadPlan": "offload_plans",
@@ -42,14 +42,15 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    path = module if module.startswith("subiso.") else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(path), name)
     globals()[name] = value
     return value
 
 
 if TYPE_CHECKING:  # pragma: no cover - "x as x": re-exported for type checkers
-    from subiso.executors.subinterpreter.backends import Backend as Backend
-    from subiso.executors.subinterpreter.backends import backend as backend
+    from subiso._capabilities import Backend as Backend
+    from subiso._capabilities import backend as backend
     from subiso.executors.subinterpreter.executor import DEFAULT_FALLBACK as DEFAULT_FALLBACK
     from subiso.executors.subinterpreter.executor import (
         SubinterpreterExecutor as SubinterpreterExecutor,

@@ -40,12 +40,11 @@ from typing import Any, Literal
 import msgspec
 from typing_extensions import Unpack
 
-from subiso._capabilities import Capabilities
+from subiso._capabilities import Capabilities, backend
 from subiso._futures import DerivedFuture, done_future, join_all, relay, running_future, settle
 from subiso.errors import ConfigError, NotIsolatable, RunAborted, TierUnavailable
 from subiso.events import EventChannel
 from subiso.executors.base import Executor, SharedOptions
-from subiso.executors.subinterpreter.backends import backend
 from subiso.executors.subinterpreter.hybrid import HybridThreads
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
 from subiso.executors.subinterpreter.planning import (

@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from subiso._capabilities import require_backend
 from subiso._futures import Deadlines, join_all
 from subiso.codec import WireError, exception_from_wire
 from subiso.errors import (
@@ -37,7 +38,6 @@ from subiso.errors import (
     WorkerCrashed,
 )
 from subiso.executors.subinterpreter import interp_side
-from subiso.executors.subinterpreter.backends import _require_backend
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
 from subiso.executors.subinterpreter.probes import probe_module, probe_msgspec
 from subiso.observe import log as run_log
@@ -367,7 +367,7 @@ class InterpreterPool:
             raise ValueError("max_workers must be at least 1")
         if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
             raise ValueError("max_tasks_per_worker must be at least 1 or None")
-        self._interpreters = _require_backend()
+        self._interpreters = require_backend()
         self._transport_class = _transport_class()
         self.max_workers = max_workers
         self.max_tasks_per_worker = max_tasks_per_worker

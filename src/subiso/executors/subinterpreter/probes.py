@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from subiso.executors.subinterpreter.backends import _require_backend
+from subiso._capabilities import require_backend
 
 DEFAULT_PROBE_TIMEOUT = 30.0
 
@@ -95,7 +95,7 @@ def probe_module(name: str, timeout: float = DEFAULT_PROBE_TIMEOUT) -> ProbeVerd
 
 
 def _run_probe(name: str, timeout: float) -> ProbeVerdict:
-    interpreters = _require_backend()
+    interpreters = require_backend()
     outcome: list[ProbeVerdict] = []
     started = time.perf_counter()
 
