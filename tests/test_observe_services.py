@@ -52,6 +52,22 @@ def test_a_refused_postgresql_fails_fast_and_the_next_good_url_works(
 
 
 @pytest.mark.parametrize("tier", ["thread", "process"])
+def test_an_unroutable_postgresql_host_fails_within_the_connect_timeout(
+    tier: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10.255.255.1: a private address no network here routes (a connect hangs, or is
+    refused by whatever sits in between): either way the run fails within the bound."""
+    pytest.importorskip("langgraph.checkpoint.postgres")
+    monkeypatch.setenv("SUBISO_CONNECT_TIMEOUT", "1")
+    far = "postgresql://ada:s3cret-pw@10.255.255.1:5432/runs"
+    cfg = {"graph": f"{W}:two_nodes", "input": {"x": 1}, "checkpointer": far}
+    ex = subiso.get_executor(tier, max_workers=1)
+    with ex, pytest.raises(subiso.ServiceUnreachable) as info:
+        ex.run({**cfg, "config": {"configurable": {"thread_id": "a"}}})
+    assert "10.255.255.1:5432" in str(info.value) and "s3cret-pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("tier", ["thread", "process"])
 def test_a_silent_postgresql_fails_within_the_connect_timeout(
     tier: str, silent_server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
