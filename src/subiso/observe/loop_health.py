@@ -61,6 +61,19 @@ def run_of(task: asyncio.Task[Any] | None) -> RunTag | None:
     return _TASK_RUNS.get(task)
 
 
+def tag_current_task(tag: RunTag) -> None:
+    """Python < 3.12: the running task is ``tag``'s own (it made the tag current in its own
+    context, after the task was created: the task factory could not see it)."""
+    if _TASKS_KNOW_CONTEXT:
+        return
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no loop running here: a sync run
+        return
+    if task is not None:
+        _TASK_RUNS[task] = tag
+
+
 def tag_tasks(loop: asyncio.AbstractEventLoop) -> None:
     """Python < 3.12: record the creating run of each task of ``loop`` (a loop subiso owns)."""
     if _TASKS_KNOW_CONTEXT:

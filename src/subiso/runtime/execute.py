@@ -31,7 +31,7 @@ from subiso._capabilities import gil_note
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, RunAborted, RunTimeout
 from subiso.observe import log as run_log
-from subiso.observe.loop_health import DEFAULT_BLOCK_THRESHOLD_S
+from subiso.observe.loop_health import DEFAULT_BLOCK_THRESHOLD_S, tag_current_task
 from subiso.observe.metrics import RunMeter
 from subiso.observe.runs import CURRENT_RUN, RunTag, run_info
 from subiso.observe.trace import Undo, restore
@@ -261,6 +261,7 @@ class WorkerRuntime:
             interpreter_id=_INTERPRETER_ID,
         )
         token = CURRENT_RUN.set(tag)
+        tag_current_task(tag)
         undo = restore(run.trace) if run.trace is not None else None
         if call.is_run:
             if self.meter is not None:
