@@ -16,6 +16,11 @@ seconds apart on the same cores. Scenarios:
   work that was simply not done before.
 
 Prints time per run of each and the after/before ratio (median of rounds, and its range).
+
+``--instructions`` counts machine instructions instead (valgrind's callgrind, every thread and
+every worker process included): deterministic, so a small difference is not lost in the
+cores' speed swings. A run's count is ``(count with N runs - count with 0 runs) / N``, each
+child warmed up the same way; scenario ``plain`` only.
 """
 
 from __future__ import annotations
@@ -103,12 +108,66 @@ class Child:
         self.proc.wait(120)
 
 
+def instructions(src: Path, tier: str, runs: int, workdir: Path) -> int:
+    """Machine instructions of a child that runs ``runs`` runs on ``tier`` (after a warm-up),
+    in every thread and process it starts."""
+    script = CHILD.replace("for line in sys.stdin:", f"for line in [{json.dumps([tier, runs])!r}]:")
+    out = workdir / f"{src.parent.name}-{tier}-{runs}"
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--trace-children=yes",
+            f"--callgrind-out-file={out}/cg.%p",
+            sys.executable,
+            "-c",
+            script,
+            "plain",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT)])},
+        capture_output=True,
+        check=True,
+        timeout=3600,
+    )
+    total = 0
+    for path in out.glob("cg.*"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("summary:") or line.startswith("totals:"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def count_instructions(before: Path, runs: int) -> None:
+    import tempfile
+
+    print("| tier | before, instructions/run | after, instructions/run | after / before |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for tier in TIERS:
+            per_run = []
+            for src in (before, ROOT / "src"):
+                base = instructions(src, tier, 0, Path(tmp))
+                full = instructions(src, tier, runs, Path(tmp))
+                per_run.append((full - base) / runs)
+            b, a = per_run
+            print(f"| {tier} | {b:,.0f} | {a:,.0f} | {a / b:.4f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="the other checkout's src")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--instructions", type=int, metavar="RUNS", help="count instructions over RUNS runs"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        count_instructions(args.before, args.instructions)
+        return
     sys.path.insert(0, str(ROOT / "tests"))
     from services import langsmith_sink  # a local LangSmith API: no network
 

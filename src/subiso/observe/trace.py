@@ -45,11 +45,33 @@ def capture() -> TraceCarrier | None:
     return TraceCarrier(langsmith=langsmith or {}, otel=otel or {})
 
 
-def _capture_langsmith() -> dict[str, str] | None:
+class _Modules:
+    """The tracing libraries' functions, looked up once each (a capture runs per run)."""
+
+    ls_context: Any = None  # langsmith.run_helpers.get_tracing_context
+    #: the context variables that tell whether there is anything to capture at all (a quick
+    #: "no" for the usual caller holding no trace); empty where langsmith keeps them elsewhere
+    ls_vars: tuple[Any, ...] = ()
+    otel_current: Any = None  # opentelemetry.context.get_current
+
+
+def _langsmith_context() -> Any:
     from langsmith import run_helpers
 
+    keys = getattr(run_helpers, "_CONTEXT_KEYS", None) or {}
+    names = ("parent_ref", "project_name", "tags", "metadata", "enabled")
+    if all(name in keys for name in names):
+        _Modules.ls_vars = tuple(keys[name] for name in names)
+    _Modules.ls_context = run_helpers.get_tracing_context
+    return run_helpers.get_tracing_context
+
+
+def _capture_langsmith() -> dict[str, str] | None:
+    get_context = _Modules.ls_context or _langsmith_context()
+    if _Modules.ls_vars and not any(var.get(None) for var in _Modules.ls_vars):
+        return None  # no trace, no tracing settings: nothing to carry
     try:
-        context = run_helpers.get_tracing_context()
+        context = get_context()
         parent = context.get("parent")
         enabled = context.get("enabled")
         project = context.get("project_name")
@@ -76,9 +98,12 @@ def _capture_langsmith() -> dict[str, str] | None:
 
 def capture_otel() -> dict[str, str] | None:
     """OpenTelemetry's current context as W3C headers (None when it holds nothing)."""
-    from opentelemetry import context as otel_context
+    current = _Modules.otel_current
+    if current is None:
+        from opentelemetry import context as otel_context
 
-    if not otel_context.get_current():  # an empty Context: no span, no baggage
+        current = _Modules.otel_current = otel_context.get_current
+    if not current():  # an empty Context: no span, no baggage
         return None
     try:
         from opentelemetry import propagate
