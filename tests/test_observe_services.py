@@ -150,3 +150,19 @@ def test_submit_carries_the_callers_trace_without_instrumentation(
     context = span.get_span_context()
     assert seen["otel_trace_id"] == format(context.trace_id, "032x")
     assert seen["otel_span_id"] == format(context.span_id, "016x")  # the client's own span
+
+
+@pytest.mark.parametrize("tier", ["thread", "process"])
+def test_a_pool_a_run_opens_for_its_worker_is_no_leftover_of_the_run(
+    tier: str, postgres_url: str
+) -> None:
+    """The first run on a worker loop opens the loop's PostgreSQL pool, whose tasks live on
+    for every later run: they are the loop's, not tasks the run left behind."""
+    pytest.importorskip("langgraph.checkpoint.postgres")
+    from tests.observe_helpers import recording
+
+    cfg = {"graph": f"{W}:two_nodes", "input": {"x": 1}, "checkpointer": postgres_url}
+    with recording() as records, subiso.get_executor(tier, max_workers=1) as ex:
+        for thread in ("p", "q"):
+            assert ex.run({**cfg, "config": {"configurable": {"thread_id": thread}}}) == {"x": 4}
+    assert not records.matching(lambda r: "task(s) pending" in r.getMessage()), records.summary()

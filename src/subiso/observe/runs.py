@@ -14,8 +14,10 @@ belong to the run (:mod:`subiso.observe.log`, :mod:`subiso.observe.loop_health`)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -127,3 +129,15 @@ class RunTag:
 
 #: The run executing in this context (None outside runs).
 CURRENT_RUN: ContextVar[RunTag | None] = ContextVar("subiso_current_run", default=None)
+
+
+@contextlib.contextmanager
+def outside_run() -> Iterator[None]:
+    """Code in this block (and the tasks it creates) belongs to no run: for what a worker
+    opens during a run on behalf of every later run too - a checkpointer's connection pool, a
+    store's batch task, ``worker_init`` - whose tasks live on and are no run's leftovers."""
+    token = CURRENT_RUN.set(None)
+    try:
+        yield
+    finally:
+        CURRENT_RUN.reset(token)

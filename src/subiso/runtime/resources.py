@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from subiso.errors import ConfigError
+from subiso.observe.runs import outside_run
 from subiso.runtime import postgres
 from subiso.runtime.worker_init import WorkerInit
 from subiso.validate import checkpointer_spec, is_postgres
@@ -159,7 +160,8 @@ class LoopResources:
         """Open a resource once per loop, even when concurrent runs ask for it together."""
         opening = self._opening.get(key)
         if opening is None:
-            opening = self._opening[key] = asyncio.ensure_future(open_())
+            with outside_run():  # the loop's, not the asking run's: its tasks outlive the run
+                opening = self._opening[key] = asyncio.ensure_future(open_())
         try:
             return await asyncio.shield(opening)
         finally:

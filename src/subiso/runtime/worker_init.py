@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 from subiso.errors import ConfigError, SubisoError
+from subiso.observe.runs import outside_run
 
 _STATE: contextvars.ContextVar[Any] = contextvars.ContextVar("subiso_worker_state")
 _MISSING: Any = object()
@@ -83,7 +84,8 @@ class WorkerInit:
             try:
                 cm = factory()
                 if hasattr(cm, "__aenter__"):
-                    value = await cm.__aenter__()
+                    with outside_run():  # the worker's, for every run: no run's leftovers
+                        value = await cm.__aenter__()
                     self._is_async = True
                 elif hasattr(cm, "__enter__"):
                     value = cm.__enter__()
