@@ -78,7 +78,7 @@ for line in sys.stdin:
     for _ in range(runs):
         with caller():
             ex.run(CFG)
-    print(json.dumps((time.perf_counter() - start) / runs), flush=True)
+    print(json.dumps((time.perf_counter() - start) / max(runs, 1)), flush=True)
 for ex in executors.values():
     ex.close()
 """
