@@ -172,6 +172,38 @@ _memo.add_edge(START, "remember")
 _memo.add_edge("remember", END)
 memo = _memo.compile()
 
+
+class Steps(TypedDict, total=False):
+    log: str  # a file each node appends its name to once it has done its work
+    marker: str  # "n3" writes its pid here, then blocks until its process is killed
+    done: list[str]
+
+
+def _step(name: str) -> Any:
+    def step(state: Steps) -> dict[str, Any]:
+        marker = state.get("marker")
+        if name == "n3" and marker and not os.path.exists(marker):
+            with open(marker, "w") as f:  # first attempt: the test kills this process
+                f.write(str(os.getpid()))
+            threading.Event().wait()
+        with open(state["log"], "a") as f:
+            f.write(f"{name} {os.getpid()}\n")
+        return {"done": [*state.get("done", []), name]}
+
+    step.__name__ = name
+    return step
+
+
+_steps = StateGraph(Steps)
+for _name in ("n1", "n2", "n3", "n4"):
+    _steps.add_node(_name, _step(_name))
+_steps.add_edge(START, "n1")
+_steps.add_edge("n1", "n2")
+_steps.add_edge("n2", "n3")
+_steps.add_edge("n3", "n4")
+_steps.add_edge("n4", END)
+steps = _steps.compile()
+
 __all__ = [
     "AIMessageChunk",
     "HumanMessage",
@@ -185,4 +217,5 @@ __all__ = [
     "hang",
     "memo",
     "nested",
+    "steps",
 ]
