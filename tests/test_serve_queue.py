@@ -258,8 +258,7 @@ def test_killed_worker_child_run_continues_from_its_last_checkpoint(
     run = client.runs.create(
         t, "steps", input={"log": str(log), "marker": str(marker)}, durability="sync"
     )
-    wait_for(marker.exists, "node n3 started", bound_s=90)
-    wait_for(lambda: marker.read_text().strip(), "node n3 wrote its pid")
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), "node n3 started", 90)
     killed = int(marker.read_text())
     assert killed in worker_children(workers)
     os.kill(killed, signal.SIGKILL)
@@ -269,6 +268,27 @@ def test_killed_worker_child_run_continues_from_its_last_checkpoint(
     assert [name for name, _ in lines] == ["n1", "n2", "n3", "n4"]  # each completed once
     assert int(lines[2][1]) != killed  # n3 completed on another child
     assert client.runs.get(t, run["run_id"])["status"] == "success"
+
+
+@needs_async_run_context
+def test_killed_resume_continues_with_its_command(
+    server: Server, workers: Any, tmp_path: Path
+) -> None:
+    """A resume (``Command(resume=...)``) whose worker child is killed in the resumed node,
+    before the run saved anything (durability "exit"): the redelivery resumes with the same
+    command - it does not take the previous run's pause, the thread's last checkpoint, for its
+    own progress (and pause again, the answer lost)."""
+    client = server.client()
+    marker = tmp_path / "ask.pid"
+    t = client.threads.create()["thread_id"]
+    paused = client.runs.wait(t, "ask", input={"x": 1, "marker": str(marker)})
+    assert paused["__interrupt__"][0]["value"] == {"question": "approve?", "x": 2}
+    run = client.runs.create(t, "ask", command={"resume": "yes"}, durability="exit")
+    wait_for(lambda: marker.exists() and marker.read_text().strip(), "node ask resumed")
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+    out = client.runs.join(t, run["run_id"])
+    assert out == {"x": 12, "log": ["inc", "ask", "after"], "answer": "yes", "marker": str(marker)}
+    assert client.threads.get(t)["status"] == "idle"
 
 
 # -- what makes a run visible ------------------------------------------------------------------------

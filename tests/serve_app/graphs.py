@@ -48,8 +48,18 @@ def _echo() -> StateGraph:
 echo = _echo().compile()
 
 
+def block_once(marker: str | None) -> None:
+    """The first time ``marker`` names a file that does not exist: write this process's pid
+    there and block until the process is killed (the tests kill it)."""
+    if marker and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        threading.Event().wait()
+
+
 def _ask_node(state: Count) -> Count:
     answer = interrupt({"question": "approve?", "x": state["x"]})
+    block_once(state.get("marker"))
     return {"answer": answer, "log": ["ask"]}
 
 
@@ -181,11 +191,8 @@ class Steps(TypedDict, total=False):
 
 def _step(name: str) -> Any:
     def step(state: Steps) -> dict[str, Any]:
-        marker = state.get("marker")
-        if name == "n3" and marker and not os.path.exists(marker):
-            with open(marker, "w") as f:  # first attempt: the test kills this process
-                f.write(str(os.getpid()))
-            threading.Event().wait()
+        if name == "n3":
+            block_once(state.get("marker"))
         with open(state["log"], "a") as f:
             f.write(f"{name} {os.getpid()}\n")
         return {"done": [*state.get("done", []), name]}
