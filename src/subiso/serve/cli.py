@@ -81,9 +81,11 @@ def is_loopback(host: str) -> bool:
     "--queue",
     metavar="URL",
     default=None,
-    help="redis://...: publish runs as Celery tasks (subiso.serve_run) for any number of "
-    "`celery worker` processes whose app calls subiso.celery.install(app), on this broker; "
-    "their events come back over Redis pub/sub. Needs --database postgresql://...",
+    help="redis://...: publish runs as Celery tasks (subiso.serve_run, on Celery's default "
+    "queue) for any number of `celery worker` processes with this broker whose app calls "
+    "subiso.celery.install(app); their events come back over Redis pub/sub. The workers' "
+    "settings pick the runs' tier (--executor is then the server's, for state reads). "
+    "Needs --database postgresql://...",
 )
 @click.option(
     "--data-dir",
