@@ -50,6 +50,18 @@ from tests.test_serve import (  # noqa: E402, F401
 
 OBSERVE = APP / "observe.json"
 
+#: CI time: this module starts Redis, PostgreSQL, two Celery workers and three servers (~90 s a
+#: Python), so it runs on two Pythons: 3.11, the oldest where every test here runs (3.10's
+#: LangGraph cannot stream from async nodes), and 3.14, the newest. What it exercises beyond
+#: them - Celery, redis-py, psycopg, asyncio - is the same code on every Python, and the local
+#: server's tests (test_serve*.py) and Celery's (test_celery.py) run on all five.
+QUEUE_PYTHONS = ((3, 11), (3, 14))
+pytestmark = pytest.mark.skipif(
+    sys.version_info[:2] not in QUEUE_PYTHONS and not os.environ.get("SUBISO_QUEUE_TESTS"),
+    reason="queue mode is tested on Python 3.11 and 3.14 (CI time); SUBISO_QUEUE_TESTS=1 runs "
+    "it here",
+)
+
 
 @pytest.fixture(scope="module")
 def database(postgres_url: str) -> str:
@@ -151,14 +163,26 @@ def test_two_servers_serve_one_thread(server: Server, second: Server) -> None:
     }
     assert a.threads.get_state(t)["values"] == b.threads.get_state(t)["values"]
     assert len(a.threads.get_history(t)) == len(b.threads.get_history(t))
-    # a run created on b, followed on a: its events cross servers over Redis
+    # a run created on a, joined on b
+    run = a.runs.create(t, "nested", input={"x": 1})
+    joined = list(b.runs.join_stream(t, run["run_id"]))
+    assert joined[-1].event == "end"
+    assert b.runs.join(t, run["run_id"])["x"] == 5
+    assert [r["status"] for r in a.runs.list(t)] == ["success"] * 3
+    assert b.runs.get(t, run["run_id"])["status"] == "success"
+
+
+@needs_async_run_context
+def test_paused_on_one_server_resumed_on_the_other(server: Server, second: Server) -> None:
+    a, b = server.client(), second.client()
+    t = a.threads.create()["thread_id"]
     parts = list(b.runs.stream(t, "ask", input={"x": 1}, stream_mode="updates"))
     assert parts[-1].event == "end" and parts[-1].data["status"] == "success"
     assert a.threads.get(t)["status"] == "interrupted"
+    assert a.threads.get_state(t)["next"] == ["ask"]
     run = a.runs.create(t, "ask", command={"resume": "ok"})
     assert b.runs.join(t, run["run_id"])["answer"] == "ok"
-    assert [r["status"] for r in a.runs.list(t)] == ["success"] * 4
-    assert b.runs.get(t, run["run_id"])["status"] == "success"
+    assert b.threads.get(t)["status"] == "idle"
 
 
 # -- cancel ------------------------------------------------------------------------------------------
