@@ -1,8 +1,10 @@
 """Run events across processes and machines (queue mode): Redis pub/sub, one channel per run.
 
 The servers subscribe for the requests following a run; the Celery worker running it
-publishes its events and a server's cancel; every message is ``[event, data]`` as JSON (the
-Agent Server's encoding, :func:`subiso.serve.encode.dumps`, applied where the chunk is made).
+publishes its events there. A server's ``CANCEL`` goes to the run's control channel, which
+only the worker running it follows (``subscribe(run_id, control=True)``). Every message is
+``[event, data]`` as JSON (the Agent Server's encoding, :func:`subiso.serve.encode.dumps`,
+applied where the chunk is made).
 
 One pub/sub connection per process carries every channel, read by one task that hands each
 message to the local subscriptions of its channel. :meth:`RedisBus.subscribe` returns once
@@ -24,7 +26,9 @@ import logging
 from collections import deque
 from typing import Any
 
-from subiso.serve.bus import CLOSED, Subscription
+import msgspec
+
+from subiso.serve.bus import CANCEL, CLOSED, Subscription
 from subiso.serve.encode import dumps, loads
 
 log = logging.getLogger("subiso.serve")
@@ -36,8 +40,8 @@ CONFIRM_TIMEOUT_S = 30.0
 RECONNECT_S = 1.0
 
 
-def channel(run_id: str) -> str:
-    return CHANNEL + run_id
+def channel(run_id: str, control: bool = False) -> str:
+    return CHANNEL + run_id + (":control" if control else "")
 
 
 class RedisBus:
@@ -83,17 +87,27 @@ class RedisBus:
                     await client.aclose()
 
     async def subscribe(self, run_id: str, *, control: bool = False) -> Subscription:
-        name = channel(run_id)
+        name = channel(run_id, control)
         sub = Subscription(self, run_id, control=control)
         subs = self._subs.setdefault(name, set())
         first = not subs
         subs.add(sub)
         if first:
+            if self._pubsub is None:
+                await self.unsubscribe(sub)
+                raise ConnectionError("the Redis bus is reconnecting; try again")
             confirmed = self._expect(name)
             try:
-                if self._pubsub is None:
-                    raise ConnectionError("the Redis bus is reconnecting; try again")
                 await self._pubsub.subscribe(name)
+            except BaseException:  # not sent: no confirmation will come for it
+                waiting = self._confirms.get(name)
+                if waiting is not None and confirmed in waiting:
+                    waiting.remove(confirmed)
+                    if not waiting:
+                        del self._confirms[name]
+                await self.unsubscribe(sub)
+                raise
+            try:  # (sent: a late confirmation finds its future done, and is dropped)
                 await asyncio.wait_for(confirmed, CONFIRM_TIMEOUT_S)
             except BaseException:
                 await self.unsubscribe(sub)
@@ -105,7 +119,7 @@ class RedisBus:
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:
-        name = channel(sub.run_id)
+        name = channel(sub.run_id, sub.control)
         subs = self._subs.get(name)
         if subs is None or sub not in subs:
             return
@@ -117,7 +131,7 @@ class RedisBus:
                     await self._pubsub.unsubscribe(name)
 
     async def publish(self, run_id: str, event: str, data: Any) -> None:
-        await self.redis.publish(channel(run_id), dumps([event, data]))
+        await self.redis.publish(channel(run_id, event == CANCEL), dumps([event, data]))
 
     # -- reading ---------------------------------------------------------------------------------
     def _expect(self, name: str) -> asyncio.Future[None]:
@@ -165,7 +179,11 @@ class RedisBus:
         name = message["channel"]
         name = name.decode() if isinstance(name, bytes) else str(name)
         if kind == "message":
-            event, data = loads(message["data"])
+            try:
+                event, data = loads(message["data"])
+            except (msgspec.DecodeError, TypeError, ValueError):
+                log.warning("subiso serve: Redis bus: ignored a malformed message on %s", name)
+                return
             for sub in list(self._subs.get(name, ())):
                 sub.queue.put_nowait((event, data))
         elif kind == "subscribe":
@@ -185,8 +203,7 @@ class RedisBus:
                     error = {"error": "BusDisconnected", "message": f"Redis: {exc}"}
                     sub.queue.put_nowait(("error", error))
                 sub.queue.put_nowait(CLOSED)
-            if name != HOME:
-                del self._subs[name]
+            del self._subs[name]
         for waiting in self._confirms.values():
             for future in waiting:
                 if not future.done() and exc is not None:
