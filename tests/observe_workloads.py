@@ -28,7 +28,10 @@ class State(TypedDict, total=False):
 
 def seen_trace() -> dict[str, Any]:
     """The LangSmith run tree and OpenTelemetry span context current here."""
-    seen: dict[str, Any] = {"pid": os.getpid()}
+    from subiso.observe.runs import CURRENT_RUN
+
+    tag = CURRENT_RUN.get()
+    seen: dict[str, Any] = {"pid": os.getpid(), "run_id": None if tag is None else tag.run_id}
     from langsmith.run_helpers import get_current_run_tree
 
     tree = get_current_run_tree()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -189,15 +190,24 @@ class CeleryWorker:
         queue: str | None = None,
         allow: bool = True,
         app: str = "examples.celery_app",
+        graphs: tuple[str, ...] = (),
+        path: tuple[str, ...] = (),
     ) -> None:
+        """``graphs``: more ``allowed_graphs`` patterns; ``path``: more ``PYTHONPATH``
+        entries (where those graphs import from)."""
         self.pool, self.tier = pool, tier
         self.name = name or f"{pool}-{tier}"
         self.queue = queue or f"q-{self.name}"
         self.workdir = workdir / self.name
         self.workdir.mkdir(parents=True, exist_ok=True)
+        patterns = [
+            "tests.dist_workloads:*",
+            "examples.contract_review.graph:*",
+            "tests.observe_workloads:*",
+            *graphs,
+        ]
         allowed = (
-            'allowed_graphs = ["tests.dist_workloads:*", "examples.contract_review.graph:*", '
-            '"tests.observe_workloads:*"]\n'
+            f"allowed_graphs = {json.dumps(patterns)}\n"
             f'allowed_locations = ["sqlite:///{workdir}/*", "postgresql://*"]\n'
         )
         (self.workdir / "subiso.toml").write_text(
@@ -206,7 +216,7 @@ class CeleryWorker:
         self.log = self.workdir / "worker.log"
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *path, os.environ.get("PYTHONPATH", "")]),
             "SUBISO_BROKER": f"{broker}/0",
             "SUBISO_BACKEND": f"{broker}/1",
             "SUBISO_CONFIG": str(self.workdir / "subiso.toml"),

@@ -87,3 +87,33 @@ def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert {"per_run.png", "io_throughput.png", "cpu_throughput.png", "scaling.png"} <= set(pngs)
     assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+@pytest.mark.timeout(180)
+def test_bench_serve_section_quick(tmp_path: Path) -> None:
+    """``--sections serve`` (opt-in): subiso serve on the thread and process tiers, and
+    langgraph dev where it is installed - skipped with the reason where it is not."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("langgraph_sdk")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "subiso", "bench", "--quick", "--sections", "serve",
+         "--rounds", "1", "--out", str(tmp_path), "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=170,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    sections = [s for s in res["sections"] if s["section"] == "serve"]
+    assert [s["workload"] for s in sections] == [
+        "runs.wait echo, on a thread",
+        "runs.wait echo, stateless",
+        "GET /ok while CPU-bound runs execute",
+    ]
+    for s in sections:
+        names = {c["name"] for c in s["contenders"]}
+        assert {"subiso serve thread", "subiso serve process"} <= names, s
+        assert "langgraph dev" in names or "langgraph dev" in s["skipped"], s
+        for c in s["contenders"]:
+            assert set(c) >= CONTENDER_KEYS, c
+    assert "| subiso serve process | tier |" in (tmp_path / "results.md").read_text()

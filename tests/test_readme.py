@@ -21,10 +21,15 @@ PYTHON = [code for lang, code in BLOCKS if lang == "python"]
 TOML = [code for lang, code in BLOCKS if lang == "toml"]
 
 
+def readme_blocks(heading: str, lang: str = "python") -> list[str]:
+    """The ``lang`` blocks under the README section titled ``heading``, in order."""
+    section = README.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"^```{lang}\n(.*?)^```", section, re.S | re.M)
+
+
 def readme_block(heading: str, lang: str = "python") -> str:
     """The first ``lang`` block under the README section titled ``heading``."""
-    section = README.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"^```{lang}\n(.*?)^```", section, re.S | re.M)[0]
+    return readme_blocks(heading, lang)[0]
 
 
 def run_script(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -1,10 +1,12 @@
 """Review the sample contract through ``subiso serve`` with LangGraph's official client.
 
     subiso serve examples/contract_review/langgraph.json &
-    python -m examples.contract_review.remote [--url http://127.0.0.1:2024]
+    python -m examples.contract_review.remote [--url http://127.0.0.1:2024] [--also URL]
 
 Waits (bounded) for the server to answer ``/ok``, then creates a thread, streams the review's
-node updates as they happen, and prints the report and the thread's state.
+node updates as they happen, and prints the report and the thread's state - and, with
+``--also``, the same thread read through another server sharing the first one's Redis and
+PostgreSQL (``subiso serve --queue``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def wait_until_up(url: str, bound_s: float = 60.0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.contract_review.remote")
     parser.add_argument("--url", default="http://127.0.0.1:2024")
+    parser.add_argument("--also", metavar="URL", help="another server: read the thread there")
     args = parser.parse_args()
     wait_until_up(args.url)
     client = get_sync_client(url=args.url, api_key=None)
@@ -50,6 +53,12 @@ def main() -> None:
     print(
         f"thread {thread['thread_id']}: {len(client.threads.get_history(thread['thread_id']))} checkpoints"
     )
+    if args.also:
+        wait_until_up(args.also)
+        other = get_sync_client(url=args.also, api_key=None)
+        seen = other.threads.get_state(thread["thread_id"])["values"]["report"]
+        checkpoints = len(other.threads.get_history(thread["thread_id"]))
+        print(f"the same thread via {args.also}: {checkpoints} checkpoints, {seen['title']}")
 
 
 if __name__ == "__main__":

@@ -59,13 +59,23 @@ def check_allowed(
         )
     for name in ("checkpointer", "store"):
         spec = _field(cfg, name)
-        if spec is None or spec in ALWAYS_ALLOWED_LOCATIONS:
-            continue
-        if not isinstance(spec, str) or not _matches(spec, locations):
-            raise ConfigError(
-                f"{name} {_shown(spec)!r} refused: it matches none of "
-                f"allowed_locations={locations!r} (in the {where}); 'memory' is always allowed"
-            )
+        if spec is not None:
+            check_location(name, spec, locations, where)
+
+
+def check_location(
+    name: str, spec: Any, allowed_locations: Iterable[str] | None, where: str = "settings"
+) -> None:
+    """Raise ``ConfigError`` unless ``spec`` (a checkpointer, store or database location,
+    called ``name`` in the message) matches ``allowed_locations`` or is ``"memory"``."""
+    locations = list(allowed_locations or ())
+    if spec in ALWAYS_ALLOWED_LOCATIONS:
+        return
+    if not isinstance(spec, str) or not _matches(spec, locations):
+        raise ConfigError(
+            f"{name} {_shown(spec)!r} refused: it matches none of "
+            f"allowed_locations={locations!r} (in the {where}); 'memory' is always allowed"
+        )
 
 
 def _shown(spec: Any) -> Any:

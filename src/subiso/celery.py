@@ -12,7 +12,8 @@
     result = subiso.celery.submit(app, {"graph": "myapp.graphs:review", "input": {...}})
     result.get()   # {"output": ..., "report": {"tier": ..., "pid": ..., ...}}
 
-:func:`install` registers the task ``subiso.run_graph`` and connects worker signals so that each
+:func:`install` registers the task ``subiso.run_graph`` (and ``subiso.serve_run``, the runs of
+``subiso serve --queue``: :mod:`subiso.serve.queue`) and connects worker signals so that each
 worker child owns one executor built from the settings file (``subiso.load_executor()``, read
 in the worker's working directory or from ``SUBISO_CONFIG``): created in
 ``worker_process_init`` (prefork children) or ``worker_init`` (the threads and solo pools, where
@@ -62,6 +63,7 @@ from subiso.observe.runs import TraceCarrier
 from subiso.observe.trace import capture, restore
 
 TASK_NAME = "subiso.run_graph"
+SERVE_TASK_NAME = "subiso.serve_run"
 DEFAULT_MAX_RETRIES = 3
 RETRYABLE = (RunTimeout, WorkerCrashed)
 
@@ -95,8 +97,12 @@ def worker_executor() -> Any:
 
 
 def close_worker_executor(**_: Any) -> None:
-    """Close this worker child's executor (its runs are over when Celery shuts a child down)."""
+    """Close this worker child's executor (its runs are over when Celery shuts a child down),
+    and first what serves ``subiso serve``'s runs with it."""
     global _executor, _settings
+    serving = sys.modules.get("subiso.serve.queue_worker")
+    if serving is not None:
+        serving.close_host()
     with _lock:
         executor, _executor, _settings = _executor, None, None
     if executor is not None:
@@ -233,6 +239,27 @@ def install(
         return run_graph(self, cfg, trace)
 
     task = app.task(**options)(subiso_run_graph)
+
+    def subiso_serve_run(
+        self: Any, job: Mapping[str, Any], trace: Mapping[str, Any] | None = None
+    ) -> str | None:
+        # the run's trace is restored from its row where it is submitted (as a server does)
+        from subiso.serve.queue_worker import serve_run
+
+        return serve_run(self, job)
+
+    # A served run's errors end the run (its status says so), never a retry; a child killed
+    # mid-run puts the task back (acks_late + reject_on_worker_lost) and the next delivery
+    # continues the run from its last checkpoint.
+    serve_options = {
+        "name": SERVE_TASK_NAME,
+        "bind": True,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "ignore_result": True,
+        **task_options,
+    }
+    app.task(**serve_options)(subiso_serve_run)
     # Signals are process-wide; the dispatch_uids make install() idempotent.
     signals.worker_process_init.connect(
         _on_worker_process_init, weak=False, dispatch_uid="subiso.worker_process_init"
@@ -256,6 +283,11 @@ def submit(app: Any, cfg: GraphConfig | Mapping[str, Any], **apply_async_options
     :func:`install`.
     """
     payload = msgspec.to_builtins(cfg) if isinstance(cfg, GraphConfig) else dict(cfg)
+    return send(app, TASK_NAME, payload, **apply_async_options)
+
+
+def send(app: Any, name: str, payload: Any, **apply_async_options: Any) -> Any:
+    """Send the subiso task ``name`` with ``payload``, carrying the caller's trace context."""
     carrier = capture()
     kwargs = {} if carrier is None else {"trace": msgspec.to_builtins(carrier)}
-    return app.send_task(TASK_NAME, args=(payload,), kwargs=kwargs, **apply_async_options)
+    return app.send_task(name, args=(payload,), kwargs=kwargs, **apply_async_options)

@@ -48,8 +48,18 @@ def _echo() -> StateGraph:
 echo = _echo().compile()
 
 
+def block_once(marker: str | None) -> None:
+    """The first time ``marker`` names a file that does not exist: write this process's pid
+    there and block until the process is killed (the tests kill it)."""
+    if marker and not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        threading.Event().wait()
+
+
 def _ask_node(state: Count) -> Count:
     answer = interrupt({"question": "approve?", "x": state["x"]})
+    block_once(state.get("marker"))
     return {"answer": answer, "log": ["ask"]}
 
 
@@ -172,6 +182,35 @@ _memo.add_edge(START, "remember")
 _memo.add_edge("remember", END)
 memo = _memo.compile()
 
+
+class Steps(TypedDict, total=False):
+    log: str  # a file each node appends its name to once it has done its work
+    marker: str  # "n3" writes its pid here, then blocks until its process is killed
+    done: list[str]
+
+
+def _step(name: str) -> Any:
+    def step(state: Steps) -> dict[str, Any]:
+        if name == "n3":
+            block_once(state.get("marker"))
+        with open(state["log"], "a") as f:
+            f.write(f"{name} {os.getpid()}\n")
+        return {"done": [*state.get("done", []), name]}
+
+    step.__name__ = name
+    return step
+
+
+_steps = StateGraph(Steps)
+for _name in ("n1", "n2", "n3", "n4"):
+    _steps.add_node(_name, _step(_name))
+_steps.add_edge(START, "n1")
+_steps.add_edge("n1", "n2")
+_steps.add_edge("n2", "n3")
+_steps.add_edge("n3", "n4")
+_steps.add_edge("n4", END)
+steps = _steps.compile()
+
 __all__ = [
     "AIMessageChunk",
     "HumanMessage",
@@ -185,4 +224,5 @@ __all__ = [
     "hang",
     "memo",
     "nested",
+    "steps",
 ]

@@ -751,6 +751,12 @@ class Bench:
             sec.contenders.append(d)
         self.sections.append(sec)
 
+    def sec_serve(self) -> None:
+        """subiso serve next to langgraph dev (opt-in: subiso.bench.serve)."""
+        from subiso.bench.serve import section
+
+        section(self)
+
     def _fresh_child(self, kind: str) -> dict[str, Any]:
         import json
 

@@ -179,7 +179,7 @@ class WorkerRuntime:
             store = self.resources.memory_store() if cfg.store else None
             graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
         run_input = _run_input(cfg)
-        if cfg.recover and _resumable(graph.get_state(cfg.config)):
+        if cfg.recover and _resumable(graph.get_state(cfg.config), cfg):
             run_input = None
         output = graph.invoke(run_input, cfg.config or None, **_invoke_options(cfg))
         status: Status = "done"
@@ -370,7 +370,7 @@ async def _invoke(graph: Any, cfg: GraphConfig, emit: Emit | None) -> tuple[Any,
     """``graph.ainvoke``; with ``emit``, the same run streamed (updates emitted as they happen)
     and its output assembled exactly as ``ainvoke`` assembles it."""
     run_input = _run_input(cfg)
-    if cfg.recover and _resumable(await graph.aget_state(cfg.config)):
+    if cfg.recover and _resumable(await graph.aget_state(cfg.config), cfg):
         run_input = None
     options = _invoke_options(cfg)
     if emit is None:
@@ -406,7 +406,7 @@ async def _stream(graph: Any, call: Call, emit: Emit | None) -> tuple[Any, Statu
     """``graph.astream``: every chunk emitted as produced; the output is None."""
     cfg = call.cfg
     run_input = _run_input(cfg)
-    if cfg.recover and _resumable(await graph.aget_state(cfg.config)):
+    if cfg.recover and _resumable(await graph.aget_state(cfg.config), cfg):
         run_input = None
     chunks = graph.astream(
         run_input,
@@ -463,6 +463,14 @@ def _invoke_options(cfg: GraphConfig) -> dict[str, Any]:
     return options
 
 
-def _resumable(state: Any) -> bool:
-    """A thread whose last checkpoint still has nodes to run (a run stopped part-way)."""
-    return bool(getattr(state, "next", ()))
+def _resumable(state: Any, cfg: GraphConfig) -> bool:
+    """A thread whose last checkpoint still has nodes to run (a run stopped part-way) - and,
+    when the run names its id in ``config["metadata"]["run_id"]`` (``subiso serve`` does) and
+    the checkpoint names one, a checkpoint this run wrote: a run stopped before its first
+    checkpoint starts over with its own input (a resume ``Command``, say), instead of
+    continuing the previous run's pause."""
+    if not getattr(state, "next", ()):
+        return False
+    mine = ((cfg.config or {}).get("metadata") or {}).get("run_id")
+    written_by = (getattr(state, "metadata", None) or {}).get("run_id")
+    return mine is None or written_by is None or str(written_by) == str(mine)

@@ -12,12 +12,16 @@ The flow of one run, by module:
 * :mod:`~subiso.serve.events` - the run's chunks as the API's events;
   :mod:`~subiso.serve.bus` - those events on their way to the requests following the run;
   :mod:`~subiso.serve.sse` - written as Server-Sent Events;
+* :mod:`~subiso.serve.queue` - queue mode (``--queue``): claimed runs sent as Celery tasks,
+  cancels sent to the worker running them; :mod:`~subiso.serve.queue_worker` - the task's
+  body on a Celery worker, where the run's whole life then happens;
+  :mod:`~subiso.serve.redis_bus` - the events over Redis pub/sub, across servers and workers;
 * :mod:`~subiso.serve.store` - assistant, thread and run rows (SQLite or PostgreSQL);
 * :mod:`~subiso.serve.graphs` / :mod:`~subiso.serve.describe` - langgraph.json, and the graphs'
   drawings and schemas computed in a child process.
 
 Graph code never runs in the server process's event loop: runs, state reads and state
-updates go through the executor of the chosen tier.
+updates go through the executor of the chosen tier (queue mode: runs go to the workers).
 """
 
 from __future__ import annotations

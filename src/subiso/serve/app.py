@@ -44,6 +44,7 @@ class ServeOptions:
     tier: str | None = None
     settings_path: str | None = None
     database: str | None = None  # default: SQLite under data_dir
+    queue: str | None = None  # redis://...: runs go to Celery workers (subiso.serve.queue)
     auth_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
     run_timeout: float | None = None
@@ -157,6 +158,23 @@ def _build_executor(options: ServeOptions) -> Any:
     )
 
 
+async def _open_queue(options: ServeOptions) -> tuple[Any, Any, Any]:
+    """Queue mode's bus, queue and Celery app (``(None, None, None)`` without ``queue``)."""
+    if options.queue is None:
+        return None, None, None
+    from subiso.serve.queue import CeleryQueue, celery_app
+    from subiso.serve.redis_bus import RedisBus
+
+    assert options.database is not None  # the command line requires it
+    bus = RedisBus(options.queue)
+    await bus.open()
+    celery = celery_app(options.queue)
+    queue = CeleryQueue(
+        celery, bus, database=options.database, graphs=options.graphs, timeout=options.run_timeout
+    )
+    return bus, queue, celery
+
+
 def create_app(options: ServeOptions) -> Starlette:
     """The application for ``options`` (started and stopped by its lifespan)."""
     from subiso.serve import routes
@@ -174,9 +192,10 @@ def create_app(options: ServeOptions) -> Starlette:
         rows = Rows(db)
         await rows.put_assistants(options.graphs)
         resources = LoopResources()
-        bus: Any = None
         import asyncio
 
+        bus, queue, celery = await _open_queue(options)
+        # queue mode: the runs go to the workers; this executor reads and updates state
         executor = await asyncio.to_thread(_build_executor, options)
         engine = LocalEngine(executor)
         manager = RunManager(
@@ -187,6 +206,8 @@ def create_app(options: ServeOptions) -> Starlette:
             checkpointer=options.checkpointer,
             store=options.store,
             grace_s=options.grace_s,
+            queue=queue,
+            run_timeout=options.run_timeout,
         )
         app.state.options = options
         app.state.rows = rows
@@ -197,7 +218,7 @@ def create_app(options: ServeOptions) -> Starlette:
         log.info(
             "subiso serve: %d graph(s) on %s; rows in %s",
             len(options.graphs),
-            executor,
+            "Celery workers (broker: the --queue URL)" if queue is not None else executor,
             options.rows_spec,
         )
         try:
@@ -206,6 +227,8 @@ def create_app(options: ServeOptions) -> Starlette:
             await manager.shutdown()
             await asyncio.to_thread(executor.close, True)
             await manager.bus.close()
+            if celery is not None:
+                await asyncio.to_thread(celery.close)
             await resources.aclose()
             await db.close()
 

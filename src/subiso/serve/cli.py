@@ -78,6 +78,16 @@ def is_loopback(host: str) -> bool:
     "(default: SQLite files in the data directory).",
 )
 @click.option(
+    "--queue",
+    metavar="URL",
+    default=None,
+    help="redis://...: publish runs as Celery tasks (subiso.serve_run, on Celery's default "
+    "queue) for any number of `celery worker` processes with this broker whose app calls "
+    "subiso.celery.install(app); their events come back over Redis pub/sub. The workers' "
+    "settings pick the runs' tier (--executor is then the server's, for state reads). "
+    "Needs --database postgresql://...",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -141,6 +151,7 @@ def serve(
     tier: str | None,
     max_workers: int | None,
     database: str | None,
+    queue: str | None,
     data_dir: Path | None,
     auth_token: str | None,
     no_auth: bool,
@@ -157,7 +168,8 @@ def serve(
     The official client (langgraph_sdk.get_client) and RemoteGraph work against it unchanged;
     each graph is an assistant named after it. Every run executes on the chosen subiso tier,
     never on the server's event loop; rows, checkpoints and the store persist in SQLite under
-    the data directory, or in PostgreSQL with --database.
+    the data directory, or in PostgreSQL with --database. With --queue, Celery workers on any
+    machine execute the runs, and several servers can share one Redis and one PostgreSQL.
     """
     from subiso.cli._run import check_tier
     from subiso.errors import ConfigError
@@ -165,6 +177,14 @@ def serve(
     from subiso.serve.graphs import load_graphs
 
     check_tier(tier)
+    if queue is not None:
+        if not queue.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageFail(f"--queue {queue!r}: expected a Redis URL, redis://host:6379/0")
+        if not (database or "").startswith(("postgresql://", "postgres://")):
+            raise UsageFail(
+                "--queue needs --database postgresql://...: the workers read and write the "
+                "runs, threads, checkpoints and store there"
+            )
     if config and config_option:
         raise UsageFail("give the langgraph.json once: as CONFIG or as --config")
     path = Path(config or config_option or "langgraph.json")
@@ -185,6 +205,7 @@ def serve(
         tier=tier,
         settings_path=settings_path,
         database=database,
+        queue=queue,
         auth_token=auth_token,
         max_body_bytes=max_body_size,
         run_timeout=run_timeout,

@@ -83,7 +83,7 @@ async def info(request: Request) -> Response:
             "server": "subiso serve",
             "langgraph_py_version": langgraph.version.__version__,
             "python": platform.python_version(),
-            "tier": getattr(executor, "tier", None) if executor is not None else "celery",
+            "tier": "celery" if manager.queue is not None else getattr(executor, "tier", None),
             "flags": {"assistants": True, "crons": False, "langsmith": False},
             "graphs": sorted(manager.graphs.targets),
             "runs": {**await _rows(request).run_counts(), **manager.counts()},

@@ -8,14 +8,20 @@ executed on a subiso executor, ended ``success``, ``error``, ``timeout`` or ``in
   deleted - then the new one starts). Turns are taken with :meth:`Rows.claim`, atomic in the
   database, so servers sharing one database never run a thread twice.
 * **Graph code never runs here.** :class:`LocalEngine` hands each run to the executor of the
-  chosen tier (``executor.acall`` of a stream ``Call``) and only relays its chunks; queue mode
-  swaps in an engine that sends the run to Celery workers.
-* **Cancel** cancels the engine's task, which cancels the run on its worker (a process-tier
-  run past its timeout is killed by the executor). A client leaving a stream cancels its run
-  unless it asked for ``on_disconnect=continue``.
+  chosen tier (``executor.submit_stream``) and only relays its chunks.
+* **Queue mode** (``queue``, :mod:`subiso.serve.queue`): a claimed run is sent to the Celery
+  workers instead of supervised here. The worker that takes it runs this same class
+  (:meth:`RunManager.run_here`, :mod:`subiso.serve.queue_worker`) - executes the run on its
+  executor, writes its end, starts the thread's next run - so a run never depends on the
+  server that accepted it staying up.
+* **Cancel** cancels the supervising task, which cancels the run on its worker (a
+  process-tier run past its timeout is killed by the executor); in queue mode the request
+  travels to the worker running it. A client leaving a stream cancels its run unless it asked
+  for ``on_disconnect=continue``.
 * **Shutdown** waits ``grace_s`` for running runs, then cancels the rest and puts them back to
   ``pending``; the next start claims them again with ``GraphConfig.recover`` set, so they
-  continue from their last checkpoint.
+  continue from their last checkpoint. (Queue mode: runs live on the workers; a server stops
+  without touching them.)
 
 The run id is made once, in :func:`new_run_id` (time-ordered, as LangGraph's own ids), and is
 the run's id everywhere: its row, its events, its checkpoints' metadata, LangGraph's
@@ -40,10 +46,10 @@ from subiso.errors import ConfigError, RunTimeout
 from subiso.observe.runs import TraceCarrier
 from subiso.observe.trace import restore
 from subiso.serve import store as rowstore
-from subiso.serve.bus import DONE, LocalBus, Subscription
+from subiso.serve.bus import CANCEL, DONE, Bus, LocalBus, Subscription
 from subiso.serve.encode import error_payload, interrupt_of, jsonable
 from subiso.serve.events import INTERRUPT, RunEvents, graph_modes
-from subiso.serve.schemas import Invalid, RunCreate, check_run, coerce
+from subiso.serve.schemas import Invalid, RunCreate, check_run, coerce, command_of
 
 log = logging.getLogger("subiso.serve")
 
@@ -91,7 +97,15 @@ class Engine(Protocol):
 
     async def update_state(self, cfg: GraphConfig, values: Any, as_node: str | None) -> Any: ...
 
-    async def cancel(self, run_id: str) -> None: ...
+
+class RunQueue(Protocol):
+    """Where claimed runs go in queue mode (:class:`subiso.serve.queue.CeleryQueue`)."""
+
+    async def send(self, run_id: str, trace: TraceCarrier | None) -> None: ...
+
+    async def cancel(self, run_id: str, action: str) -> None: ...
+
+    async def cancelled(self, run_id: str) -> str | None: ...
 
 
 class LocalEngine:
@@ -134,31 +148,6 @@ class LocalEngine:
     async def update_state(self, cfg: GraphConfig, values: Any, as_node: str | None) -> Any:
         return await self.executor.aupdate_state(cfg, values, as_node=as_node)
 
-    async def cancel(self, run_id: str) -> None:
-        return None  # the manager cancels the local task itself
-
-
-def command_of(body: Any) -> Any:
-    """The API's ``command`` object as ``langgraph.types.Command``."""
-    from langgraph.types import Command, Send
-
-    def send(goto: Any) -> Any:
-        if isinstance(goto, dict):
-            if set(goto) - {"node", "input"} or "node" not in goto:
-                raise Invalid("command.goto: a Send is {'node': name, 'input': value}")
-            return Send(goto["node"], goto.get("input"))
-        return goto
-
-    goto = body.goto
-    if isinstance(goto, list):
-        goto = [send(g) for g in goto]
-    elif goto is not None:
-        goto = send(goto)
-    kwargs: dict[str, Any] = {"update": body.update, "goto": goto if goto is not None else ()}
-    if body.resume is not msgspec.UNSET:
-        kwargs["resume"] = body.resume
-    return Command(**kwargs)
-
 
 @dataclass
 class _Live:
@@ -175,24 +164,27 @@ class RunManager:
         rows: rowstore.Rows,
         graphs: Any,
         engine: Engine,
-        bus: Any = None,
+        bus: Bus | None = None,
         *,
         checkpointer: str,
         store: str | None,
         grace_s: float = 30.0,
+        queue: RunQueue | None = None,
+        run_timeout: float | None = None,
     ) -> None:
         self.rows = rows
         self.graphs = graphs
         self.engine = engine
-        self.bus = bus if bus is not None else LocalBus()
+        self.bus: Bus = bus if bus is not None else LocalBus()
         self.checkpointer = checkpointer
         self.store = store
         self.grace_s = grace_s
+        self.queue = queue
+        self.run_timeout = run_timeout
         self.accepting = True
         self._live: dict[str, _Live] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
         self._recovered: set[str] = set()
-        self._traces: dict[str, TraceCarrier] = {}  # pending runs' request traces
 
     # -- creating --------------------------------------------------------------------------------
     def graph_config(
@@ -241,6 +233,7 @@ class RunManager:
                 checkpointer=None if temporary else self.checkpointer,
                 store=self.store,
                 recover=recover and not temporary,
+                timeout=self.run_timeout,
             )
         except ConfigError as exc:
             raise Invalid(str(exc).replace("GraphConfig.", "")) from None
@@ -300,8 +293,8 @@ class RunManager:
             if body.multitask_strategy in ("interrupt", "rollback"):
                 for other in active:
                     await self.cancel(other["run_id"], thread_id, body.multitask_strategy)
-        if trace is not None:
-            self._traces[run["run_id"]] = trace
+        if trace is not None:  # kept with the run: whoever starts it restores it
+            run["trace"] = msgspec.to_builtins(trace)
         await self.rows.insert_run(run, temporary=temporary)
         await self.rows.set_thread(thread_id, "busy")
         sub = await self.bus.subscribe(run["run_id"]) if follow else None
@@ -311,26 +304,81 @@ class RunManager:
 
     # -- running ---------------------------------------------------------------------------------
     async def kick(self, thread_id: str) -> None:
-        """Start the thread's oldest pending run if no run of the thread is running."""
+        """Start (queue mode: send) the thread's oldest pending run if no run of the thread is
+        running."""
         if not self.accepting:
             return
         active = await self.rows.active_runs(thread_id)
         if not active or active[0]["status"] == "running":
             return
         run = active[0]
-        if await self.rows.claim(run["run_id"]):
+        if not await self.rows.claim(run["run_id"]):
+            return
+        if self.queue is None:
             live = self._live[run["run_id"]] = _Live()
-            supervisor = asyncio.ensure_future(self._supervise(run, live))
+            recovered = run["run_id"] in self._recovered
+            self._recovered.discard(run["run_id"])
+            supervisor = asyncio.ensure_future(self._supervise(run, live, recovered))
             self._supervisors.add(supervisor)
             supervisor.add_done_callback(self._supervisors.discard)
+            return
+        try:  # the request's trace goes with the task (subiso.celery captures it)
+            await self.queue.send(run["run_id"], await self._trace(run["run_id"]))
+        except Exception as exc:
+            log.warning("run %s was not queued: %s: %s", run["run_id"], type(exc).__name__, exc)
+            await self._finish(run, "error", error_payload(exc), None)
+            await self.kick(thread_id)
 
-    async def _supervise(self, run: dict[str, Any], live: _Live) -> None:
+    async def _trace(self, run_id: str) -> TraceCarrier | None:
+        raw = await self.rows.run_trace(run_id)
+        if not raw:
+            return None
+        try:
+            return msgspec.convert(raw, TraceCarrier)
+        except msgspec.ValidationError:
+            return None
+
+    async def run_here(self, run_id: str, *, again: bool) -> str | None:
+        """Queue mode, on the worker the run's task reached: execute the claimed run ``run_id``
+        and write its end; None when it is not running (its end is written already - a
+        delivery after the one that finished it - or it was never claimed). ``again``: a
+        redelivery, so it continues from its last checkpoint. A cancel sent before the run
+        got here (kept by the queue) or while it runs (on its channel) stops it."""
+        assert self.queue is not None
+        watch = await self.bus.subscribe(run_id, control=True)  # before the cancel key is read
+        watcher: asyncio.Task[None] | None = None
+        try:
+            run = await self.rows.run(run_id)
+            if run is None or run["status"] != "running":
+                return None
+            early = await self.queue.cancelled(run_id)
+            if early is not None:  # cancelled before it got here: it never starts
+                status = "rollback" if early == "rollback" else "interrupted"
+                await self._finish(run, status, None, None)
+                await self.kick(run["thread_id"])
+            else:
+                live = self._live[run_id] = _Live()
+                supervisor = asyncio.ensure_future(self._supervise(run, live, again))
+                self._supervisors.add(supervisor)
+                supervisor.add_done_callback(self._supervisors.discard)
+                watcher = asyncio.ensure_future(self._watch(watch))
+                await supervisor
+            return await self.rows.run_status(run_id)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await watch.close()
+
+    async def _watch(self, watch: Subscription) -> None:
+        async for event, data in watch:
+            if event == CANCEL:
+                await self.cancel(watch.run_id, None, str(data.get("action", "interrupt")))
+
+    async def _supervise(self, run: dict[str, Any], live: _Live, recovered: bool) -> None:
         run_id, thread_id = run["run_id"], run["thread_id"]
-        recovered = run_id in self._recovered
-        self._recovered.discard(run_id)
         status, error, events = "success", None, None
         # the request's trace, current while the run is submitted (it is captured there)
-        undo = restore(self._traces.pop(run_id, None))
+        undo = restore(await self._trace(run_id))
         try:
             body = coerce(run["kwargs"], RunCreate)
             run["temporary"] = await self.rows.run_temporary(run_id)
@@ -375,8 +423,9 @@ class RunManager:
         self, run: dict[str, Any], status: str, error: Any, events: RunEvents | None
     ) -> None:
         run_id, thread_id = run["run_id"], run["thread_id"]
-        if status == "pending":  # requeued at shutdown
-            await self.rows.set_run(run_id, "pending")
+        if status == "pending":  # requeued at shutdown (queue mode: left to the broker)
+            if self.queue is None:
+                await self.rows.set_run(run_id, "pending")
             return
         if error is not None:
             await self.bus.publish(run_id, "error", error)
@@ -480,8 +529,8 @@ class RunManager:
                 await live.started.wait()
                 if live.task is not None:
                     live.task.cancel()
-            else:  # another server supervises it: tell its engine
-                await self.engine.cancel(run_id)
+            elif self.queue is not None:  # a worker runs it: the queue tells that worker
+                await self.queue.cancel(run_id, action)
         return run
 
     async def wait(
@@ -515,9 +564,11 @@ class RunManager:
 
     # -- starting and stopping -------------------------------------------------------------------
     async def recover(self) -> None:
-        """Requeue runs a previous server left running, then start every thread's next run."""
+        """Requeue runs a previous server left running, then start every thread's next run.
+        (Queue mode: a running run is in the broker's hands - a server, or another one
+        sharing the database, does not own it.)"""
         for run in await self.rows.active_runs():
-            if run["status"] == "running":
+            if run["status"] == "running" and self.queue is None:
                 await self.rows.set_run(run["run_id"], "pending")
                 self._recovered.add(run["run_id"])
         for thread_id in {r["thread_id"] for r in await self.rows.active_runs()}:

@@ -227,3 +227,25 @@ def check_run(body: RunCreate) -> None:
         )
     if body.command is not None and body.input is not None:
         raise Invalid("command: give either input or command, not both")
+
+
+def command_of(body: Any) -> Any:
+    """The API's ``command`` object as ``langgraph.types.Command``."""
+    from langgraph.types import Command, Send
+
+    def send(goto: Any) -> Any:
+        if isinstance(goto, dict):
+            if set(goto) - {"node", "input"} or "node" not in goto:
+                raise Invalid("command.goto: a Send is {'node': name, 'input': value}")
+            return Send(goto["node"], goto.get("input"))
+        return goto
+
+    goto = body.goto
+    if isinstance(goto, list):
+        goto = [send(g) for g in goto]
+    elif goto is not None:
+        goto = send(goto)
+    kwargs: dict[str, Any] = {"update": body.update, "goto": goto if goto is not None else ()}
+    if body.resume is not msgspec.UNSET:
+        kwargs["resume"] = body.resume
+    return Command(**kwargs)

@@ -37,10 +37,13 @@ SCHEMA = [
         run_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, assistant_id TEXT NOT NULL,
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL, status TEXT NOT NULL,
         metadata TEXT NOT NULL, kwargs TEXT NOT NULL, multitask_strategy TEXT NOT NULL,
-        temporary INTEGER NOT NULL DEFAULT 0, error TEXT, head_checkpoint TEXT)""",
+        temporary INTEGER NOT NULL DEFAULT 0, error TEXT, head_checkpoint TEXT, trace TEXT)""",
     "CREATE INDEX IF NOT EXISTS subiso_runs_thread ON subiso_runs (thread_id, created_at)",
     "CREATE INDEX IF NOT EXISTS subiso_runs_status ON subiso_runs (status)",
 ]
+
+#: Columns added since the first release of these tables: added to older databases at open.
+ADDED_COLUMNS = (("subiso_runs", "trace", "TEXT"),)
 
 ACTIVE = ("pending", "running")
 
@@ -113,6 +116,10 @@ class SqliteDatabase(Database):
         await self._conn.execute("PRAGMA synchronous=NORMAL")
         for statement in SCHEMA:
             await self._conn.execute(statement)
+        for table, column, kind in ADDED_COLUMNS:
+            have = {r["name"] for r in await self.fetch(f"PRAGMA table_info({table})")}
+            if column not in have:
+                await self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -167,6 +174,10 @@ class PostgresDatabase(Database):
             try:
                 for statement in SCHEMA:
                     await conn.execute(statement)
+                for table, column, kind in ADDED_COLUMNS:
+                    await conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                    )
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (0x5B150_5E8,))
 
@@ -388,8 +399,8 @@ class Rows:
     async def insert_run(self, run: Mapping[str, Any], *, temporary: bool = False) -> None:
         await self.db.execute(
             "INSERT INTO subiso_runs (run_id, thread_id, assistant_id, created_at, updated_at, "
-            "status, metadata, kwargs, multitask_strategy, temporary) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, metadata, kwargs, multitask_strategy, temporary, trace) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run["run_id"],
                 run["thread_id"],
@@ -401,6 +412,7 @@ class Rows:
                 dumps(run["kwargs"]).decode(),
                 run["multitask_strategy"],
                 int(temporary),
+                dumps(run["trace"]).decode() if run.get("trace") else None,
             ),
         )
 
@@ -499,6 +511,15 @@ class Rows:
     async def run_counts(self) -> dict[str, int]:
         rows = await self.db.fetch("SELECT status, COUNT(*) AS n FROM subiso_runs GROUP BY status")
         return {r["status"]: int(r["n"]) for r in rows}
+
+    async def run_trace(self, run_id: str) -> Any:
+        """The trace context of the request that created the run (JSON), or None."""
+        rows = await self.db.fetch("SELECT trace FROM subiso_runs WHERE run_id = ?", (run_id,))
+        return loads(rows[0]["trace"]) if rows and rows[0]["trace"] else None
+
+    async def run_status(self, run_id: str) -> str | None:
+        rows = await self.db.fetch("SELECT status FROM subiso_runs WHERE run_id = ?", (run_id,))
+        return str(rows[0]["status"]) if rows else None
 
     async def run_temporary(self, run_id: str) -> bool:
         rows = await self.db.fetch("SELECT temporary FROM subiso_runs WHERE run_id = ?", (run_id,))
