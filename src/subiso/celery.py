@@ -50,17 +50,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from subiso.allow import check_allowed
+from subiso.celery_worker import close_worker_executor, resolved, send, worker_executor
 from subiso.config import GraphConfig
 from subiso.errors import RunTimeout, SerializationError, WorkerCrashed
 from subiso.observe.runs import TraceCarrier
-from subiso.observe.trace import capture, restore
+from subiso.observe.trace import restore
 
 TASK_NAME = "subiso.run_graph"
 SERVE_TASK_NAME = "subiso.serve_run"
@@ -68,45 +68,6 @@ DEFAULT_MAX_RETRIES = 3
 RETRYABLE = (RunTimeout, WorkerCrashed)
 
 log = logging.getLogger("subiso.celery")
-
-_lock = threading.Lock()
-_executor: Any = None
-_settings: Any = None  # ResolvedSettings of this worker
-
-
-# -- the worker's executor ---------------------------------------------------------------------
-def _resolved() -> Any:
-    global _settings
-    if _settings is None:
-        from subiso.settings import resolve_settings
-
-        _settings = resolve_settings()
-    return _settings
-
-
-def worker_executor() -> Any:
-    """This worker child's executor (built from the settings file on first need)."""
-    global _executor
-    with _lock:
-        if _executor is None or _executor.closed:
-            from subiso.settings import build_executor
-
-            _executor = build_executor(_resolved())
-            log.info("subiso: %r for this worker (settings: %s)", _executor, _resolved().describe())
-        return _executor
-
-
-def close_worker_executor(**_: Any) -> None:
-    """Close this worker child's executor (its runs are over when Celery shuts a child down),
-    and first what serves ``subiso serve``'s runs with it."""
-    global _executor, _settings
-    serving = sys.modules.get("subiso.serve.queue_worker")
-    if serving is not None:
-        serving.close_host()
-    with _lock:
-        executor, _executor, _settings = _executor, None, None
-    if executor is not None:
-        executor.close(wait=True)
 
 
 def _on_worker_process_init(**_: Any) -> None:
@@ -158,16 +119,14 @@ def run_graph(
 ) -> dict[str, Any]:
     """The body of ``subiso.run_graph``: check, convert, run on this worker's executor (in
     the caller's trace, when ``trace`` carries one)."""
-    resolved = _resolved()
-    settings = resolved.settings
+    found = resolved()
+    settings = found.settings
     if not isinstance(cfg, Mapping):
         from subiso.errors import ConfigError
 
         raise ConfigError(f"{TASK_NAME}: expected a GraphConfig as a JSON object, got {cfg!r}")
     # before anything is imported or opened (GraphConfig itself only validates strings)
-    check_allowed(
-        cfg, settings.allowed_graphs, settings.allowed_locations, where=resolved.describe()
-    )
+    check_allowed(cfg, settings.allowed_graphs, settings.allowed_locations, where=found.describe())
     config = GraphConfig.from_dict(dict(cfg))
     request = getattr(task, "request", None)
     again = bool(getattr(request, "retries", 0)) or bool(
@@ -284,10 +243,3 @@ def submit(app: Any, cfg: GraphConfig | Mapping[str, Any], **apply_async_options
     """
     payload = msgspec.to_builtins(cfg) if isinstance(cfg, GraphConfig) else dict(cfg)
     return send(app, TASK_NAME, payload, **apply_async_options)
-
-
-def send(app: Any, name: str, payload: Any, **apply_async_options: Any) -> Any:
-    """Send the subiso task ``name`` with ``payload``, carrying the caller's trace context."""
-    carrier = capture()
-    kwargs = {} if carrier is None else {"trace": msgspec.to_builtins(carrier)}
-    return app.send_task(name, args=(payload,), kwargs=kwargs, **apply_async_options)

@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 
-from subiso.serve.encode import dumps
+from subiso.serve.http import json_response
 
 log = logging.getLogger("subiso.serve")
 access_log = logging.getLogger("subiso.serve.http")
@@ -67,10 +65,6 @@ class ServeOptions:
         if self.database and self.database.startswith(("postgresql://", "postgres://")):
             return self.database
         return f"sqlite:///{self.data_dir / 'store.db'}"
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(data), status_code=status, headers=headers, media_type="application/json")
 
 
 class AccessLog:
@@ -236,20 +230,3 @@ def create_app(options: ServeOptions) -> Starlette:
     app.add_middleware(Guard, token=options.auth_token)
     app.add_middleware(AccessLog)
     return app
-
-
-async def read_json_body(request: Request) -> bytes:
-    """The request body, refused past ``max_body_bytes`` (413) before it is all read."""
-    from subiso.serve.routes import TooLarge
-
-    limit: int = request.app.state.options.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"request body of {declared} bytes is over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -90,7 +90,7 @@ class CeleryQueue:
 
     async def send(self, run_id: str, trace: TraceCarrier | None) -> None:
         """Publish the run's task, in the run's request trace (``subiso.celery`` carries it)."""
-        from subiso.celery import send
+        from subiso.celery_worker import send
 
         undo = restore(trace)
         try:  # kombu's producer blocks: off the loop (the thread takes this context along)

@@ -4,7 +4,7 @@
 against this worker's ``allowed_locations`` before anything is opened, then hands the run to
 this worker process's :class:`Host`: a thread owning an event loop, on which one
 :class:`~subiso.serve.runs.RunManager` per database executes served runs on the worker's own
-executor (``subiso.celery.worker_executor()``, whose ``allowed_graphs`` every run's graph must
+executor (``subiso.celery_worker.worker_executor()``, whose ``allowed_graphs`` every run's graph must
 match) and publishes their events on the :class:`~subiso.serve.redis_bus.RedisBus` of the
 worker's broker.
 
@@ -53,17 +53,15 @@ def serve_run(task: Any, job: Mapping[str, Any]) -> str | None:
     ended already, or is not claimed). A run left running (its worker shutting down) goes
     back to the queue."""
     from subiso.allow import check_location
-    from subiso.celery import _resolved, worker_executor
+    from subiso.celery_worker import resolved, worker_executor
 
     parsed = parse_job(job)
     if not parsed.database.startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"subiso.serve_run: the database must be PostgreSQL, got {job!r}")
-    resolved = _resolved()
+    found = resolved()
     # before anything is opened; each run's graph is checked by the executor (allowed_graphs),
     # so a refused graph ends its run with the error rather than leaving it running
-    check_location(
-        "database", parsed.database, resolved.settings.allowed_locations, resolved.describe()
-    )
+    check_location("database", parsed.database, found.settings.allowed_locations, found.describe())
     request = getattr(task, "request", None)
     again = bool(getattr(request, "retries", 0)) or bool(
         (getattr(request, "delivery_info", None) or {}).get("redelivered")

@@ -23,9 +23,9 @@ from subiso.observe.metrics import prometheus_lines
 from subiso.observe.trace import from_headers
 from subiso.serve import schemas as s
 from subiso.serve import store_routes
-from subiso.serve.app import json_response, read_json_body
 from subiso.serve.bus import DONE
 from subiso.serve.encode import checkpoint_of, thread_state
+from subiso.serve.http import TooLarge, json_response, read_json_body
 from subiso.serve.runs import Busy, NotFound, RunManager, Unavailable, new_run_id
 from subiso.serve.sse import EventStreamResponse, frame
 from subiso.serve.store import Conflict, Rows
@@ -34,10 +34,6 @@ log = logging.getLogger("subiso.serve")
 
 #: What a handler answers: a plain response, or a stream that watches its client.
 Reply = Response | EventStreamResponse
-
-
-class TooLarge(Exception):
-    """HTTP 413."""
 
 
 def _manager(request: Request) -> RunManager:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from subiso.serve import schemas as s
-from subiso.serve.app import json_response, read_json_body
+from subiso.serve.http import json_response, read_json_body
 from subiso.serve.runs import NotFound
 
 
