@@ -112,6 +112,10 @@ class Executor(abc.ABC):
     #: itself: a compiled graph object cannot be passed there (``boundary`` names where).
     crosses_boundary: ClassVar[bool] = False
     boundary: ClassVar[str] = "process"
+    #: True when every run's input crosses through ``subiso.codec``, which refuses a value
+    #: nested too deep (or holding itself) while it encodes it: ``prepare`` then leaves that
+    #: check to the codec instead of walking the input first (``GraphConfig.nesting_error``).
+    codec_checks_nesting: ClassVar[bool] = False
 
     def __init__(self, **shared: Unpack[SharedOptions]) -> None:
         name = type(self).__name__
@@ -239,6 +243,10 @@ class Executor(abc.ABC):
                 f"{self.boundary}, so pass its import path 'pkg.mod:attr', not a "
                 f"{type(cfg.graph).__name__} object"
             )
+        if not self.codec_checks_nesting:
+            refused = cfg.nesting_error()
+            if refused is not None:
+                raise refused
         if (cfg.timeout is None and self.timeout is not None) or (
             cfg.checkpointer is None and self.checkpointer is not None
         ):

@@ -120,6 +120,7 @@ class ProcessExecutor(Executor):
 
     tier = "process"
     crosses_boundary = True
+    codec_checks_nesting = True
 
     @classmethod
     def availability(cls, caps: Capabilities) -> tuple[bool, str]:
@@ -281,7 +282,8 @@ class ProcessExecutor(Executor):
             frame = codec.encode(wire.RunOut(rid, call, window), label="state", part=call.cfg.input)
         except Exception as exc:
             failed = PendingRun(rid, call, b"", 0.0)
-            settle(failed.future, exc=exc)
+            # a value too deep for the codec: the ConfigError naming its field
+            settle(failed.future, exc=call.cfg.nesting_error() or exc)
             return failed
         pending = PendingRun(rid, call, frame, time.perf_counter() - start, events)
         pending.direct = direct  # a wish until _assign_locked grants it
