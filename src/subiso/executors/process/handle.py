@@ -43,6 +43,7 @@ from subiso.executors.process.main_module import (
     refuse_start_while_importing_main,
     worker_entry,
 )
+from subiso.executors.process.transport import run_pipe
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 
@@ -268,7 +269,7 @@ class WorkerHandle:
         refuse_start_while_importing_main("a ProcessExecutor's worker processes")
         if start_method == "forkserver":
             _configure_forkserver(ctx)
-        parent, child = ctx.Pipe(duplex=True)
+        parent, child, started = run_pipe(ctx)  # large frames through shared memory
         control_r, control_w = ctx.Pipe(duplex=False)
         self.conn, self.control = parent, control_w
         self.frames_read = ctx.RawValue("Q", 0)
@@ -292,7 +293,7 @@ class WorkerHandle:
             with _START_LOCK, children_allowed(process), main_not_inherited():
                 process.start()
         finally:
-            child.close()  # the worker's ends: only the worker keeps them open
+            started()  # the worker's ends: only the worker keeps them open
             control_r.close()
         self.process, self.pid = process, process.pid
         try:
