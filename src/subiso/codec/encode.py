@@ -98,13 +98,15 @@ if ormsgpack is not None:
     # Pre-encoded msgpack spliced into a packb (ormsgpack 1.13+, Python 3.11+); without it a
     # message carrying a msgspec.Raw is laid out by msgspec instead.
     _Fragment: Any = getattr(ormsgpack, "Fragment", None)
-    # ormsgpack doubles its output buffer past 256 KiB (2 MiB for a 1.1 MB message). glibc
-    # serves such a size with a fresh mmap, page-faulting every byte written (+0.4 ms per MB
-    # measured), until freeing a larger mmapped block raises its adaptive mmap threshold;
-    # msgspec's 1.5x growth stays under it. Freeing one 4 MiB block here raises it once, so
-    # buffers up to 4 MiB are reused from the heap like msgspec's. Harmless on other allocators.
+    # ormsgpack doubles its output buffer past 256 KiB (16 MiB for a 10 MB state). glibc
+    # serves such a size with a fresh mmap, page-faulting every byte written and unmapping it
+    # after (a 10 MB state packed in 8-12 ms instead of 1.8-2 ms, measured), until freeing a
+    # larger mmapped block raises its adaptive mmap threshold. Freeing one 31 MiB block here
+    # raises it to its ceiling (32 MiB) once, so buffers up to that size are reused from the
+    # heap; the price is that the heap keeps up to twice that much once it has held it (glibc
+    # trims past 2x the threshold). Harmless on other allocators.
     if sys.platform == "linux":
-        bytes(4 << 20)
+        bytes(31 << 20)
 else:  # pragma: no cover
     _FAST_OPTIONS = 0
     _packb = None
