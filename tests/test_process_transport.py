@@ -91,6 +91,22 @@ def test_a_frame_from_the_ring_is_valid_until_the_next_read() -> None:
         right.close()
 
 
+def test_one_frame_at_a_time_keeps_to_the_start_of_the_ring() -> None:
+    """A reader holds its last frame until it reads the next: frames then alternate between
+    two places at the start of the ring, instead of marching through (and taking the pages
+    of) all of it."""
+    size = 2 * BULK
+    left, right = _pair(64 * size)
+    try:
+        for i in range(200):
+            left.send_bytes(_frame(i, size))
+            assert max(end for _, _, end in left._writer.spans) <= 2 * size
+            assert bytes(right.recv_bytes()) == _frame(i, size)
+    finally:
+        left.close()
+        right.close()
+
+
 def test_run_pipe_falls_back_to_a_plain_connection_without_memfd(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -133,14 +133,17 @@ class _Writer:
         return _POINTER.pack(_MARK, start, size)
 
     def _room(self, size: int) -> int | None:
+        """Where a frame of ``size`` bytes goes: the lowest free offset it fits at, so the
+        pages in use stay as few as the frames in flight need (a reader holds its last frame
+        until it reads the next: one at a time alternates between two places)."""
         spans = self.spans
         if not spans:
-            return 0  # empty: start over, so the pages in use stay few
+            return 0
         oldest, newest = spans[0][1], spans[-1][2]
         if oldest < newest:  # in use: [oldest, newest)
-            if self.ring.capacity - newest >= size:
-                return newest
-            return 0 if oldest >= size else None
+            if oldest >= size:
+                return 0
+            return newest if self.ring.capacity - newest >= size else None
         return newest if oldest - newest >= size else None  # in use: [oldest, end) + [0, newest)
 
 
