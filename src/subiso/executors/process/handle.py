@@ -106,6 +106,7 @@ class PendingRun:
     """One submitted run, from submit until its future resolves."""
 
     __slots__ = (
+        "__weakref__",
         "assignment",
         "call",
         "direct",
