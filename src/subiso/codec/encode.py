@@ -96,7 +96,7 @@ if ormsgpack is not None:
     _packb: Callable[..., bytes] | None = ormsgpack.packb
     _FastExt: Any = ormsgpack.Ext
     # Pre-encoded msgpack spliced into a packb (ormsgpack 1.13+, Python 3.11+); without it a
-    # message carrying a msgspec.Raw is laid out by msgspec instead.
+    # message carrying spliced bytes is laid out by the pre-pass (msgspec) instead.
     _Fragment: Any = getattr(ormsgpack, "Fragment", None)
     # ormsgpack doubles its output buffer past 256 KiB (16 MiB for a 10 MB state). glibc
     # serves such a size with a fresh mmap, page-faulting every byte written and unmapping it
@@ -115,11 +115,10 @@ else:  # pragma: no cover
 
 #: A writer turns an instance into ``(code, payload)``, packing what it holds with ``pack``.
 Writer = Callable[[Any, Callable[[Any], bytes]], "tuple[int, bytes]"]
-_SPLICE = -1  # the code of a payload spliced as it is (a wire message's msgspec.Raw field)
 
 
 class _NoFragments(Exception):
-    """A splice met where ormsgpack cannot make one: the pre-pass (msgspec) lays it out."""
+    """Bytes to splice met by ormsgpack, which cannot (no Fragment): the pre-pass writes them."""
 
 
 class Encoder:
@@ -162,8 +161,6 @@ class Encoder:
             except BaseException as exc:
                 kept.error = exc
                 raise TypeError("see the kept error") from None
-            if code == _SPLICE:
-                return _Fragment(payload)
             return _FastExt(code, payload)
 
         def pack(obj: Any) -> bytes:
@@ -218,6 +215,8 @@ class Encoder:
             return obj
         if cls is Spliced:
             return _Raw(obj.data)
+        if cls is _Fragment:
+            return _Raw(_packb(obj))  # type: ignore[misc]
         if cls is list:
             return [self._prepare_item(v, depth) for v in obj]
         if cls is dict:
@@ -238,13 +237,13 @@ class Encoder:
             return obj
         if cls is Spliced:
             return _Raw(obj.data)
+        if cls is _Fragment:
+            return _Raw(_packb(obj))  # type: ignore[misc]
         return _Raw(self.packer(depth + 1)(obj))
 
 
 def _write_spliced(spliced: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
-    if _Fragment is None:
-        raise _NoFragments
-    return _SPLICE, spliced.data
+    raise _NoFragments  # only made where ormsgpack has no Fragment: the pre-pass writes it
 
 
 # -- writers, one per kind, made once per class ---------------------------------------------------
@@ -312,7 +311,13 @@ def _namedtuple_writer(cls: type) -> Writer:
 def _struct_writer(cls: type) -> Writer:
     name = ref(cls)
     fields = cls.__struct_fields__  # type: ignore[attr-defined]
-    return lambda obj, pack: (EXT_STRUCT, pack([name, {f: getattr(obj, f) for f in fields}]))
+
+    def write(obj: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
+        # an UNSET field is left out, as msgspec does: the constructor sets it back
+        state = {f: value for f in fields if (value := getattr(obj, f)) is not _UNSET}
+        return EXT_STRUCT, pack([name, state])
+
+    return write
 
 
 def _exception_writer(cls: type) -> Writer:

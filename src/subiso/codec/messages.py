@@ -12,7 +12,6 @@ builds and one ``packb`` with its values, instead of one encode per field.
 
 from __future__ import annotations
 
-import operator
 import types
 import typing
 from collections.abc import Callable
@@ -25,17 +24,40 @@ from subiso.codec.table import ATOMS, is_int64
 _Raw = msgspec.Raw
 _MSGPACK = msgspec.msgpack.Encoder()
 _UNSET = msgspec.UNSET
+asdict = msgspec.structs.asdict
+astuple = msgspec.structs.astuple
+
+try:  # pre-encoded msgpack spliced into a packb (ormsgpack 1.13+, Python 3.11+)
+    import ormsgpack
+
+    Fragment: Any = getattr(ormsgpack, "Fragment", None)
+except ImportError:  # pragma: no cover
+    Fragment = None
 
 
 class Spliced:
-    """A wire message's ``msgspec.Raw`` field: msgpack bytes to splice as they are."""
+    """msgpack bytes (a ``msgspec.Raw`` field, or what msgspec wrote for a field) to write as
+    they are, where ormsgpack has no ``Fragment``: the pre-pass writes it as a ``Raw``."""
 
     __slots__ = ("data",)
 
-    def __init__(self, raw: Any) -> None:
-        view = memoryview(raw)
-        whole = type(view.obj) is bytes and view.nbytes == len(view.obj)
-        self.data: bytes = view.obj if whole else bytes(view)  # type: ignore[assignment]
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def splice(raw: Any) -> Any:
+    """Bytes of msgpack to write as they are in a tree for ``packb``: an ormsgpack
+    ``Fragment`` (1.13+, Python 3.11+) where it takes them, else a :class:`Spliced` (which
+    sends the tree through ``Encoder.prepare``)."""
+    view = memoryview(raw)
+    whole = type(view.obj) is bytes and view.nbytes == len(view.obj)
+    data: bytes = view.obj if whole else bytes(view)  # type: ignore[assignment]
+    if Fragment is not None:
+        try:
+            return Fragment(data)
+        except ValueError:  # it checks what it holds: nested past its 255-level limit
+            pass
+    return Spliced(data)
 
 
 _ATOM, _NATIVE, _VALUE, _RAW, _STRUCT = range(5)
@@ -91,55 +113,97 @@ def _kind_of(tp: Any) -> int:
 
 
 _LAYOUTS: dict[type, Callable[[Any], Any]] = {}
+_NATIVE_STRUCTS: dict[type, bool] = {}
+
+
+def _struct_types(tp: Any) -> list[type]:
+    """The wire Struct classes a field's declared type names (``Offloaded | None``...)."""
+    if isinstance(tp, type):
+        return [tp] if is_wire_struct(tp) else []
+    return [c for arg in typing.get_args(tp) for c in _struct_types(arg)]
+
+
+def is_native(cls: type) -> bool:
+    """A wire Struct that holds no values (no ``Any`` or ``Raw`` field, nor in the Structs it
+    holds): msgspec writes it whole, exactly as its decoder reads it."""
+    native = _NATIVE_STRUCTS.get(cls)
+    if native is None:
+        native = True
+        for f in msgspec.structs.fields(cls):
+            kind = _kind_of(f.type)
+            if kind == _STRUCT:
+                native = all(is_native(c) for c in _struct_types(f.type))
+            elif kind not in (_ATOM, _NATIVE):
+                native = False
+            if not native:
+                break
+        _NATIVE_STRUCTS[cls] = native
+    return native
 
 
 def _layout(cls: type) -> Callable[[Any], Any]:
     """``obj -> list | dict``: the array (or map) msgspec's typed decoder reads as ``cls``.
 
     Fields declared ``Any`` (or holding ``Any``) stay as they are: values, packed with their
-    types; nested wire Structs are laid out in turn; other fields are converted as msgspec
-    are written by msgspec and spliced (a ``tuple[int, ...]`` field is an array).
+    types. ``Raw`` fields, fields of other types and nested Structs that hold no values are
+    written by msgspec itself and spliced (a ``tuple[int, ...]`` field is an array, as its
+    decoder wants); nested Structs that do hold values are laid out in turn.
     """
     layout = _LAYOUTS.get(cls)
     if layout is not None:
         return layout
+    if is_native(cls):
+        layout = _LAYOUTS[cls] = _natively
+        return layout
     fields = msgspec.structs.fields(cls)
     config = cls.__struct_config__  # type: ignore[attr-defined]
-    names = [f.name for f in fields]
-    keys = [f.encode_name for f in fields]
-    getter: Callable[[Any], Any]
-    if len(names) > 1:
-        getter = operator.attrgetter(*names)
-    elif names:
-        getter = lambda obj: (getattr(obj, names[0]),)  # noqa: E731
-    else:
-        getter = lambda obj: ()  # noqa: E731
-    kinds = [_kind_of(f.type) for f in fields]
-    fix = [(i, kind) for i, kind in enumerate(kinds) if kind in (_NATIVE, _STRUCT, _RAW)]
-    unset = [i for i, f in enumerate(fields) if f.default is msgspec.UNSET]
     tag = config.tag
+    kinds = {f.name: _kind_of(f.type) for f in fields}
+    fix = [(name, kind) for name, kind in kinds.items() if kind in (_NATIVE, _STRUCT, _RAW)]
+    if config.array_like:
+        offset = 0 if tag is None else 1
+        fix_at = [(offset + list(kinds).index(name), kind) for name, kind in fix]
 
-    def lay_out(obj: Any) -> Any:
-        row = list(getter(obj))
-        for i, kind in fix:
-            value = row[i]
-            if kind == _STRUCT:
-                if value is not None:
-                    row[i] = _layout(type(value))(value)
-            elif kind == _RAW:
-                row[i] = Spliced(value)
-            elif type(value) not in ATOMS and not is_int64(value):
-                row[i] = Spliced(_MSGPACK.encode(value))
-        if config.array_like:
-            return row if tag is None else [tag, *row]
-        out = dict(zip(keys, row, strict=True))
-        for i in unset:
-            if row[i] is _UNSET:
-                del out[keys[i]]
-        return out if tag is None else {config.tag_field: tag, **out}
+        def array(obj: Any) -> Any:
+            row = list(astuple(obj)) if tag is None else [tag, *astuple(obj)]
+            for i, kind in fix_at:
+                row[i] = _fixed(row[i], kind)
+            return row
 
-    _LAYOUTS[cls] = lay_out
-    return lay_out
+        layout = array
+    else:
+        renamed = {f.name: f.encode_name for f in fields if f.encode_name != f.name}
+        unset = [f.name for f in fields if f.default is msgspec.UNSET]
+
+        def mapping(obj: Any) -> Any:
+            out = asdict(obj)
+            for name, kind in fix:
+                out[name] = _fixed(out[name], kind)
+            for name in unset:
+                if out[name] is _UNSET:
+                    del out[name]
+            for name, key in renamed.items():
+                out[key] = out.pop(name)
+            return out if tag is None else {config.tag_field: tag, **out}
+
+        layout = mapping
+    _LAYOUTS[cls] = layout
+    return layout
+
+
+def _natively(obj: Any) -> Any:
+    return splice(_MSGPACK.encode(obj))
+
+
+def _fixed(value: Any, kind: int) -> Any:
+    """A field of ``kind`` as the tree holds it."""
+    if kind == _STRUCT:
+        return value if value is None else _layout(type(value))(value)
+    if kind == _RAW:
+        return splice(value)
+    if type(value) in ATOMS or is_int64(value):
+        return value
+    return splice(_MSGPACK.encode(value))
 
 
 def message_tree(obj: Any) -> Any:
@@ -151,5 +215,5 @@ def message_tree(obj: Any) -> Any:
 
 def _row_item(item: Any) -> Any:
     if type(item) is _Raw:
-        return Spliced(item)
+        return splice(item)
     return _layout(type(item))(item) if is_wire_struct(type(item)) else item
