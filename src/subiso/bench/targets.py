@@ -167,7 +167,8 @@ def targets(res: Result) -> list[Result]:
         ),
         "8 CPU-bound runs: throughput process tier 2 workers / 1 worker",
     )
-    io_c = max((s["concurrency"] for s in res["sections"] if s["section"] == "io"), default=None)
+    # named by the concurrency measured (256 in a full run; the largest a quick run has)
+    io_c = max((s["concurrency"] for s in res["sections"] if s["section"] == "io"), default=256)
     io = _section(res, "io", "io", io_c)
     add(
         f"I/O c={io_c}: thread vs graph.abatch",
@@ -202,7 +203,7 @@ def targets(res: Result) -> list[Result]:
         applies=hybrid_here,
     )
     sc = _section(res, "scaling")
-    big = max((x.get("burst", 0) for x in sc["contenders"]), default=0) if sc else 0
+    big = max((x.get("burst", 0) for x in sc["contenders"]), default=10_000) if sc else 10_000
     for tier in ("thread", "process"):
         add(
             f"scaling {tier}: x{big} vs x100 per run",
