@@ -48,6 +48,7 @@ from subiso.codec.table import (
 from subiso.errors import SerializationError
 
 _set = object.__setattr__
+_new = object.__new__
 
 
 class Decoder:
@@ -57,7 +58,7 @@ class Decoder:
         self.allow_pickle = allow_pickle
         self.values = msgspec.msgpack.Decoder(ext_hook=self.ext_hook)
         self._decode = self.values.decode
-        self._fast_models: dict[type, bool] = {}
+        self._models: dict[str, tuple[Any, bool]] = {}  # by class name: see _model_class
         decode = self._decode
         self._readers: dict[int, Callable[[memoryview], Any]] = {
             EXT_TUPLE: lambda data: tuple(decode(data)),
@@ -93,27 +94,37 @@ class Decoder:
     # -- readers
     def _model(self, data: memoryview) -> Any:
         name, fields, fields_set, extra, private = self._decode(data)
-        cls = resolve(EXT_PYDANTIC, name)
-        model = cls.__new__(cls)
-        fast = self._fast_models.get(cls)
-        if fast is None:
-            base = sys.modules["pydantic"].BaseModel
-            fast = self._fast_models[cls] = cls.__setstate__ is base.__setstate__
-        if fast:  # pydantic's BaseModel.__setstate__, in place
+        found = self._models.get(name) if type(name) is str else None
+        if found is None:
+            found = self._models[name] = self._model_class(name)
+        cls, fast = found
+        model: Any
+        if fast:  # pydantic's own BaseModel.__new__ and __setstate__, in place
+            model = _new(cls)
             _set(model, "__pydantic_fields_set__", set(fields_set))
             _set(model, "__pydantic_extra__", extra)
             _set(model, "__pydantic_private__", private)
             _set(model, "__dict__", fields)
-        else:
-            model.__setstate__(
-                {
-                    "__dict__": fields,
-                    "__pydantic_fields_set__": set(fields_set),
-                    "__pydantic_extra__": extra,
-                    "__pydantic_private__": private,
-                }
-            )
+            return model
+        model = cls.__new__(cls)
+        model.__setstate__(
+            {
+                "__dict__": fields,
+                "__pydantic_fields_set__": set(fields_set),
+                "__pydantic_extra__": extra,
+                "__pydantic_private__": private,
+            }
+        )
         return model
+
+    @staticmethod
+    def _model_class(name: Any) -> tuple[Any, bool]:
+        """The model class ``name`` names, and whether it keeps pydantic's own construction
+        and ``__setstate__`` (then rebuilt in place)."""
+        cls = resolve(EXT_PYDANTIC, name)
+        base = sys.modules["pydantic"].BaseModel
+        fast = cls.__new__ is _new and cls.__setstate__ is base.__setstate__
+        return cls, fast
 
     def _attributes_of(self, code: int) -> Callable[[memoryview], Any]:
         decode = self._decode
