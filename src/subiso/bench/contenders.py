@@ -139,16 +139,17 @@ def for_workload(
     skipped: dict[str, str],
     *,
     payload: bool = False,
+    lean: bool = False,
 ) -> list[Contender]:
     """The floors, the stdlib peers and ``tiers`` ((label, tier, workers)) for ``w`` at ``c``
     in flight. ``payload``: the bare workers move ``w``'s encoded input and output each way
-    (:func:`payload_floors`) rather than a byte."""
+    (:func:`payload_floors`) rather than a byte. ``lean``: only the contenders targets compare
+    (a quick run): no thread-pool peer, no shared-memory floor."""
     from subiso import GraphConfig
 
     cfg = GraphConfig(graph=w.target, input=w.input)
     graph, value, loop = w.graph, w.input, pools.loop
     out: list[Contender] = []
-    workers = 1 if c == 1 else 2
     if not w.is_async:
         if c == 1:
             out.append(
@@ -167,7 +168,7 @@ def for_workload(
                 )
             )
         if c == 1 and payload:
-            out += payload_floors(pools, w, runs)
+            out += payload_floors(pools, w, runs, shared=not lean)
         elif c == 1:
             bare = pools.bare(w)
             out.append(
@@ -177,22 +178,8 @@ def for_workload(
                     measure.sequential(bare.call, runs),
                 )
             )
-        tpe = pools.pool("thread", workers)
-        name = f"ThreadPoolExecutor({workers}).submit(graph.invoke)"
-        if c == 1:
-            out.append(
-                Contender(
-                    name,
-                    PEER,
-                    measure.sequential(lambda: tpe.submit(graph.invoke, value).result(), runs),
-                )
-            )
-        else:
-            out.append(
-                Contender(
-                    name, PEER, measure.window(lambda: tpe.submit(graph.invoke, value), runs, c)
-                )
-            )
+        if not lean:
+            out.append(_thread_pool_peer(pools, graph, value, c, runs))
     else:
         if c == 1:
             out.append(
@@ -237,6 +224,17 @@ def for_workload(
     return out
 
 
+def _thread_pool_peer(pools: Pools, graph: Any, value: Any, c: int, runs: int) -> Contender:
+    workers = 1 if c == 1 else 2
+    tpe = pools.pool("thread", workers)
+    name = f"ThreadPoolExecutor({workers}).submit(graph.invoke)"
+    if c == 1:
+        return Contender(
+            name, PEER, measure.sequential(lambda: tpe.submit(graph.invoke, value).result(), runs)
+        )
+    return Contender(name, PEER, measure.window(lambda: tpe.submit(graph.invoke, value), runs, c))
+
+
 def _process_pool_peer(
     pools: Pools, w: Workload, c: int, runs: int, skipped: dict[str, str]
 ) -> list[Contender]:
@@ -268,7 +266,7 @@ def _process_pool_peer(
     return [Contender(name, PEER, measure.window(submit, runs, c))]
 
 
-def payload_floors(pools: Pools, w: Workload, runs: int) -> list[Contender]:
+def payload_floors(pools: Pools, w: Workload, runs: int, *, shared: bool = True) -> list[Contender]:
     """Bare worker processes that move ``w``'s encoded input to the worker and its encoded
     output back, with ``graph.invoke`` between and nothing encoded or decoded: through a pipe
     (the floor of the payload targets), and through the process tier's shared-memory ring
@@ -278,9 +276,9 @@ def payload_floors(pools: Pools, w: Workload, runs: int) -> list[Contender]:
     request = codec.encode(w.input)
     reply = codec.encode(w.graph.invoke(w.input))
     out = []
-    for how, shared in (("pipe", False), ("shared memory", True)):
-        bare = pools.bare(w, request=request, reply=reply, shared=shared)
-        if shared and not bare.shared:
+    for how, through_ring in (("pipe", False), ("shared memory", True))[: 1 + shared]:
+        bare = pools.bare(w, request=request, reply=reply, shared=through_ring)
+        if through_ring and not bare.shared:
             continue  # no memfd here: the pipe row stands alone
         out.append(
             Contender(

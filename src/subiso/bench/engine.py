@@ -132,7 +132,9 @@ class Bench:
         *,
         payload: bool = False,
     ) -> list[Contender]:
-        return cs.for_workload(self.pools, w, c, runs, tiers, skipped, payload=payload)
+        return cs.for_workload(
+            self.pools, w, c, runs, tiers, skipped, payload=payload, lean=payload and self.opt.quick
+        )
 
     def run_section(
         self,
@@ -256,8 +258,9 @@ class Bench:
         ``ProcessPoolExecutor(1)`` and the bare workers moving the same bytes."""
         ws = self.workloads()
         runs = 2 if self.opt.quick else 10
-        # a quick run keeps the tiers the targets name (and the thread tier, for scale)
-        names = ("thread", "process") if self.opt.quick else TIERS
+        # a quick run keeps what the targets compare: graph.invoke, the pipe floor,
+        # ProcessPoolExecutor(1) and the process tier
+        names = ("process",) if self.opt.quick else TIERS
         for key in PAYLOADS:
             w = ws[key]
             skipped: dict[str, str] = {}
