@@ -117,8 +117,9 @@ else:  # pragma: no cover
 Writer = Callable[[Any, Callable[[Any], bytes]], "tuple[int, bytes]"]
 
 
-class _NoFragments(Exception):
-    """Bytes to splice met by ormsgpack, which cannot (no Fragment): the pre-pass writes them."""
+class _Unspliced(Exception):
+    """Bytes to splice that ormsgpack could not take as a Fragment (more than 255 levels in
+    them): the packer falls back to its pre-pass, which writes them as a ``Raw``."""
 
 
 class Encoder:
@@ -171,7 +172,7 @@ class Encoder:
                     error = getattr(kept, "error", None)
                     if error is not None:
                         kept.error = None
-                        if type(error) is not _NoFragments:
+                        if type(error) is not _Unspliced:
                             raise error from None
             return _MSGPACK.encode(prepare(obj, depth))
 
@@ -243,7 +244,7 @@ class Encoder:
 
 
 def _write_spliced(spliced: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
-    raise _NoFragments  # only made where ormsgpack has no Fragment: the pre-pass writes it
+    raise _Unspliced
 
 
 # -- writers, one per kind, made once per class ---------------------------------------------------
@@ -431,9 +432,12 @@ def encode(
     """
     enc = encoder(allow_pickle)
     try:
-        if is_message(obj):
-            return enc.pack(message_tree(obj))
-        return enc.pack(obj)
+        if not is_message(obj):
+            return enc.pack(obj)
+        tree = message_tree(obj)
+        if _Fragment is None:  # no splicing in ormsgpack (Python 3.10): msgspec lays it out
+            return _MSGPACK.encode(enc.prepare(tree, 0))
+        return enc.pack(tree)
     except (TooDeep, RecursionError):
         raise SerializationError(f"cannot encode {label}: {DEPTH_MESSAGE}") from None
     except (TypeError, ValueError, OverflowError) as exc:

@@ -37,7 +37,8 @@ except ImportError:  # pragma: no cover
 
 class Spliced:
     """msgpack bytes (a ``msgspec.Raw`` field, or what msgspec wrote for a field) to write as
-    they are, where ormsgpack has no ``Fragment``: the pre-pass writes it as a ``Raw``."""
+    they are, where ormsgpack has no ``Fragment``: the tree then goes through the pre-pass
+    (``Encoder.prepare``), which writes it as a ``Raw``."""
 
     __slots__ = ("data",)
 
@@ -47,8 +48,8 @@ class Spliced:
 
 def splice(raw: Any) -> Any:
     """Bytes of msgpack to write as they are in a tree for ``packb``: an ormsgpack
-    ``Fragment`` (1.13+, Python 3.11+) where it takes them, else a :class:`Spliced` (which
-    sends the tree through ``Encoder.prepare``)."""
+    ``Fragment`` (1.13+, Python 3.11+) where it takes them, else a :class:`Spliced` (one that
+    holds more than 255 levels makes the packer fall back to its pre-pass)."""
     view = memoryview(raw)
     whole = type(view.obj) is bytes and view.nbytes == len(view.obj)
     data: bytes = view.obj if whole else bytes(view)  # type: ignore[assignment]
@@ -89,11 +90,11 @@ def _kind_of(tp: Any) -> int:
         return _VALUE
     if tp is msgspec.Raw:
         return _RAW
-    if isinstance(tp, type):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is None and isinstance(tp, type):  # (a list[Any] passes for a type on 3.10)
         if is_wire_struct(tp):
             return _STRUCT
         return _ATOM if issubclass(tp, _ATOM_TYPES) else _NATIVE
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
         return _ATOM if all(isinstance(a, _ATOM_TYPES) for a in args) else _NATIVE
     kinds = {_kind_of(a) for a in args}
@@ -118,7 +119,7 @@ _NATIVE_STRUCTS: dict[type, bool] = {}
 
 def _struct_types(tp: Any) -> list[type]:
     """The wire Struct classes a field's declared type names (``Offloaded | None``...)."""
-    if isinstance(tp, type):
+    if typing.get_origin(tp) is None and isinstance(tp, type):
         return [tp] if is_wire_struct(tp) else []
     return [c for arg in typing.get_args(tp) for c in _struct_types(arg)]
 
