@@ -288,3 +288,73 @@ def test_graph_config_is_a_msgspec_struct_not_a_dataclass() -> None:
         "timeout",
         "recover",
     ]
+
+
+# -- nesting -------------------------------------------------------------------------------------
+def _nested(depth: int, wrap: Any = lambda v: [v]) -> Any:
+    value: Any = 0
+    for _ in range(depth - 1):
+        value = wrap(value)
+    return wrap(value) if depth else value
+
+
+def test_nesting_is_refused_past_the_limit_and_for_cycles() -> None:
+    import collections
+
+    from subiso.validate import MAX_NESTING, nesting
+
+    nesting(_nested(MAX_NESTING), "f")  # exactly the limit: fine
+    nesting({"wide": [{"k": [i]} for i in range(50_000)]}, "f")
+    with pytest.raises(ConfigError, match=r"^f: nested deeper than 500 levels"):
+        nesting(_nested(MAX_NESTING + 1), "f")
+    for wrap in (lambda v: (v,), lambda v: {"k": v}, lambda v: frozenset([(v,)])):
+        with pytest.raises(ConfigError, match="nested deeper than 500"):
+            nesting(_nested(10_000, wrap), "f")
+    with pytest.raises(ConfigError, match="nested deeper"):  # a container subclass counts too
+        nesting(_nested(MAX_NESTING + 1, lambda v: collections.OrderedDict(k=v)), "f")
+    loop: list[Any] = [1]
+    loop.append([{"back": loop}])
+    with pytest.raises(ConfigError, match=r"^f: contains itself \(a reference cycle\)"):
+        nesting(loop, "f")
+    shared: Any = []
+    for _ in range(200):  # 2**200 paths, 200 distinct lists: measured once each per level
+        shared = [shared, shared]
+    nesting(shared, "f")
+
+
+def test_the_process_tier_leaves_the_nesting_check_to_its_codec(
+    make_executor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process tiers check the input's nesting as a run comes in; the process tier walks
+    nothing (its codec refuses what it cannot carry, and then the field is named)."""
+    import subiso.config
+
+    walked: list[str] = []
+    real = subiso.config.nesting
+
+    def counting(value: Any, field: str, *args: Any) -> None:
+        walked.append(field)
+        real(value, field, *args)
+
+    monkeypatch.setattr(subiso.config, "nesting", counting)
+    state = {"docs": [{"n": i} for i in range(100)]}
+    assert (
+        make_executor("thread", max_workers=1).run(
+            {"graph": "tests.process_workloads:echo", "input": state}
+        )
+        == state
+    )
+    assert "GraphConfig.input" in walked
+    walked.clear()
+    process = make_executor("process", max_workers=1)
+    assert process.run({"graph": "tests.process_workloads:echo", "input": state}) == state
+    assert "GraphConfig.input" not in walked
+    for field in ("input", "context"):
+        with pytest.raises(ConfigError, match=rf"GraphConfig\.{field}: nested deeper than 500"):
+            process.run({"graph": "tests.process_workloads:echo", field: _nested(10_000)})
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(ConfigError, match=r"GraphConfig\.input: contains itself"):
+        process.run({"graph": "tests.process_workloads:echo", "input": loop})
+    deep = _nested(400)
+    assert process.run({"graph": "tests.process_workloads:echo", "input": deep}) == deep

@@ -12,6 +12,7 @@ import heapq
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -69,7 +70,7 @@ class DerivedFuture(cf.Future[T]):
 
     _source: cf.Future[Any] | None = None
 
-    def follow(self, source: cf.Future[Any]) -> None:
+    def follow(self, source: cf.Future[Any] | None) -> None:
         self._source = source
 
     def cancel(self) -> bool:
@@ -97,8 +98,14 @@ def relay(
     its worker. A :class:`DerivedFuture` ``outer`` follows ``inner``'s state as well."""
     if isinstance(outer, DerivedFuture):
         outer.follow(inner)
+    # Neither future may keep the other alive once inner is done (a future keeps its done
+    # callbacks): cancel_inner holds inner weakly and copy stops outer following it, or each
+    # run's result would wait for the cyclic collector, which then has all of them to walk.
+    inner_ref = weakref.ref(inner)
 
     def copy(done: cf.Future[T]) -> None:
+        if isinstance(outer, DerivedFuture):
+            outer.follow(None)
         if done.cancelled():
             cancel_and_notify(outer)
         elif (exc := done.exception()) is not None:
@@ -112,8 +119,9 @@ def relay(
                 settle(outer, value)
 
     def cancel_inner(done: cf.Future[U]) -> None:
-        if done.cancelled() and not inner.cancel() and on_cancel is not None:
-            on_cancel(inner)
+        source = inner_ref()
+        if done.cancelled() and source is not None and not source.cancel() and on_cancel:
+            on_cancel(source)
 
     outer.add_done_callback(cancel_inner)
     inner.add_done_callback(copy)
@@ -127,6 +135,10 @@ def join_all(threads: Iterable[threading.Thread]) -> None:
     for thread in threads:
         if thread is not me:
             thread.join()
+
+
+def _nothing() -> None:
+    pass
 
 
 class Deadline:
@@ -184,6 +196,7 @@ class Deadlines:
 
     def _cancel(self, entry: Deadline) -> None:
         with self._cond:
+            entry.fn = _nothing  # a cancelled entry waits in the heap: not what it would call
             if entry.cancelled:
                 return
             entry.cancelled = True

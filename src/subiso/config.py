@@ -122,8 +122,22 @@ class GraphConfig(
                 "GraphConfig: give either input or resume: a resumed run's input is "
                 "Command(resume=...)"
             )
-        for name in ("input", "resume", "context"):
-            nesting(getattr(self, name), f"GraphConfig.{name}")
+
+    def nesting_error(self) -> ConfigError | None:
+        """The ConfigError for an ``input``, ``resume`` or ``context`` nested deeper than
+        ``validate.MAX_NESTING`` levels or holding itself (naming the field), or None.
+
+        Not checked at construction (a GraphConfig is built again wherever it is decoded): an
+        executor checks as a run comes in, where the graph would run on these very objects.
+        The process tier does not walk them: its codec refuses a value it cannot carry while
+        it encodes it, and asks this for the field to name.
+        """
+        try:
+            for name in ("input", "resume", "context"):
+                nesting(getattr(self, name), f"GraphConfig.{name}")
+        except ConfigError as exc:
+            return exc
+        return None
 
     @property
     def is_resume(self) -> bool:

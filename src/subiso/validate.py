@@ -7,11 +7,13 @@ Each takes the value and ``field``, the name the message starts with (``"GraphCo
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import re
 import reprlib
 from collections.abc import Callable, Iterator
+from itertools import compress
 from typing import Any
 
 from subiso.errors import ConfigError
@@ -95,18 +97,53 @@ MAX_NESTING = 500
 _CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
+class _ContainerTypes(dict[type, bool]):
+    """type -> whether :func:`nesting` descends into its instances (a Python call per new type,
+    a C dict lookup from then on)."""
+
+    def __missing__(self, cls: type) -> bool:
+        self[cls] = found = issubclass(cls, _CONTAINERS)
+        return found
+
+
+_IS_CONTAINER = _ContainerTypes()
+
+
+def nesting(value: Any, field: str, limit: int = MAX_NESTING) -> None:
+    """Refuse a value whose containers (dict, list, tuple, set) nest deeper than ``limit``
+    levels, or contain themselves.
+
+    Measured a level at a time with no Python code per item: ``gc.get_referents`` lists what
+    the containers of one level hold, C iterators keep the containers among them (by a cached
+    lookup of their types) and drop repeats (a container held twice is measured once per
+    level). So it costs a few C passes over the state, not a Python walk, and can neither
+    recurse, loop nor blow up. A value that goes past ``limit`` levels this way is walked
+    again exactly (:func:`_fault`) to name what is wrong: a cycle, or the depth.
+    """
+    is_container = _IS_CONTAINER.__getitem__
+    if not is_container(type(value)):
+        return
+    level = [value]
+    for _ in range(limit):
+        held = gc.get_referents(*level)
+        level = list(compress(held, map(is_container, map(type, held))))
+        if not level:
+            return
+        if len(level) > 1:
+            level = list(dict(zip(map(id, level), level, strict=True)).values())
+    _fault(value, field, limit)
+
+
 def _items(container: Any) -> Iterator[Any]:
     if isinstance(container, dict):
         return itertools.chain.from_iterable(container.items())
     return iter(container)
 
 
-def nesting(value: Any, field: str, limit: int = MAX_NESTING) -> None:
-    """Refuse a value whose containers (dict, list, tuple, set) nest deeper than ``limit``
-    levels, or contain themselves. Iterative and linear in the number of distinct containers
-    (a container met twice is measured once), so it can neither recurse, loop nor blow up."""
-    if not isinstance(value, _CONTAINERS):
-        return
+def _fault(value: Any, field: str, limit: int) -> None:
+    """The exact walk, in Python, for a value :func:`nesting` found past ``limit``: raises the
+    ConfigError naming a reference cycle or the depth. Iterative and linear in the number of
+    distinct containers (a container met twice is measured once)."""
     heights: dict[int, int] = {}  # id -> levels from that container down (itself is 1)
     path = {id(value)}
     # a frame: [container, the rest of its items, its height so far]; depth = len(stack)

@@ -6,13 +6,15 @@ Imports nothing heavy: the engine loads when the command runs.
 from __future__ import annotations
 
 import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
 import click
 
 from subiso.cli._app import SafePath, main
 
-SECTIONS = ("trivial", "cpu", "io", "messages", "demo", "scaling", "fresh")
+SECTIONS = ("trivial", "cpu", "io", "payload", "demo", "scaling", "fresh")
 #: Run only when named in --sections (they start servers: see subiso.bench.serve).
 EXTRA_SECTIONS = ("serve",)
 
@@ -26,7 +28,9 @@ EXTRA_SECTIONS = ("serve",)
     "out_dir",
     type=SafePath(file_okay=False),
     default=None,
-    help="Directory for results.json/results.md/*.png (default: benchmarks/results/<python-tag>/).",
+    help="Directory for results.json/results.md/*.png (default: benchmarks/results/<python-tag>/ "
+    "for a full run of every section; a new scratch directory for --quick or --sections, which "
+    "never overwrite the committed results).",
 )
 @click.option(
     "--sections",
@@ -66,16 +70,18 @@ def bench(
 ) -> None:
     """Benchmark the tiers next to the peers a user would pick instead.
 
-    Tiers x workloads (trivial graph, CPU-bound @offload node, asyncio.sleep fan-out, 1 MB of
-    messages, the contract-review demo) x concurrency, each compared in interleaved rounds with
-    graph.invoke/batch/abatch on the caller, stdlib Thread/Process/InterpreterPoolExecutor and
-    anyio.to_process/to_interpreter; plus cost per run as bursts grow and a fresh executor's
-    first result and memory. Run it from the repository root (tests/ and examples/ hold two of
-    the workloads). Writes results.json, results.md and PNG plots (with matplotlib).
+    Tiers x workloads (trivial graph, CPU-bound @offload node, asyncio.sleep fan-out, payload
+    states of 1 MB of messages, 10 MB of documents and 2,000 short messages, the
+    contract-review demo) x concurrency, each compared in interleaved rounds with
+    graph.invoke/batch/abatch on the caller, bare worker processes, stdlib
+    Thread/Process/InterpreterPoolExecutor and anyio.to_process/to_interpreter; plus cost per
+    run as bursts grow and a fresh executor's first result and memory. Run it from the
+    repository root (tests/ and examples/ hold two of the workloads). Prints the targets;
+    writes results.json, results.md (every table) and PNG plots (with matplotlib).
     """
     from subiso.bench.engine import Bench, Options, find_root, python_tag
     from subiso.bench.readme import update
-    from subiso.bench.report import target_table, write
+    from subiso.bench.report import WIDTH, terminal_summary, write
 
     if readme_only:
         root = find_root()
@@ -97,24 +103,23 @@ def bench(
             quick=quick, sections=chosen, rounds=rounds, node_ms=node_ms, progress=not no_progress
         )
     )
-    if out_dir is None:
-        base = engine.root or Path.cwd()
-        out = base / "benchmarks" / "results" / python_tag()
-    else:
+    full = not quick and set(SECTIONS) <= set(chosen)
+    if out_dir is not None:
         out = Path(out_dir)
+    elif full:
+        out = (engine.root or Path.cwd()) / "benchmarks" / "results" / python_tag()
+    else:  # a smoke run or a few sections: never over the committed full results
+        out = Path(tempfile.mkdtemp(prefix=f"subiso-bench-{python_tag()}-"))
     result = engine.run()
     written = write(result, out)
-    click.echo(
-        f"subiso bench {result['python']['tag']}: {result['wall_s']:.0f} s, results in {out}"
-    )
-    click.echo(target_table(result))
+    click.echo(terminal_summary(result, out))
     for note in result["notes"]:
-        click.echo(f"note: {note}")
+        click.echo(textwrap.fill(f"note: {note}", WIDTH, subsequent_indent="  "))
     for path in written:
         click.echo(f"wrote {path}", err=True)
-    full = out_dir is None and not quick and set(SECTIONS) <= set(chosen)
     if (
         full
+        and out_dir is None
         and engine.root
         and update(engine.root / "README.md", engine.root / "benchmarks" / "results")
     ):

@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from subiso.bench import peers
+from subiso.bench.contenders import forkserver, raw_interpreter_pool
 from subiso.bench.cpu import burn
-from subiso.bench.engine import forkserver, raw_interpreter_pool
 from subiso.bench.measure import tree_rss_kib
 
 TARGET = "subiso.bench.workloads:cpu_graph"

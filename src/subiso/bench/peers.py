@@ -37,30 +37,57 @@ def invoke(target: str, value: Any, is_async: bool) -> Any:
     return graph.invoke(value)
 
 
-def pipe_worker(conn: Any, path: list[str], target: str, value: Any) -> None:
-    """The physical floor of running a graph in another process: read a byte from a pipe, call
-    ``graph.invoke(value)``, write a byte back. Nothing is encoded, nothing decoded, nothing
-    reported; what a process tier cannot go below on this machine."""
+def pipe_worker(conn: Any, path: list[str], target: str, value: Any, reply: bytes) -> None:
+    """The physical floor of running a graph in another process: read a frame from a pipe,
+    call ``graph.invoke(value)``, write ``reply`` back. Nothing is encoded, nothing decoded,
+    nothing reported; what a process tier cannot go below on this machine."""
     init_worker(path, [target])
     graph = _graph(target)
-    while conn.recv_bytes():
+    while len(conn.recv_bytes()):
         graph.invoke(value)
-        conn.send_bytes(b"k")
+        conn.send_bytes(reply)
 
 
 class PipeWorker:
-    """Host side of :func:`pipe_worker`: ``call()`` is one round trip with the graph run."""
+    """Host side of :func:`pipe_worker`: ``call()`` is one round trip with the graph run.
 
-    def __init__(self, ctx: Any, target: str, value: Any) -> None:
-        self._conn, child = ctx.Pipe()
+    By default a byte travels each way; give ``request`` and ``reply`` (a workload's encoded
+    input and output) to move the bytes a process tier moves, through a plain pipe or, with
+    ``shared=True``, through the process tier's own run pipe (frames of 64 KiB or more in
+    shared memory, see :mod:`subiso.executors.process.transport`). ``shared`` says whether
+    that pipe has shared memory here."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        target: str,
+        value: Any,
+        *,
+        request: bytes = b"x",
+        reply: bytes = b"k",
+        shared: bool = False,
+    ) -> None:
+        if shared:
+            from subiso.executors.process.transport import FramePipe, run_pipe
+
+            self._conn, child, started = run_pipe(ctx)
+            self.shared = isinstance(self._conn, FramePipe)
+        else:
+            self._conn, child = ctx.Pipe()
+            started, self.shared = child.close, False
+        self._request = request
         self._process = ctx.Process(
-            target=pipe_worker, args=(child, list(sys.path), target, value), daemon=True
+            target=pipe_worker,
+            args=(child, list(sys.path), target, value, reply),
+            daemon=True,
         )
-        self._process.start()
-        child.close()
+        try:
+            self._process.start()
+        finally:
+            started()
 
     def call(self) -> None:
-        self._conn.send_bytes(b"x")
+        self._conn.send_bytes(self._request)
         self._conn.recv_bytes()
 
     def shutdown(self) -> None:

@@ -52,6 +52,12 @@ def _sec(section: str, workload: str, concurrency: int) -> Callable[[Result], bo
     )
 
 
+def _payload(workload: str) -> Callable[[Result], bool]:
+    """A payload workload, one run at a time (results before the ``payload`` section held the
+    1 MB of messages in a section of that name)."""
+    return lambda s: s["section"] in ("payload", workload) and s["workload"] == workload
+
+
 #: (column heading, section predicate, contender name for a tier)
 COLUMNS: list[tuple[str, Callable[[Result], bool], Callable[[str], str]]] = [
     (
@@ -70,7 +76,9 @@ COLUMNS: list[tuple[str, Callable[[Result], bool], Callable[[str], str]]] = [
         }.get(t, t),
     ),
     ("256 `asyncio.sleep` runs in flight: time x `graph.abatch`", _sec("io", "io", 256), str),
-    ("1 MB of messages: time x `graph.invoke`", _sec("messages", "messages", 1), str),
+    ("1 MB of messages: time x `graph.invoke`", _payload("messages"), str),
+    ("10 MB state: time x `graph.invoke`", _payload("state-10mb"), str),
+    ("2,000 short messages: time x `graph.invoke`", _payload("many-small"), str),
     (
         "fresh executor, first CPU-bound result: time x process tier",
         lambda s: s["section"] == "fresh",

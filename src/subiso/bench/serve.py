@@ -198,7 +198,8 @@ def ok_under_load(url: str, cpu_x: int, runs: int = 4) -> measure.Round:
 # -- the section ------------------------------------------------------------------------------------
 def section(bench: Any) -> None:
     """Add the serve sections to ``bench`` (a :class:`subiso.bench.engine.Bench`)."""
-    from subiso.bench.engine import PEER, TIER, Section
+    from subiso.bench.contenders import PEER, TIER
+    from subiso.bench.rounds import Section
 
     root = bench.root
     config = root / "tests" / "serve_app" / "langgraph.json" if root else None

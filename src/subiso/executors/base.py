@@ -147,6 +147,10 @@ class Executor(TierHooks):
                 f"{self.boundary}, so pass its import path 'pkg.mod:attr', not a "
                 f"{type(cfg.graph).__name__} object"
             )
+        if not self.codec_checks_nesting:
+            refused = cfg.nesting_error()
+            if refused is not None:
+                raise refused
         if (cfg.timeout is None and self.timeout is not None) or (
             cfg.checkpointer is None and self.checkpointer is not None
         ):

@@ -73,6 +73,10 @@ class TierHooks(abc.ABC):
     #: itself: a compiled graph object cannot be passed there (``boundary`` names where).
     crosses_boundary: ClassVar[bool] = False
     boundary: ClassVar[str] = "process"
+    #: True when every run's input crosses through ``subiso.codec``, which refuses a value
+    #: nested too deep (or holding itself) while it encodes it: ``prepare`` then leaves that
+    #: check to the codec instead of walking the input first (``GraphConfig.nesting_error``).
+    codec_checks_nesting: ClassVar[bool] = False
 
     @classmethod
     def availability(cls, caps: Capabilities) -> tuple[bool, str]:

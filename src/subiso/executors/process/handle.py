@@ -42,6 +42,7 @@ from subiso.executors.process.main_module import (
     refuse_start_while_importing_main,
     worker_entry,
 )
+from subiso.executors.process.transport import run_pipe
 from subiso.observe.records import replay
 from subiso.report import RunResult
 from subiso.runtime.call import Call
@@ -105,6 +106,7 @@ class PendingRun:
     """One submitted run, from submit until its future resolves."""
 
     __slots__ = (
+        "__weakref__",
         "assignment",
         "call",
         "direct",
@@ -263,7 +265,7 @@ class WorkerHandle:
         refuse_start_while_importing_main("a ProcessExecutor's worker processes")
         if start_method == "forkserver":
             _configure_forkserver(ctx)
-        parent, child = ctx.Pipe(duplex=True)
+        parent, child, started = run_pipe(ctx)  # large frames through shared memory
         control_r, control_w = ctx.Pipe(duplex=False)
         self.conn, self.control = parent, control_w
         self.frames_read = ctx.RawValue("Q", 0)
@@ -277,7 +279,7 @@ class WorkerHandle:
             with _START_LOCK, children_allowed(process), main_not_inherited():
                 process.start()
         finally:
-            child.close()  # the worker's ends: only the worker keeps them open
+            started()  # the worker's ends: only the worker keeps them open
             control_r.close()
         self.process, self.pid = process, process.pid
         while True:  # what it logs while starting comes first

@@ -127,6 +127,7 @@ class ProcessExecutor(Executor):
 
     tier = "process"
     crosses_boundary = True
+    codec_checks_nesting = True
 
     @classmethod
     def availability(cls, caps: Capabilities) -> tuple[bool, str]:
@@ -299,7 +300,8 @@ class ProcessExecutor(Executor):
             frame = codec.encode(wire.RunOut(rid, call, window), label="state", part=call.cfg.input)
         except Exception as exc:
             failed = PendingRun(rid, call, b"", 0.0)
-            settle(failed.future, exc=exc)
+            # a value too deep for the codec: the ConfigError naming its field
+            settle(failed.future, exc=call.cfg.nesting_error() or exc)
             return failed
         pending = PendingRun(rid, call, frame, time.perf_counter() - start, events)
         pending.direct = direct  # a wish until _assign_locked grants it
@@ -307,7 +309,8 @@ class ProcessExecutor(Executor):
             if self._closing:
                 raise ExecutorClosed(f"cannot run on a closed {type(self).__name__}")
             sends = self._dispatch_locked(pending)
-        pending.future.add_done_callback(lambda f: self._on_future_done(pending, f))
+        ref = weakref.ref(pending)
+        pending.future.add_done_callback(lambda f: self._on_future_done(ref(), f))
         self._send_all(sends)
         return pending
 
@@ -387,8 +390,9 @@ class ProcessExecutor(Executor):
         worker.in_flight[pending.rid] = pending
         worker.dispatched += 1
         worker.exclusive = pending.exclusive
-        if pending.timeout is not None:
-            self._schedule_locked(pending.timeout, "timeout", (pending, pending.assignment))
+        if pending.timeout is not None:  # the timer holds the run weakly: not its result
+            subject = (weakref.ref(pending), pending.assignment)
+            self._schedule_locked(pending.timeout, "timeout", subject)
         if self.max_tasks_per_worker and worker.dispatched >= self.max_tasks_per_worker:
             self._retire_locked(worker)
         if pending.direct:  # the caller asked to read its own reply
@@ -463,9 +467,9 @@ class ProcessExecutor(Executor):
             sends = self._dispatch_locked(pending)
         self._send_all(sends)
 
-    def _on_future_done(self, pending: PendingRun, future: cf.Future[RunResult]) -> None:
+    def _on_future_done(self, pending: PendingRun | None, future: cf.Future[RunResult]) -> None:
         """A caller cancelled the run: drop it from the queue or cancel it in its worker."""
-        if not future.cancelled():
+        if not future.cancelled() or pending is None:
             return
         with self._lock:
             worker = pending.worker
@@ -753,7 +757,10 @@ class ProcessExecutor(Executor):
 
     def _fire_locked(self, kind: str, subject: Any) -> list[Callable[[], None]]:
         if kind in ("timeout", "kill"):
-            pending, assignment = subject
+            ref, assignment = subject
+            pending = ref()
+            if pending is None:  # the run is over and let go
+                return []
             worker = pending.worker
             if (
                 worker is None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import faulthandler
+import gc
 import importlib
 import os
 import queue
@@ -425,6 +426,10 @@ def worker_main(
         on_lag=channel.send_lag,
     )
     preload_error = preload_modules(runtime, settings.preload)
+    # What is loaded by now (subiso, langgraph, the preloads) lives as long as the worker: a full
+    # collection need not walk it (a run decoding thousands of objects triggers them; 70-120 ms
+    # pauses with LangGraph loaded, measured, before this).
+    gc.freeze()
     worker = LoopWorker(runtime, name="subiso-process-loop", inbox=PipeInbox(channel, frames_read))
     worker.loop.set_default_executor(pool)
     channel.worker = worker
