@@ -36,7 +36,9 @@ def _messages() -> list[tuple[Any, Any, Any]]:
     report = RunReport(
         tier="process",
         pid=1,
-        thread_id=2,
+        os_thread_id=2,
+        thread_id="t-1",
+        run_id="r-1",
         offloaded=Offloaded(calls=1, interpreter_ids=(3, 4), interp_s=0.1, transfer_s=0.2),
     )
     output = codec.encode({"out": (1, "a")})
