@@ -18,10 +18,14 @@ Dispatch is work-conserving: the least-busy ready worker gets the run at once (s
 already in the pipe when the worker turns to it; async runs interleave on its loop, as in the
 thread tier), the pool grows in the background while every worker is busy, and a worker that
 runs out of work takes back half of the runs still waiting unread in the pipe of the most
-backed-up worker (``_steal_locked``), so no worker idles while another has a backlog, whatever
-the run lengths or core speeds. Each worker counts the frames it has read in shared memory, which
+backed-up worker, so no worker idles while another has a backlog, whatever the run lengths or
+core speeds (the rules, as plain functions: :mod:`.dispatch`). Each worker counts the frames it has read in shared memory, which
 tells the host, without a message per run, which runs a worker has not started. A run whose
 thread keeps its checkpoints in the worker (``"memory"``) stays with that worker.
+
+The executor's parts: this module is its face and its dispatch; :mod:`.pool` is the worker
+pool's life, :mod:`.replies` reads replies, :mod:`.timers` holds timeouts and kill grace,
+:mod:`.state` declares what they share.
 
 Failure handling - a worker that dies is replaced, and its runs are triaged (``triage``):
 
@@ -56,61 +60,53 @@ at import time, the run fails with a ``ConfigError`` saying to put the executor 
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import concurrent.futures as cf
-import contextlib
 import itertools
-import logging
 import multiprocessing
 import multiprocessing.util  # (registers its atexit join before ours, so ours runs first)
 import os
-import select
-import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import msgspec
 from typing_extensions import Unpack
 
 from subiso import codec
 from subiso._capabilities import Capabilities
-from subiso._futures import Deadlines, cancel_and_notify, join_all, settle
+from subiso._futures import Deadlines, cancel_and_notify, settle
 from subiso.config import GraphConfig
-from subiso.errors import ConfigError, ExecutorClosed, RunTimeout, WorkerCrashed
+from subiso.errors import ConfigError, ExecutorClosed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
 from subiso.executors.base import Executor, SharedOptions
-from subiso.executors.hooks import TIMEOUT_GRACE_S
 from subiso.executors.process import wire
+from subiso.executors.process.dispatch import choose_worker, runs_to_steal
 from subiso.executors.process.handle import (
     CAN_PARK,
     PendingRun,
     StartMethod,
     WorkerHandle,
     default_start_method,
-    describe_exit,
     send_control,
     start_context,
 )
 from subiso.executors.process.handle import WorkerState as S
-from subiso.executors.process.triage import triage
-from subiso.observe.log import for_run, logger_for
+from subiso.executors.process.pool import WorkerPool
+from subiso.executors.process.replies import ReplyReader
+from subiso.executors.process.state import Send
+from subiso.executors.process.timers import RunTimers
 from subiso.observe.metrics import WorkerStats
-from subiso.observe.records import host_levels, replay
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.validate import positive_int, seconds
 
-Send = tuple[WorkerHandle, bytes, PendingRun | None]
 _LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
     """Run each GraphConfig in one of ``max_workers`` warm worker processes.
 
     Options: ``max_workers`` (default: CPU count), ``timeout`` and ``checkpointer`` (defaults
@@ -182,98 +178,6 @@ class ProcessExecutor(Executor):
         if prestart:
             self._prestart()
 
-    # -- starting workers ----------------------------------------------------------------------
-    def _prestart(self) -> None:
-        with self._lock:
-            workers = [self._spawn_locked() for _ in range(self.max_workers)]
-            while any(w.state is S.STARTING and w in self._workers for w in workers):
-                self._changed.wait()
-        problems = [w.preload_error or w.start_error for w in workers]
-        problem = next((p for p in problems if p), None)
-        if problem is not None:
-            self.close(wait=True, cancel_pending=True)
-            raise ConfigError(f"{type(self).__name__}: {problem}")
-
-    def _spawn_locked(self) -> WorkerHandle:
-        worker = WorkerHandle(next(self._indexes))
-        worker.thread = threading.Thread(
-            target=self._worker_life,
-            args=(worker,),
-            name=f"subiso-process-{worker.index}",
-            daemon=True,
-        )
-        self._workers.append(worker)
-        self._threads.append(worker.thread)
-        worker.thread.start()
-        return worker
-
-    def _active_count_locked(self) -> int:
-        return sum(1 for w in self._workers if w.state in (S.STARTING, S.SERVING))
-
-    def _worker_life(self, worker: WorkerHandle) -> None:
-        """The worker's reader thread: start the process, read its replies, bury it."""
-        try:
-            hello = worker.start_process(self._ctx, self.start_method, self._worker_settings())
-        except BaseException as exc:
-            if worker.process is not None and worker.process.is_alive():
-                worker.process.kill()  # half-started: never leave it behind
-                worker.process.join()
-            self._on_start_failed(worker, f"could not start a worker process: {exc}")
-            return
-        try:
-            self._on_ready(worker, hello)
-            self._read_replies(worker)
-        except BaseException as exc:  # a bug here must not strand the worker's runs
-            worker.kill_reason = f"was killed by subiso after a host-side error: {exc!r}"
-            worker.process.kill()
-            raise
-        finally:
-            self._on_exit(worker)
-
-    def _worker_settings(self) -> wire.WorkerSettings:
-        return wire.WorkerSettings(
-            sys_path=list(sys.path),
-            cwd=os.getcwd(),
-            env=dict(os.environ),
-            preload=list(self.preload),
-            kill_grace=self.kill_grace,
-            worker_init=self.worker_init,
-            log_levels=host_levels(),
-            loop_block_threshold=self.loop_block_threshold,
-        )
-
-    def _on_start_failed(self, worker: WorkerHandle, reason: str) -> None:
-        worker.start_error = reason
-        worker.close_pipes()
-        with self._lock:
-            self._workers.remove(worker)
-            orphans: list[PendingRun] = []
-            if all(w.state is S.STARTING for w in self._workers):
-                orphans, self._queue = list(self._queue), deque()
-            self._changed.notify_all()
-        for pending in orphans:
-            settle(pending.future, exc=WorkerCrashed(f"run of {pending.graph!r}: {reason}"))
-
-    def _on_ready(self, worker: WorkerHandle, hello: wire.Hello) -> None:
-        worker.preload_error = hello.preload_error
-        if self._exiting:  # started while the interpreter exits: multiprocessing would join it
-            _kill(worker)
-            return
-        if CAN_PARK:
-            worker.poller = select.poll()
-            worker.poller.register(worker.conn.fileno(), select.POLLIN)  # type: ignore[union-attr]
-            worker.park_poller = select.poll()
-            worker.park_poller.register(worker.wake_r, select.POLLIN)
-            worker.park_poller.register(worker.process.sentinel, select.POLLIN)
-        with self._lock:
-            worker.receiver = threading.get_ident()  # this reader thread, from now on
-            worker.state = S.SERVING
-            sends = self._drain_queue_locked()
-            sends += self._maybe_stop_locked(worker)
-            self._changed.notify_all()
-        self._send_all(sends)
-
-    # -- dispatch ------------------------------------------------------------------------------
     def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         return self._start(call, direct=False, events=events).future
 
@@ -314,60 +218,10 @@ class ProcessExecutor(Executor):
         self._send_all(sends)
         return pending
 
-    def _receive_own_reply(self, pending: PendingRun) -> None:
-        """Read replies on the calling thread until ``pending``'s arrives, then hand back."""
-        worker = pending.worker
-        assert worker is not None and worker.conn is not None
-        conn = worker.conn
-        eof = False
-        try:
-            while not pending.future.done():
-                # wait until readable (an interrupt here consumes nothing), or until the run's
-                # deadline has settled its future: then the reader thread takes over
-                if not worker.poller.poll(_poll_ms(pending)):
-                    continue
-                try:
-                    frame = conn.recv_bytes()
-                except (EOFError, OSError):
-                    eof = True
-                    return
-                except BaseException:
-                    # Interrupted part-way through a frame: the stream is out of step.
-                    worker.kill_reason = (
-                        "was killed by subiso: a host thread reading its reply was interrupted "
-                        "part-way through a message"
-                    )
-                    _kill(worker)
-                    eof = True
-                    raise
-                self._on_frame(worker, frame, time.perf_counter())
-        finally:
-            with self._lock:
-                if not pending.nested:
-                    worker.receiver = None
-                if eof:
-                    worker.eof = worker.broken = True
-                if pending.direct and pending.rid in worker.in_flight:
-                    pending.direct = False  # interrupted: the reader thread takes it over
-                    worker.direct -= 1
-                worker.poke()
-
     def _dispatch_locked(self, pending: PendingRun) -> list[Send]:
-        """Give the run to its thread's worker (see ``affinity``), else the least-busy serving
-        worker, or queue it until one is ready (an exclusive run: until one is idle)."""
-        best = None
-        if not pending.exclusive:
-            best = self._affinity.preferred(
-                pending.thread_id, self._load_locked, pinned=pending.pinned()
-            )
-        if best is None:
-            for w in self._workers:
-                if not w.serving or w.exclusive or (pending.exclusive and w.in_flight):
-                    continue
-                if best is None or len(w.in_flight) < len(best.in_flight):
-                    best = w
-            if best is not None:
-                self._affinity.remember(pending.thread_id, best)
+        """Give the run to the worker the policy chooses (:func:`.dispatch.choose_worker`), or
+        queue it until one is ready; grow the pool while every worker is busy."""
+        best = choose_worker(pending, self._workers, self._affinity)
         grow = not self._exiting and self._active_count_locked() < self.max_workers
         if (best is None or best.in_flight) and grow:
             self._spawn_locked()  # grow in the background; this run does not wait for it
@@ -376,11 +230,6 @@ class ProcessExecutor(Executor):
             self._queue.append(pending)
             return []
         return self._assign_locked(best, pending)
-
-    def _load_locked(self, worker: WorkerHandle) -> int | None:
-        if worker.serving and not worker.exclusive and worker in self._workers:
-            return len(worker.in_flight)
-        return None
 
     def _assign_locked(self, worker: WorkerHandle, pending: PendingRun) -> list[Send]:
         pending.worker = worker
@@ -419,23 +268,13 @@ class ProcessExecutor(Executor):
         return sends
 
     def _steal_locked(self, thief: WorkerHandle) -> list[Callable[[], None]]:
-        """``thief`` has nothing to do: take back half of the runs waiting unread in the pipe
-        of the most backed-up worker; each comes back ``Cancelled`` and is dispatched again
+        """``thief`` has nothing to do: take back the runs the policy picks
+        (:func:`.dispatch.runs_to_steal`); each comes back ``Cancelled`` and is dispatched again
         (to ``thief``, idle). A run the worker starts meanwhile just runs there."""
-        if self._closing or self._queue or thief.in_flight or not thief.serving or thief.exclusive:
+        if self._closing or self._queue:
             return []
-        victim: WorkerHandle | None = None
-        loot: list[PendingRun] = []
-        for w in self._workers:
-            if w is thief or w.state is S.STOPPING or w.broken:
-                continue
-            runs = w.waiting()
-            if len(runs) > len(loot):
-                victim, loot = w, runs
-        if victim is None:
-            return []
-        loot.sort(key=lambda p: p.seq)
-        return _take_back(victim, loot[len(loot) // 2 :])  # the newest half: read last
+        found = runs_to_steal(thief, self._workers)
+        return [] if found is None else _take_back(*found)
 
     def _send_all(self, sends: list[Send]) -> None:
         for worker, frame, pending in sends:
@@ -507,291 +346,6 @@ class ProcessExecutor(Executor):
         """Take back every run waiting unread in a retired worker's pipe (they go elsewhere)."""
         return _take_back(worker, worker.waiting())
 
-    # -- replies ---------------------------------------------------------------------------------
-    def _read_replies(self, worker: WorkerHandle) -> None:
-        """The reader thread's loop: read while needed, park while callers read themselves."""
-        conn = worker.conn
-        assert conn is not None
-        me = threading.get_ident()
-        while True:
-            try:
-                frame = conn.recv_bytes()
-            except (EOFError, OSError):
-                return
-            self._on_frame(worker, frame, time.perf_counter())
-            with self._lock:
-                if not worker.wants_direct or worker.needs_reader():
-                    continue
-                worker.wants_direct = False
-                worker.receiver = None
-                if not self._park_locked(worker):
-                    return
-                worker.receiver = me
-
-    def _park_locked(self, worker: WorkerHandle) -> bool:
-        """Wait, lock released, until the reader is needed again (True) or a caller saw the
-        worker's end close (False). Watches the process meanwhile: if it dies, the reader
-        reads its end (unless a caller is reading, who will see it) and buries it."""
-        worker.parked = True
-        try:
-            while not worker.eof:
-                if worker.receiver is None and worker.needs_reader():
-                    return True
-                self._lock.release()
-                try:
-                    events = worker.park_poller.poll()
-                finally:
-                    self._lock.acquire()
-                for fd, _ in events:
-                    if fd == worker.wake_r:
-                        os.read(worker.wake_r, 512)
-                        worker.poked = False
-                    else:  # the process ended: read its end, then bury it
-                        worker.park_poller.unregister(fd)
-                        worker.broken = True
-            return False
-        finally:
-            worker.parked = False
-
-    def _on_frame(self, worker: WorkerHandle, frame: bytes, t_recv: float) -> None:
-        """Settle the run a reply frame answers, or pass on an event (on whichever thread is
-        the receiver)."""
-        msg = worker.decoder.decode(frame)
-        if isinstance(msg, wire.Event):
-            self._on_event(worker, msg)
-            return
-        if isinstance(msg, wire.Log):
-            replay(msg.record)
-            return
-        if isinstance(msg, wire.LoopLag):
-            self._meter.lag(msg.lag_s, worker)
-            return
-        with self._lock:
-            pending = worker.in_flight.pop(msg.rid, None)
-            if pending is not None and pending.direct:
-                worker.direct -= 1
-            if pending is not None and pending.exclusive:
-                worker.exclusive = pending.exclusive = False
-            sends = self._after_run_locked(worker, msg)
-            steals = self._steal_locked(worker) if not sends else []
-        self._send_all(sends)
-        for steal in steals:
-            steal()
-        if pending is not None:
-            self._complete(pending, msg, t_recv)
-
-    def _on_event(self, worker: WorkerHandle, msg: wire.Event) -> None:
-        """Hand one event to its run's channel; never blocks this reader (the worker sends no
-        more than the credit the consumer gave back)."""
-        pending = worker.in_flight.get(msg.rid)
-        if pending is None or pending.events is None:
-            return
-        events = pending.events
-        if events.on_taken is None:
-            events.on_taken = _CreditReturn(worker, msg.rid, events.maxsize)
-        try:
-            event = codec.decode(msg.payload, label=f"an event of {pending.graph!r}")
-        except Exception as exc:  # an event that cannot be rebuilt fails the run
-            settle(pending.future, exc=exc)
-            send_control(worker, wire.Cancel(msg.rid))
-            return
-        events.put_nowait(event)
-
-    def _after_run_locked(self, worker: WorkerHandle, msg: Any) -> list[Send]:
-        if isinstance(msg, wire.Failed) and msg.tainted and worker.state is S.SERVING:
-            self._retire_locked(worker)
-        sends = self._maybe_stop_locked(worker)
-        if self._queue and not worker.in_flight and worker.serving:
-            sends += self._drain_queue_locked()  # runs waiting for an idle worker
-        return sends
-
-    def _complete(self, pending: PendingRun, msg: Any, t_recv: float) -> None:
-        if isinstance(msg, wire.Done):
-            start = time.perf_counter()
-            try:
-                output = codec.decode(msg.output, label=f"the output of {pending.graph!r}")
-            except Exception as exc:
-                settle(pending.future, exc=exc)
-                return
-            host_decode = time.perf_counter() - start
-            report = msgspec.structs.replace(
-                msg.report,
-                selected_by=self.selected_by,
-                encode_s=pending.encode_s + msg.encode_s,
-                decode_s=msg.decode_s + host_decode,
-                transfer_s=max(0.0, t_recv - pending.t_sent - msg.span_s),
-            )
-            settle(pending.future, RunResult(output, report))
-        elif isinstance(msg, wire.Failed):
-            error = codec.exception_from_wire(msg.error)
-            if pending.timed_out and isinstance(error, (asyncio.CancelledError, RunTimeout)):
-                if isinstance(error, asyncio.CancelledError):  # its worker logged "cancelled"
-                    error = self._timeout_error(pending, killed=False)
-                    _for_run(pending, logging.WARNING, "timeout: %s", error, outcome="timeout")
-                else:
-                    error = self._timeout_error(pending, killed=False)
-            elif isinstance(error, asyncio.CancelledError):
-                cancel_and_notify(pending.future)
-                return
-            settle(pending.future, exc=error)
-        elif pending.timed_out:  # Cancelled: it never started within its timeout
-            error = self._timeout_error(pending, killed=False)
-            _for_run(pending, logging.WARNING, "timeout: %s", error, outcome="timeout")
-            settle(pending.future, exc=error)
-        elif pending.stealing and not pending.future.done():  # taken back: dispatch it again
-            self._send_again(pending)
-        else:
-            cancel_and_notify(pending.future)
-
-    def _send_again(self, pending: PendingRun, call: Call | None = None) -> None:
-        """Dispatch a run that left its worker unfinished (taken back, or its worker died)."""
-        if self._exiting:
-            settle(pending.future, exc=ExecutorClosed("the interpreter is exiting"))
-            return
-        if call is not None:
-            pending.call = call
-        pending.stealing = pending.direct = False
-        try:
-            pending.frame = codec.encode(wire.RunOut(pending.rid, pending.call, pending.window))
-        except Exception as exc:  # it encoded once; never leave its future unresolved
-            settle(pending.future, exc=exc)
-            return
-        with self._lock:
-            if pending.future.done():
-                return
-            sends = self._dispatch_locked(pending)
-        self._send_all(sends)
-
-    def _timeout_error(self, pending: PendingRun, *, killed: bool) -> RunTimeout:
-        pid = pending.worker.pid if pending.worker else None
-        what = (
-            f"ignored cancellation for kill_grace={self.kill_grace:g}s, so its worker "
-            f"process {pid} was killed and replaced"
-            if killed
-            else f"was cancelled on its worker process {pid}"
-        )
-        return RunTimeout(
-            f"run of {pending.graph!r} exceeded its timeout of {pending.timeout:g}s and {what}"
-        )
-
-    # -- retiring, stopping, dying ---------------------------------------------------------------
-    def _retire_locked(self, worker: WorkerHandle) -> None:
-        """No new runs for this worker; start its replacement now; stop it once drained."""
-        worker.state = S.RETIRING
-        if not self._closing and self._active_count_locked() < self.max_workers:
-            self._spawn_locked()
-
-    def _maybe_stop_locked(self, worker: WorkerHandle) -> list[Send]:
-        if worker.state in (S.STARTING, S.STOPPING) or worker.in_flight:
-            return []
-        if not (worker.state is S.RETIRING or (self._closing and not self._queue)):
-            return []
-        worker.state = S.STOPPING
-        worker.poke()  # the reader must read the worker's exit
-        self._schedule_locked(self.kill_grace, "stop", worker)
-        return [(worker, codec.encode(wire.Stop()), None)]
-
-    def _on_exit(self, worker: WorkerHandle) -> None:
-        worker.process.join()
-        exitcode = worker.process.exitcode
-        worker.process.close()  # its pipe fds now, not when the handle is garbage-collected
-        read = worker.frames_taken()
-        worker.close_pipes()
-        self._meter.forget_lag(worker)
-        with self._lock:
-            self._workers.remove(worker)
-            held = list(worker.in_flight.values())
-            worker.in_flight.clear()
-            died = not self._closing and worker.state in (S.STARTING, S.SERVING)
-            if died or worker.state is S.RETIRING:
-                self._meter.restarted()
-            if died:
-                if self._active_count_locked() < self.max_workers:
-                    self._spawn_locked()
-            elif (
-                self._queue
-                and not self._exiting
-                and not any(w.state in (S.STARTING, S.SERVING) for w in self._workers)
-            ):
-                self._spawn_locked()  # queued runs still need a worker
-            self._changed.notify_all()
-        cause = worker.kill_reason or describe_exit(exitcode)
-        if died:
-            _log.warning(
-                "worker process %s %s; %d run(s) in flight on it; replaced",
-                worker.pid,
-                cause,
-                len(held),
-                extra={"worker_pid": worker.pid, "tier": self.tier},
-            )
-        if not held:
-            return
-        what = f"worker process {worker.pid} {cause}"
-        for pending, verdict in triage(held, read, worker.killed_for, self.retry_collateral):
-            settled = pending.future.done()  # its caller has an answer already (a deadline)
-            if isinstance(verdict, Call):
-                if 0 < pending.seq <= read:  # it had started: sent again, resuming if it can
-                    _for_run(pending, logging.INFO, "sent again after %s", what)
-                self._send_again(pending, verdict)
-            elif verdict == "timeout":
-                error = self._timeout_error(pending, killed=True)
-                if not settled:
-                    _for_run(pending, logging.WARNING, "timeout: %s", error, outcome="timeout")
-                settle(pending.future, exc=error)
-            else:
-                crashed = verdict.crashed(what)
-                if not settled:
-                    _for_run(pending, logging.WARNING, "crashed: %s", crashed, outcome="crashed")
-                settle(pending.future, exc=crashed)
-
-    # -- timers ----------------------------------------------------------------------------------
-    def _schedule_locked(self, delay: float, kind: str, subject: Any) -> None:
-        self._deadlines.call_later(delay, lambda: self._fire(kind, subject))
-
-    def _fire(self, kind: str, subject: Any) -> None:
-        """On the deadline thread: decide under the lock, act (signal, kill) outside it."""
-        with self._lock:
-            actions = self._fire_locked(kind, subject)
-        for action in actions:
-            action()
-
-    def _fire_locked(self, kind: str, subject: Any) -> list[Callable[[], None]]:
-        if kind in ("timeout", "kill"):
-            ref, assignment = subject
-            pending = ref()
-            if pending is None:  # the run is over and let go
-                return []
-            worker = pending.worker
-            if (
-                worker is None
-                or pending.assignment != assignment  # a timer of an earlier dispatch
-                or pending.rid not in worker.in_flight
-            ):
-                return []
-        if kind == "timeout":
-            if pending.timed_out:
-                return []
-            pending.timed_out = True
-            self._schedule_locked(self.kill_grace, "kill", subject)
-            cancel = wire.Cancel(pending.rid)
-            return [lambda: send_control(worker, cancel)]
-        if kind == "kill":
-            worker.killed_for = pending
-            worker.kill_reason = (
-                f"was killed by subiso: run {pending.graph!r} ignored cancellation for "
-                f"kill_grace={self.kill_grace:g}s after its timeout of {pending.timeout:g}s"
-            )
-            return [lambda: _kill(worker)]
-        worker = subject  # "stop"
-        if worker not in self._workers:
-            return []
-        worker.kill_reason = (
-            f"was killed by subiso: it did not exit within kill_grace={self.kill_grace:g}s "
-            "of being asked to stop"
-        )
-        return [lambda: _kill(worker)]
-
-    # -- closing ---------------------------------------------------------------------------------
     def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
         with self._lock:
             self._closing = True
@@ -817,53 +371,6 @@ class ProcessExecutor(Executor):
         if wait and threading.current_thread() not in self._threads:
             self._join()
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until every worker process has exited (after ``close(wait=False)``).
-
-        Returns False if ``timeout`` passed first. ``close(wait=True)`` does this itself.
-        """
-        if not self.closed:
-            raise RuntimeError(f"join() before close() would wait forever on {self!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._workers:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._changed.wait(left)
-        self._join()
-        return True
-
-    def _join(self) -> None:
-        with self._lock:
-            while self._workers:
-                self._changed.wait()
-        self._deadlines.stop()
-        join_all(self._threads)
-
-    def _kill_all(self) -> None:
-        """Interpreter exit with the executor still open: end the workers now (a worker still
-        starting is killed as soon as it is up, see ``_on_ready``)."""
-        with self._lock:
-            self._closing = self._exiting = True
-            queued, self._queue = list(self._queue), deque()
-            processes = [w.process for w in self._workers if w.process is not None]
-        for pending in queued:
-            settle(pending.future, exc=ExecutorClosed("the interpreter is exiting"))
-        for process in processes:
-            with contextlib.suppress(ValueError):  # closed meanwhile: it has exited
-                if process.is_alive():
-                    process.kill()
-        for process in processes:
-            with contextlib.suppress(ValueError):
-                process.join(5)
-
-    # -- diagnostics -----------------------------------------------------------------------------
-    def worker_pids(self) -> list[int]:
-        """Pids of the live worker processes (for diagnostics and tests)."""
-        with self._lock:
-            return [w.pid for w in self._workers if w.pid is not None]
-
     def worker_stats(self) -> WorkerStats:
         """Runs running: those whose frames their worker has read (its shared count)."""
         with self._lock:
@@ -882,24 +389,6 @@ class ProcessExecutor(Executor):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-_log = logger_for("process")
-
-
-def _for_run(pending: PendingRun, level: int, what: str, *args: Any, **extra: Any) -> None:
-    """A record about ``pending``'s run, made on the host (its worker could not)."""
-    run = pending.call.run
-    for_run(
-        "process",
-        level,
-        f"run %s {what}",
-        run.run_id if run is not None else "?",
-        *args,
-        run_id=run.run_id if run is not None else None,
-        thread_id=pending.thread_id,
-        **extra,
-    )
-
-
 def refuse_callbacks(cfg: GraphConfig) -> None:
     """``config["callbacks"]`` holds handler objects, which cannot cross to a worker process:
     refused before anything is sent, saying what to use instead."""
@@ -922,40 +411,6 @@ def _take_back(worker: WorkerHandle, runs: list[PendingRun]) -> list[Callable[[]
         pending.stealing = True
     msg = wire.CancelQueued([p.rid for p in runs])
     return [lambda: send_control(worker, msg)]
-
-
-def _kill(worker: WorkerHandle) -> None:
-    """SIGKILL the worker's process, unless it has exited and been closed meanwhile."""
-    with contextlib.suppress(ValueError):
-        worker.process.kill()
-
-
-def _poll_ms(pending: PendingRun) -> int | None:
-    """How long a caller reading its own reply may wait before looking at its future again:
-    forever without a timeout, else until just past the caller-side deadline."""
-    if pending.timeout is None:
-        return None
-    left = pending.t_sent + pending.timeout + TIMEOUT_GRACE_S - time.perf_counter()
-    return max(1, int(left * 1000) + 1)
-
-
-class _CreditReturn:
-    """Gives a worker back the credit for events its caller took, half a window at a time."""
-
-    def __init__(self, worker: WorkerHandle, rid: int, window: int) -> None:
-        self._worker = worker
-        self._rid = rid
-        self._batch = max(1, window // 2)
-        self._taken = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, n: int) -> None:
-        with self._lock:
-            self._taken += n
-            if self._taken < self._batch:
-                return
-            n, self._taken = self._taken, 0
-        send_control(self._worker, wire.Credit(self._rid, n))
 
 
 @atexit.register
