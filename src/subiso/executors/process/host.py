@@ -190,9 +190,13 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
         and settling any other reply that comes first), and the reader thread stays parked.
         """
         pending = self._start(call, direct=CAN_PARK)
-        self.watch_deadline(pending.future, call)
-        if pending.direct:
-            self._receive_own_reply(pending)
+        try:
+            self.watch_deadline(pending.future, call)
+            if pending.direct:
+                self._receive_own_reply(pending)
+        except BaseException:  # interrupted (Ctrl-C) before or while reading: hand it over
+            self._stop_reading(pending)
+            raise
         return pending.future.result()
 
     def _start(self, call: Call, *, direct: bool, events: EventChannel | None = None) -> PendingRun:

@@ -86,7 +86,8 @@ class ReplyReader(HostState):
             worker.parked = False
 
     def _receive_own_reply(self, pending: PendingRun) -> None:
-        """Read replies on the calling thread until ``pending``'s arrives, then hand back."""
+        """Read replies on the calling thread until ``pending``'s arrives, then hand back
+        (:meth:`_stop_reading`, also when interrupted)."""
         worker = pending.worker
         assert worker is not None and worker.conn is not None
         conn = worker.conn
@@ -113,15 +114,23 @@ class ReplyReader(HostState):
                     raise
                 self._on_frame(worker, frame, time.perf_counter())
         finally:
-            with self._lock:
-                if not pending.nested:
-                    worker.receiver = None
-                if eof:
-                    worker.eof = worker.broken = True
-                if pending.direct and pending.rid in worker.in_flight:
-                    pending.direct = False  # interrupted: the reader thread takes it over
-                    worker.direct -= 1
-                worker.poke()
+            self._stop_reading(pending, eof=eof)
+
+    def _stop_reading(self, pending: PendingRun, *, eof: bool = False) -> None:
+        """The caller stops being ``pending``'s worker's receiver (its reply came, or it was
+        interrupted - even before it began to read): the reader thread reads from now on."""
+        worker = pending.worker
+        if worker is None:
+            return
+        with self._lock:
+            if worker.receiver == threading.get_ident() and not pending.nested:
+                worker.receiver = None
+            if eof:
+                worker.eof = worker.broken = True
+            if pending.direct and pending.rid in worker.in_flight:
+                pending.direct = False  # interrupted: the reader thread takes it over
+                worker.direct -= 1
+            worker.poke()
 
     def _on_frame(self, worker: WorkerHandle, frame: bytes, t_recv: float) -> None:
         """Settle the run a reply frame answers, or pass on an event (on whichever thread is
