@@ -169,11 +169,14 @@ class Encoder:
                 try:
                     return _packb(obj, default=hook, option=_FAST_OPTIONS)
                 except TypeError:
-                    error = getattr(kept, "error", None)
-                    if error is not None:
-                        kept.error = None
-                        if type(error) is not _Unspliced:
+                    error, kept.error = getattr(kept, "error", None), None
+                    try:
+                        if error is not None and type(error) is not _Unspliced:
                             raise error from None
+                    finally:
+                        # the error's traceback holds this frame: break the cycle, or the
+                        # value being encoded lives on until the cyclic collector runs
+                        error = None
             return _MSGPACK.encode(prepare(obj, depth))
 
         return pack
