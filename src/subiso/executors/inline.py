@@ -10,11 +10,20 @@ where a loop is already running moves to a short-lived helper thread rather than
 from that very thread or loop, which cannot wait for itself) and the last of them closes its
 loop's resources as it ends. A run that started just before ``close()`` and opened its
 resources after it closes them itself.
+
+**An executor never closed does not hold the interpreter at exit.** The loops ``run`` keeps
+per calling thread hold checkpointer connections, and an ``aiosqlite`` connection opened from
+the main thread runs on a non-daemon thread, which the interpreter joins at exit, before any
+``atexit`` handler runs: a script that never closes its executor would never end. So every
+open InlineExecutor is closed (``wait=False``) by a hook that runs *before* that join (where
+``concurrent.futures`` stops its workers), and an executor garbage-collected unclosed closes
+its idle loops' resources then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
 from collections.abc import AsyncIterator
@@ -60,6 +69,52 @@ class _LoopState:
         self.idle.set()
 
 
+def _close_thread_loops(thread_loops: list[tuple[threading.Thread, _LoopState]]) -> None:
+    """Close the resources of the loops no run uses any more (an executor garbage-collected
+    without ``close()``, or at interpreter exit)."""
+    for _, state in list(thread_loops):
+        if not state.in_flight and not state.loop.is_closed() and not state.loop.is_running():
+            state.closing = True
+            shutdown_loop(state.loop, state.runtime.aclose)
+
+
+_open_lock = threading.Lock()
+_open: weakref.WeakSet[InlineExecutor] = weakref.WeakSet()
+_collected: set[weakref.finalize[Any, Any]] = set()
+_exit_hook: list[bool] = []
+
+
+def _track(executor: InlineExecutor) -> weakref.finalize[Any, Any]:
+    """Make sure ``executor`` is closed at interpreter exit (see the module docstring)."""
+    finalizer = weakref.finalize(executor, _close_thread_loops, executor._thread_loops)
+    finalizer.atexit = False  # ``_close_at_exit`` runs it earlier, before threads are joined
+    with _open_lock:
+        _open.add(executor)
+        _collected.difference_update([f for f in _collected if not f.alive])
+        _collected.add(finalizer)
+        if not _exit_hook:
+            _exit_hook.append(True)
+            # threading's exit hooks run before the interpreter joins non-daemon threads
+            # (``atexit`` handlers only after); absent or too late: atexit is the fallback
+            register = getattr(threading, "_register_atexit", None)
+            try:
+                if register is None:
+                    raise RuntimeError
+                register(_close_at_exit)
+            except RuntimeError:
+                atexit.register(_close_at_exit)
+    return finalizer
+
+
+def _close_at_exit() -> None:
+    with _open_lock:
+        executors, finalizers = list(_open), list(_collected)
+    for executor in executors:
+        executor.close(wait=False)
+    for finalizer in finalizers:
+        finalizer()
+
+
 class InlineExecutor(InCallerExecutor):
     """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
 
@@ -77,6 +132,7 @@ class InlineExecutor(InCallerExecutor):
         self._loop_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._finalizer = _track(self)
 
     def call_here(self, call: Call) -> RunResult:
         if running_loop() is not None:
@@ -155,6 +211,8 @@ class InlineExecutor(InCallerExecutor):
 
     def shutdown(self, wait: bool, cancel_pending: bool) -> None:
         super().shutdown(wait, cancel_pending)
+        with _open_lock:
+            _open.discard(self)
         me, here = threading.current_thread(), running_loop()
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []
