@@ -18,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from subiso.config import GraphConfig
+from subiso.errors import ConfigError
 
 Op = Literal["invoke", "stream", "get_state", "get_state_history", "update_state"]
 StreamMode = Literal["values", "updates", "messages", "custom", "debug", "checkpoints", "tasks"]
@@ -33,6 +34,19 @@ class Call(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     limit: int | None = None  # get_state_history
     values: Any = None  # update_state
     as_node: str | None = None  # update_state
+
+    def __post_init__(self) -> None:
+        if self.op in _STATE_OPS and self.cfg.thread_id is None:
+            # LangGraph would fail deep in its checkpointer with KeyError: 'configurable'
+            raise ConfigError(
+                f"{self.op}: GraphConfig.config names no thread (configurable.thread_id): a "
+                "graph's state belongs to a thread; pass config={'configurable': "
+                "{'thread_id': ...}}, the thread_id its runs used"
+            )
+
+
+#: The operations on a thread's checkpoints: each needs ``configurable.thread_id``.
+_STATE_OPS = frozenset({"get_state", "get_state_history", "update_state"})
 
 
 def invoke(cfg: GraphConfig) -> Call:
