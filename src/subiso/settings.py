@@ -414,6 +414,22 @@ def build_executor(resolved: ResolvedSettings) -> Executor:
     return construct(tier, cls, options, resolved.describe())
 
 
+def by_name(tier: str, cls: Any, options: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``options`` for ``get_executor(tier, **options)``, taken as a settings file takes its top
+    level: a shared key (``max_workers``, ``fallback``, ...; see ``SHARED_KEYS``) goes to the
+    tier if it takes it, and is checked then left out if it does not - so code that picks a
+    tier by name passes the same options to every tier, as one file serves every
+    ``SUBISO_EXECUTOR``. Any other option must be the tier's own (as in its own table, or its
+    constructor)."""
+    accepted = _accepted_options(cls)
+    if accepted is None:
+        return dict(options)
+    unused = {k: v for k, v in options.items() if k in SHARED_KEYS and k not in accepted}
+    if unused:
+        validate(unused, source)  # the same checks and messages as a settings file's
+    return {k: v for k, v in options.items() if k not in unused}
+
+
 def construct(
     tier: str,
     cls: Callable[..., Executor],

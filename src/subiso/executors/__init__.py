@@ -51,9 +51,17 @@ def tier_class(name: str) -> Callable[..., Executor]:
 def get_executor(name: str = "thread", **options: Any) -> Executor:
     """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...).
 
+    The options are taken as a settings file's top level takes them: a shared key
+    (``max_workers``, ``timeout``, ``checkpointer``, ``fallback``, ``worker_init``,
+    ``allowed_graphs``, ``allowed_locations``) goes to the tier if it takes it and is only
+    checked if it does not (``get_executor("context", max_workers=4)`` is a context executor),
+    so one call serves whichever tier a name picks; any other option must be the tier's own.
     A built-in tier's options are checked first - names and types from its constructor's
     signature, values by the shared validators - so a mistake is a ConfigError naming the
-    option, as in a settings file (``subiso.settings.construct``)."""
-    from subiso.settings import construct
+    option, as in a settings file (``subiso.settings.construct``). A tier's constructor, like
+    its own settings table, takes only its own options."""
+    from subiso.settings import by_name, construct
 
-    return construct(name, tier_class(name), options, f"executor {name!r}")
+    cls = tier_class(name)
+    source = f"executor {name!r}"
+    return construct(name, cls, by_name(name, cls, options, source), source)
