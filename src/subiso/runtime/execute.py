@@ -185,12 +185,15 @@ class WorkerRuntime:
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         coro = self._call_async(target, call, emit)
+        deadline = None if cfg.timeout is None else loop.time() + cfg.timeout
         try:
             if cfg.timeout is None:
                 output, status = await coro
             else:
                 output, status = await asyncio.wait_for(coro, cfg.timeout)
         except asyncio.TimeoutError:
+            if deadline is None or loop.time() < deadline:
+                raise  # the workflow's own TimeoutError (a node's), not this run's deadline
             raise RunTimeout(
                 f"run of {cfg.label!r} exceeded its timeout of {cfg.timeout:g}s and was "
                 f"cancelled on its {self.tier} worker"
