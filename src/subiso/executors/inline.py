@@ -75,7 +75,14 @@ def _close_thread_loops(thread_loops: list[tuple[threading.Thread, _LoopState]])
     for _, state in list(thread_loops):
         if not state.in_flight and not state.loop.is_closed() and not state.loop.is_running():
             state.closing = True
-            shutdown_loop(state.loop, state.runtime.aclose)
+            _off_running_loop(shutdown_loop, state.loop, state.runtime.aclose)
+
+
+def _off_running_loop(fn: Any, *args: Any) -> None:
+    """``fn(*args)`` - which runs a stopped loop to close its resources - here, or on a helper
+    thread when this thread's own loop is running (``close()`` called from a coroutine):
+    loops cannot nest."""
+    call_off_running_loop(lambda: fn(*args))
 
 
 _open_lock = threading.Lock()
@@ -228,7 +235,10 @@ class InlineExecutor(InCallerExecutor):
                 if state.in_flight and owner is not me:
                     state.idle.wait()
             for loop, state in caller_loops:
-                if state.in_flight and loop is not here:
+                # only a running loop can finish its runs: one closed, or stopped (its runs
+                # suspended until someone runs it again, maybe this thread), would never
+                # wake us; its last run closes its resources if it ever ends
+                if state.in_flight and loop is not here and loop.is_running():
                     state.idle.wait()
         for _, state in thread_loops:
             with self._lock:
@@ -236,7 +246,7 @@ class InlineExecutor(InCallerExecutor):
                     continue  # its owner closes it
                 state.closing = True
             if not state.loop.is_closed():
-                shutdown_loop(state.loop, state.runtime.aclose)
+                _off_running_loop(shutdown_loop, state.loop, state.runtime.aclose)
         for loop, state in caller_loops:
             with self._lock:
                 if state.in_flight or state.closing:
@@ -249,4 +259,4 @@ class InlineExecutor(InCallerExecutor):
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(state.runtime.aclose(), loop).result()
             else:
-                loop.run_until_complete(state.runtime.aclose())
+                _off_running_loop(loop.run_until_complete, state.runtime.aclose())
