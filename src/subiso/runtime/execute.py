@@ -25,6 +25,7 @@ from typing import Any
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, RunAborted, RunTimeout
 from subiso.report import Mode, RunReport, RunResult, Status
+from subiso.runtime import own_savers
 from subiso.runtime.call import Call
 from subiso.runtime.loops import run_on_fresh_loop
 from subiso.runtime.resources import LoopResources, Memory, needs_loop
@@ -120,7 +121,9 @@ class WorkerRuntime:
         if not target.sync_nodes or needs_loop(cfg.checkpointer) or needs_loop(cfg.store):
             return False
         own = getattr(target.obj, "checkpointer", None) if target.kind == "graph" else None
-        return own in (None, False, True) or type(own).__name__ == "InMemorySaver"
+        if own in (None, False, True) or type(own).__name__ == "InMemorySaver":
+            return True
+        return target.kind == "graph" and own_savers.sync_only(target.obj) is not None
 
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
         """Invoke on this thread, which must have no running event loop."""
@@ -222,6 +225,9 @@ class WorkerRuntime:
             )
             store = await self.resources.store(cfg.store) if cfg.store else None
             graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
+        if own_savers.sync_only(graph) is not None:  # its sync methods only, off this loop
+            return await own_savers.call_in_thread(graph, call, emit)
+        own_savers.check_loop(graph, self.tier)
         if call.op == "invoke":
             return await _invoke(graph, cfg, emit)
         if call.op == "stream":
