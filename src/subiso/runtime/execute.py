@@ -120,10 +120,7 @@ class WorkerRuntime:
             return not target.is_async
         if not target.sync_nodes or needs_loop(cfg.checkpointer) or needs_loop(cfg.store):
             return False
-        own = getattr(target.obj, "checkpointer", None) if target.kind == "graph" else None
-        if own in (None, False, True) or type(own).__name__ == "InMemorySaver":
-            return True
-        return target.kind == "graph" and own_savers.sync_only(target.obj) is not None
+        return target.kind != "graph" or own_savers.sync_usable(target.obj)
 
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
         """Invoke on this thread, which must have no running event loop."""

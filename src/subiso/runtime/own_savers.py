@@ -41,9 +41,9 @@ Emit = Callable[[Any], Any]
 _PROBES = (("checkpointer", "aget_tuple"), ("store", "abatch"))
 
 
-def _no_async(obj: Any, method: str) -> bool:
+def _not_implemented(obj: Any, method: str) -> bool:
     """``obj.method`` is missing, abstract, or a body that only raises NotImplementedError
-    (``BaseCheckpointSaver.aget_tuple``, ``SqliteSaver.aget_tuple``,
+    (``BaseCheckpointSaver.aget_tuple`` and ``get_tuple``, ``SqliteSaver.aget_tuple``,
     ``SqliteStore.abatch``): judged from its code, without calling it."""
     fn = getattr(type(obj), method, None)
     if fn is None or getattr(fn, "__isabstractmethod__", False):
@@ -55,6 +55,23 @@ def _no_async(obj: Any, method: str) -> bool:
     return "NotImplementedError" in names and len(names - {"NotImplementedError"}) <= 1
 
 
+def sync_usable(graph: Any) -> bool:
+    """The graph's own saver and store (if any) work from sync code on this thread: neither is
+    bound to an event loop (the async savers are) and both have their sync methods
+    (``get_tuple``, ``batch``). Then an invoke may take the sync fast path, as a plain
+    ``graph.invoke`` would - a subclass of InMemorySaver included, whose async methods may
+    differ from its sync ones."""
+    for attr, method in (("checkpointer", "get_tuple"), ("store", "batch")):
+        obj = getattr(graph, attr, None)
+        if obj is None or isinstance(obj, bool):
+            continue
+        if isinstance(getattr(obj, "loop", None), asyncio.AbstractEventLoop):
+            return False
+        if _not_implemented(obj, method):
+            return False
+    return True
+
+
 def sync_only(graph: Any) -> str | None:
     """``"checkpointer SqliteSaver"`` when the graph's own saver (or store) can only be used
     from sync code; None when it has none or an async-capable one."""
@@ -62,7 +79,7 @@ def sync_only(graph: Any) -> str | None:
         obj = getattr(graph, attr, None)
         if obj is None or isinstance(obj, bool):
             continue
-        if _no_async(obj, method):
+        if _not_implemented(obj, method):
             return f"{attr} {type(obj).__name__}"
     return None
 
