@@ -30,7 +30,15 @@ import concurrent.futures as cf
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from typing_extensions import Unpack
@@ -60,6 +68,11 @@ OnEvent = Callable[[Any], object]
 #: How long past a run's timeout its caller waits for the worker to end the run by itself
 #: (it cancels it at the timeout) before control comes back regardless (``Executor.started``).
 TIMEOUT_GRACE_S = 0.25
+#: How long a cancelled ``arun``/``astream`` waits for its run to end on the worker (a
+#: cancelled ``ainvoke`` returns once its tasks are cancelled) before the caller's
+#: cancellation completes regardless: a run the tier cannot reach (a sync node holding its
+#: thread, a call inside an interpreter) must not hold the caller.
+CANCEL_GRACE_S = 2.0
 
 _DEADLINES: Deadlines | None = None
 _DEADLINES_LOCK = threading.Lock()
@@ -215,6 +228,10 @@ class Executor(abc.ABC):
         except asyncio.CancelledError:
             if future.running():
                 self.cancel_running(future)
+                if type(self).cancel_running is not Executor.cancel_running:
+                    # as a cancelled ``ainvoke`` returns once LangGraph has cancelled its
+                    # tasks: the run ends on its worker before this cancellation completes
+                    await _settled(future, CANCEL_GRACE_S)
             raise
 
     # -- the contract --------------------------------------------------------------------------
@@ -286,8 +303,9 @@ class Executor(abc.ABC):
         if on_event is None:
             return await self.acall(call)
         result = _Box()
-        async for event in self._aevents(call, result):
-            on_event(event)
+        async with contextlib.aclosing(self._aevents(call, result)) as events:
+            async for event in events:
+                on_event(event)
         return result.value
 
     async def arun(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> Any:
@@ -341,8 +359,12 @@ class Executor(abc.ABC):
         call = Call(
             cfg=self.prepare(cfg), op="stream", stream_mode=stream_mode, subgraphs=subgraphs
         )
-        async for event in self._aevents(call, _Box()):
-            yield event
+        # closed with this generator: leaving the loop early (``aclose()``) cancels the run
+        # there and then, as it does LangGraph's own astream, not when the inner generator
+        # is garbage-collected
+        async with contextlib.aclosing(self._aevents(call, _Box())) as events:
+            async for event in events:
+                yield event
 
     def _start_streaming(self, call: Call, events: EventChannel) -> cf.Future[RunResult]:
         future = self.started(call, events)
@@ -363,7 +385,7 @@ class Executor(abc.ABC):
                 if not future.cancel():
                     self.cancel_running(future)
 
-    async def _aevents(self, call: Call, result: _Box) -> AsyncIterator[Any]:
+    async def _aevents(self, call: Call, result: _Box) -> AsyncGenerator[Any, None]:
         events = EventChannel()
         task = asyncio.ensure_future(self.acall(call, events))
         task.add_done_callback(lambda _: events.close())
@@ -438,6 +460,13 @@ class Executor(abc.ABC):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} tier={self.tier!r} {state}>"
+
+
+async def _settled(future: cf.Future[RunResult], bound: float) -> None:
+    """Wait for ``future`` to be done, whatever its outcome, at most ``bound`` seconds
+    (shielded: a second cancellation of the waiter stops the wait, not the run)."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), bound)
 
 
 class _Box:
