@@ -299,7 +299,7 @@ class Executor(abc.ABC):
     async def aexecute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
         """Await a run without blocking the caller's loop; cancelling the caller cancels it.
         ``on_event`` is called on the caller's loop with each update as it happens."""
-        call = Call(cfg=self.prepare(cfg))
+        call = Call(cfg=self.prepare(cfg), aio=True)
         if on_event is None:
             return await self.acall(call)
         result = _Box()

@@ -34,6 +34,10 @@ class Call(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     limit: int | None = None  # get_state_history
     values: Any = None  # update_state
     as_node: str | None = None  # update_state
+    #: Asked by an async caller (``arun``/``aexecute``): the run goes through LangGraph's async
+    #: API (``ainvoke``), never the sync fast path, so that async callbacks, step timeouts and
+    #: cancellation behave as under the caller's own ``await graph.ainvoke(...)``.
+    aio: bool = False
 
     def __post_init__(self) -> None:
         if self.op in _STATE_OPS and self.cfg.thread_id is None:

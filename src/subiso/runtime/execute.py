@@ -112,7 +112,7 @@ class WorkerRuntime:
         """True when this call can go through the sync fast path (see the module docstring)."""
         call = as_call(work)
         cfg = call.cfg
-        if emit is not None or call.op != "invoke" or cfg.timeout is not None:
+        if emit is not None or call.op != "invoke" or cfg.timeout is not None or call.aio:
             return False
         if not self.resources.init.ready:  # worker_init is entered on the loop first
             return False
