@@ -6,17 +6,26 @@ LangGraph graphs only.
 * a graph compiled with an async saver bound to another loop: refused up front, naming the fix;
 * a node raising TimeoutError: reaches the caller as that TimeoutError;
 * the subinterpreter tier takes a graph object (hybrid mode);
-* an inline executor closed from a coroutine, or with a run suspended on a stopped loop.
+* an inline executor closed from a coroutine, or with a run suspended on a stopped loop;
+* leaving an ``astream`` early, or cancelling an ``arun``, cancels the run before the caller
+  goes on, as LangGraph's own do;
+* ``arun`` of an all-sync graph goes through ``ainvoke`` (async callbacks as under it);
+* a saver subclassing InMemorySaver with only its sync methods right runs as ``invoke`` runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
 import pytest
+from langgraph.callbacks import GraphCallbackHandler
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph import START
+from langgraph.types import interrupt
 
 import subiso
 from subiso import ConfigError, GraphConfig, RunTimeout
@@ -215,6 +224,122 @@ def test_inline_close_does_not_wait_for_a_run_suspended_on_a_stopped_loop() -> N
     task.cancel()
     loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
     loop.close()
+
+
+# -- cancellation: the run ends before the caller goes on -----------------------------------------
+class _Held:
+    """An async node that waits until cancelled, saying when it started and that it was."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+
+    async def held(self, state: Any) -> Any:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return {"log": ["never"]}
+
+
+def _held_graph(held: _Held) -> Any:
+    builder = chain(*_nodes("first"))
+    builder.add_node("held", held.held)
+    builder.add_edge("first", "held")
+    return builder.compile()
+
+
+@pytest.mark.parametrize("ex", IN_PROCESS, indirect=True)
+def test_leaving_an_astream_early_cancels_the_run_before_aclose_returns(ex: Any) -> None:
+    """LangGraph's test_cancel_graph_astream: ``aclose()`` of a left stream returned while the
+    run went on (its inner generator was closed only when garbage-collected), and on the thread
+    tier the cancellation of the caller did not wait for the run's."""
+    held = _Held()
+    cfg = GraphConfig(graph=_held_graph(held), input={"log": []})
+
+    async def main() -> None:
+        async with contextlib.aclosing(ex.astream(cfg)) as stream:
+            async for chunk in stream:
+                assert chunk == {"first": {"log": ["first"]}}
+                await asyncio.to_thread(held.started.wait, 30)
+                break
+        assert held.cancelled.is_set()  # already, not eventually
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("ex", IN_PROCESS, indirect=True)
+def test_a_cancelled_arun_returns_once_its_run_is_cancelled(ex: Any) -> None:
+    held = _Held()
+    cfg = GraphConfig(graph=_held_graph(held), input={"log": []})
+
+    async def main() -> None:
+        task = asyncio.create_task(ex.arun(cfg))
+        await asyncio.to_thread(held.started.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert held.cancelled.is_set()
+
+    asyncio.run(main())
+
+
+# -- arun of an all-sync graph is an ainvoke ------------------------------------------------------
+class _RaisingOnInterrupt(GraphCallbackHandler):
+    """An async graph callback whose error must propagate (``raise_error``), as LangGraph's
+    test_graph_callbacks_raise_error_propagates_async has it."""
+
+    raise_error = True
+
+    async def on_interrupt(self, event: Any) -> Any:
+        raise ValueError("boom-interrupt")
+
+
+def _ask(state: Any) -> Any:
+    return {"log": [interrupt("a value?")]}
+
+
+@pytest.mark.parametrize("ex", IN_PROCESS, indirect=True)
+def test_arun_of_an_all_sync_graph_awaits_its_async_callbacks(ex: Any) -> None:
+    """Was: the thread (and hybrid) tier ran it with ``graph.invoke`` - every node is sync - so
+    the async handler's error was lost; ``await graph.ainvoke`` raises it."""
+    graph = chain(_ask).compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "1"}, "callbacks": [_RaisingOnInterrupt()]}
+    cfg = GraphConfig(graph=graph, input={"log": []}, config=config)
+    with pytest.raises(ValueError, match="boom-interrupt"):
+        asyncio.run(ex.arun(cfg))
+
+
+# -- a saver whose sync methods are its real ones ---------------------------------------------------
+class _OldSignatureSaver(InMemorySaver):
+    """LangGraph's test_checkpoint_errors: a saver overriding ``put_writes`` with its older
+    three-argument signature (which LangGraph's sync loop still calls it with)."""
+
+    def put_writes(self, config: Any, writes: Any, task_id: str) -> None:  # type: ignore[override]
+        raise ValueError("Faulty put_writes")
+
+
+@pytest.mark.parametrize("ex", IN_PROCESS, indirect=True)
+def test_a_saver_subclass_runs_as_invoke_runs_it(ex: Any) -> None:
+    """Was ``TypeError: put_writes() takes 4 positional arguments but 5 were given``: only a
+    saver of the exact type InMemorySaver took the sync path, so this one went through
+    ``ainvoke``, whose ``aput_writes`` passes a fourth argument."""
+    builder = chain(*_nodes("a"))
+    builder.add_node("parallel", node("p"))
+    builder.add_edge(START, "parallel")
+    graph = builder.compile(checkpointer=_OldSignatureSaver())
+    cfg = GraphConfig(
+        graph=graph,
+        input={"log": []},
+        config={"configurable": {"thread_id": "1"}},
+        durability="async",
+    )
+    with pytest.raises(ValueError, match="Faulty put_writes"):
+        graph.invoke(cfg.input, cfg.config, durability="async")  # plainly
+    with pytest.raises(ValueError, match="Faulty put_writes"):
+        ex.run(cfg)
 
 
 def _nodes(*names: str) -> list[Any]:
