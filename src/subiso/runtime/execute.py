@@ -120,7 +120,7 @@ class WorkerRuntime:
             return not target.is_async
         if not target.sync_nodes or needs_loop(cfg.checkpointer) or needs_loop(cfg.store):
             return False
-        return target.kind != "graph" or own_savers.sync_usable(target.obj)
+        return target.kind != "graph" or own_savers.sync_usable(target.obj, cfg.config)
 
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
         """Invoke on this thread, which must have no running event loop."""
@@ -222,9 +222,9 @@ class WorkerRuntime:
             )
             store = await self.resources.store(cfg.store) if cfg.store else None
             graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
-        if own_savers.sync_only(graph) is not None:  # its sync methods only, off this loop
+        if own_savers.sync_only(graph, cfg.config) is not None:  # sync methods, off this loop
             return await own_savers.call_in_thread(graph, call, emit)
-        own_savers.check_loop(graph, self.tier)
+        own_savers.check_loop(graph, self.tier, cfg.config)
         if call.op == "invoke":
             return await _invoke(graph, cfg, emit)
         if call.op == "stream":

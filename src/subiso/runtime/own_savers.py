@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 #: Where a run's events go: awaited once per event, on the worker's loop (execute.Emit).
 Emit = Callable[[Any], Any]
 
-#: The async method whose absence marks a sync-only saver, and a sync-only store.
-_PROBES = (("checkpointer", "aget_tuple"), ("store", "abatch"))
-
 
 def _not_implemented(obj: Any, method: str) -> bool:
     """``obj.method`` is missing, abstract, or a body that only raises NotImplementedError
@@ -55,50 +52,66 @@ def _not_implemented(obj: Any, method: str) -> bool:
     return "NotImplementedError" in names and len(names - {"NotImplementedError"}) <= 1
 
 
-def sync_usable(graph: Any) -> bool:
+#: Where a graph carries a saver: its own attributes, and LangGraph's config key lending one
+#: to a graph compiled without (``configurable["__pregel_checkpointer"]``, set for subgraphs
+#: by LangGraph itself and by callers that lend a saver).
+_LENT_SAVER = "__pregel_checkpointer"
+
+
+def _carried(graph: Any, config: Any) -> list[tuple[str, Any]]:
+    """``(kind, saver-or-store)`` of what the run will use: the graph's own, and a saver the
+    config lends it."""
+    found = [(kind, getattr(graph, kind, None)) for kind in ("checkpointer", "store")]
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    if isinstance(configurable, dict):
+        found.append(("checkpointer", configurable.get(_LENT_SAVER)))
+    return [(kind, obj) for kind, obj in found if obj is not None and not isinstance(obj, bool)]
+
+
+def _probe(kind: str, sync: bool) -> str:
+    if kind == "checkpointer":
+        return "get_tuple" if sync else "aget_tuple"
+    return "batch" if sync else "abatch"
+
+
+def sync_usable(graph: Any, config: Any = None) -> bool:
     """The graph's own saver and store (if any) work from sync code on this thread: neither is
     bound to an event loop (the async savers are) and both have their sync methods
     (``get_tuple``, ``batch``). Then an invoke may take the sync fast path, as a plain
     ``graph.invoke`` would - a subclass of InMemorySaver included, whose async methods may
     differ from its sync ones."""
-    for attr, method in (("checkpointer", "get_tuple"), ("store", "batch")):
-        obj = getattr(graph, attr, None)
-        if obj is None or isinstance(obj, bool):
-            continue
+    for kind, obj in _carried(graph, config):
         if isinstance(getattr(obj, "loop", None), asyncio.AbstractEventLoop):
             return False
-        if _not_implemented(obj, method):
+        if _not_implemented(obj, _probe(kind, sync=True)):
             return False
     return True
 
 
-def sync_only(graph: Any) -> str | None:
-    """``"checkpointer SqliteSaver"`` when the graph's own saver (or store) can only be used
-    from sync code; None when it has none or an async-capable one."""
-    for attr, method in _PROBES:
-        obj = getattr(graph, attr, None)
-        if obj is None or isinstance(obj, bool):
-            continue
-        if _not_implemented(obj, method):
-            return f"{attr} {type(obj).__name__}"
+def sync_only(graph: Any, config: Any = None) -> str | None:
+    """``"checkpointer SqliteSaver"`` when the graph's own saver (or store, or a saver its
+    config lends it) can only be used from sync code; None when it has none or an async-capable
+    one."""
+    for kind, obj in _carried(graph, config):
+        if _not_implemented(obj, _probe(kind, sync=False)):
+            return f"{kind} {type(obj).__name__}"
     return None
 
 
-def check_loop(graph: Any, tier: str) -> None:
+def check_loop(graph: Any, tier: str, config: Any = None) -> None:
     """Refuse a graph whose own async saver or store is bound to a loop other than the running
     one (see the module docstring)."""
     here = asyncio.get_running_loop()
-    for attr, _ in _PROBES:
-        obj = getattr(graph, attr, None)
+    for kind, obj in _carried(graph, config):
         bound = getattr(obj, "loop", None)
         if isinstance(bound, asyncio.AbstractEventLoop) and bound is not here:
             name = type(obj).__name__
             spec = "sqlite:///runs.db" if "Sqlite" in name else "postgresql://user@host/db"
             raise ConfigError(
-                f"GraphConfig.graph: the graph's {attr} {name} is bound to the event loop it "
+                f"GraphConfig.graph: the graph's {kind} {name} is bound to the event loop it "
                 f"was opened on, and this run executes on the {tier} tier's own loop, where it "
                 f"fails ('bound to a different event loop'); compile the graph without it and "
-                f'pass {attr}="{spec}" in the GraphConfig (or the executor), which subiso opens '
+                f'pass {kind}="{spec}" in the GraphConfig (or the executor), which subiso opens '
                 "once per worker loop"
             )
 
