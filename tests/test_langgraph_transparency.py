@@ -29,7 +29,7 @@ from langgraph.types import interrupt
 
 import subiso
 from subiso import ConfigError, GraphConfig, RunTimeout
-from tests.conftest import BACKEND
+from tests.conftest import BACKEND, needs_async_run_context
 from tests.transparency_graphs import Gate, chain, node, sqlite_saver
 
 IN_PROCESS = ("inline", "context", "thread", "subinterpreter")
@@ -301,6 +301,7 @@ def _ask(state: Any) -> Any:
     return {"log": [interrupt("a value?")]}
 
 
+@needs_async_run_context  # interrupt() under ainvoke (as LangGraph's own test: 3.11+)
 @pytest.mark.parametrize("ex", IN_PROCESS, indirect=True)
 def test_arun_of_an_all_sync_graph_awaits_its_async_callbacks(ex: Any) -> None:
     """Was: the thread (and hybrid) tier ran it with ``graph.invoke`` - every node is sync - so
