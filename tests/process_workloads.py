@@ -17,6 +17,8 @@ from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
+from subiso.codec import register
+
 #: Upper bound for every busy loop here: if a kill ever failed, the test would still end.
 RUNAWAY_LIMIT_S = 60.0
 
@@ -116,6 +118,34 @@ def make_lock(_: Any) -> dict[str, Any]:
     import threading
 
     return {"ok": [1, 2], "lock": threading.Lock()}
+
+
+class Opaque:
+    """A plain class of no kind the codec knows: it cannot cross unless registered."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@register
+class Registered:
+    """A plain class registered with the codec (this module is imported on both sides)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Registered and other.value == self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def make_opaque(value: int) -> dict[str, Any]:
+    return {"p": Opaque(value)}
+
+
+def bump_registered(value: Registered) -> dict[str, Any]:
+    return {"p": Registered(value.value + 1)}
 
 
 class PickyError(Exception):

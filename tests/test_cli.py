@@ -610,6 +610,46 @@ def test_resume_continues_the_paused_thread(tmp_path: Path) -> None:
     assert no_thread.code == 2 and "--thread-id" in no_thread.err
 
 
+@needs_async_run_context
+def test_resume_of_a_thread_with_nothing_to_resume_exits_2_saying_why(tmp_path: Path) -> None:
+    """--resume on a thread that never paused, on one this checkpointer never saw, without a
+    checkpointer, and with a bare word for a value: exit 2 and what to do, never LangGraph's
+    KeyError/RuntimeError from inside the run (nor a silent new run of the graph)."""
+    (tmp_path / "cli_graphs.py").write_text(GRAPHS, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBISO_")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def cli(*args: str) -> Outcome:
+        proc = subprocess.run(
+            [sys.executable, "-m", "subiso", "run", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+    db = ["--checkpointer", "sqlite:///runs.db"]
+    ok(cli("cli_graphs:thread_echo", "--input", "{}", "--thread-id", "done-1", *db))
+    finished = cli("cli_graphs:thread_echo", "--thread-id", "done-1", *db, "--resume", '"y"')
+    assert finished.code == 2, finished
+    assert "thread 'done-1' is not paused" in finished.err and "--input" in finished.err
+    unknown = cli("cli_graphs:asker", "--thread-id", "never", *db, "--resume", '"y"')
+    assert unknown.code == 2, unknown
+    assert "thread 'never' has no checkpoint in checkpointer 'sqlite:///runs.db'" in unknown.err
+    memory = cli(
+        "cli_graphs:asker", "--thread-id", "m", "--checkpointer", "memory", "--resume", "1"
+    )
+    assert memory.code == 2 and "'memory' checkpoints end with the command" in memory.err
+    none = cli("cli_graphs:asker", "--thread-id", "done-1", "--resume", '"y"')
+    assert none.code == 2, none
+    assert "--resume needs the checkpointer the paused run used" in none.err
+    assert "Traceback" not in none.err + unknown.err + finished.err
+    bare = cli("cli_graphs:asker", "--thread-id", "done-1", *db, "--resume", "yes")
+    assert bare.code == 2 and "--resume '\"yes\"'" in bare.err, bare
+
+
 def test_stream_prints_one_line_per_event(results: dict[str, Outcome]) -> None:
     lines = ok(results["run_stream"]).out.splitlines()
     assert lines[0] == 'updates: {"whoami":{"thread":"s1"}}'

@@ -278,3 +278,31 @@ def test_demo_config_names_no_fixed_thread_or_database() -> None:
 
     cfg = GraphConfig.from_file(ROOT / "examples" / "contract_review" / "contract_review.toml")
     assert cfg.checkpointer is None and cfg.thread_id is None
+    assert cfg.durability is None  # "exit" comes with the demo's checkpointer, see below
+
+
+def test_demo_config_runs_without_langgraphs_durability_warning(tmp_path: Path) -> None:
+    """LangGraph warns "`durability` has no effect when no checkpointer is present": subiso's
+    own defaults never make it (once per worker under --repeat, before). The demo adds its
+    durability with its checkpointer."""
+    from examples.contract_review.__main__ import prepare
+    from subiso import GraphConfig
+
+    toml = ROOT / "examples" / "contract_review" / "contract_review.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBISO_")}
+    env.update(PYTHONPATH=str(ROOT), SUBISO_DATA_DIR=str(tmp_path / "data"))
+    command = ["run", str(toml), "--output", "none", "--repeat", "3", "--concurrency", "2"]
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "subiso", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "durability" not in proc.stderr, proc.stderr
+    demo = _demo(tmp_path, tmp_path / "data", "--executor", "inline")
+    assert demo.returncode == 0 and "durability" not in demo.stderr, demo.stderr
+    cfg = prepare(GraphConfig.from_file(toml), None)
+    assert cfg.durability == "exit" and cfg.checkpointer is not None

@@ -821,12 +821,14 @@ def test_thread_affinity_accumulates_every_run(make_executor: Callable[..., Any]
 )
 @pytest.mark.parametrize("mode", MODES)
 def test_compiled_graph_object(in_tier: str, mode: str, executors: Callable[[str], Any]) -> None:
-    """A compiled graph object as ``graph`` runs in-process; across a boundary it is refused."""
+    """A compiled graph object as ``graph`` runs in-process (the subinterpreter tier's hybrid
+    mode included); across a process boundary it is refused."""
     graph = lp.command_builder.compile()
     cfg = GraphConfig(graph=graph, input={"n": 5})
     ex = executors(in_tier)
     run = ex.run if mode == "sync" else (lambda c: asyncio.run(ex.arun(c)))
-    if in_tier in ("inline", "context", "thread"):
+    in_process = getattr(ex, "fallback_tier", None) is None  # hybrid, not fallen back
+    if in_tier in ("inline", "context", "thread") or (in_tier == "subinterpreter" and in_process):
         assert_exact(run(cfg), graph.invoke({"n": 5}))
     else:
         with pytest.raises(ConfigError, match=re.escape("'pkg.mod:attr'")):

@@ -346,6 +346,23 @@ def test_unserialisable_state_names_its_key_path(ex: ProcessExecutor) -> None:
     assert ex.run({"graph": f"{P}:echo", "input": {"docs": [1, 2]}}) == {"docs": [1, 2]}
 
 
+def test_a_plain_class_is_refused_with_the_register_advice_and_crosses_once_registered(
+    ex: ProcessExecutor,
+) -> None:
+    """A value of no known kind is a SerializationError that advises what exists
+    (``@subiso.codec.register``), not pickle, which no executor offers; registered, it
+    crosses both ways with its own type."""
+    from tests.process_workloads import Registered
+
+    with pytest.raises(
+        SerializationError, match=r'output\["p"\]: tests.process_workloads.Opaque'
+    ) as e:
+        ex.run({"graph": f"{P}:make_opaque", "input": 1})
+    assert "@subiso.codec.register" in str(e.value) and "pickle" not in str(e.value)
+    out = ex.run({"graph": f"{P}:bump_registered", "input": Registered(1)})
+    assert out == {"p": Registered(2)}
+
+
 def test_aimessage_state_round_trips_equal(ex: ProcessExecutor) -> None:
     messages = [
         HumanMessage(content="Is clause 4 risky?", id="h1"),

@@ -76,10 +76,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def prepare(cfg: subiso.GraphConfig, thread_id: str | None) -> subiso.GraphConfig:
-    """``cfg`` with the demo's checkpointer (unless it names one) and its thread: ``thread_id``,
-    else the file's own, else a new one."""
+    """``cfg`` with the demo's checkpointer (unless it names one; with "exit" durability, one
+    checkpoint per run, unless it sets one) and its thread: ``thread_id``, else the file's own,
+    else a new one."""
     if cfg.checkpointer is None:
-        cfg = cfg.replace(checkpointer=f"sqlite:///{data_dir() / DB_NAME}")
+        cfg = cfg.replace(
+            checkpointer=f"sqlite:///{data_dir() / DB_NAME}", durability=cfg.durability or "exit"
+        )
     config = dict(cfg.config)
     configurable = dict(config.get("configurable") or {})
     if thread_id is not None or "thread_id" not in configurable:

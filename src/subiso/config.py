@@ -53,7 +53,8 @@ class GraphConfig(
 
     * ``graph``: ``"pkg.module:attr"`` naming a compiled graph, a StateGraph builder, a
       zero-argument factory returning either, or a workflow function ``f(input)``. Tiers that
-      run in this process (inline, context, thread) also take the compiled graph object itself.
+      run the graph in this process (inline, context, thread, subinterpreter in hybrid mode) also
+      take the compiled graph object itself.
     * ``input``: the graph's input; from Python also a ``langgraph.types.Command``.
     * ``resume``: resume an ``interrupt()``: the run's input becomes ``Command(resume=resume)``
       (any value, ``None`` included; leave it unset for a normal run).

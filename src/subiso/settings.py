@@ -417,12 +417,36 @@ def build_executor(resolved: ResolvedSettings) -> Executor:
 def get_executor(name: str = "thread", **options: Any) -> Executor:
     """An executor of tier ``name`` with keyword ``options`` (``max_workers``, ``timeout``, ...).
 
+    The options are taken as a settings file's top level takes them: a shared key
+    (``max_workers``, ``timeout``, ``checkpointer``, ``fallback``, ``worker_init``,
+    ``allowed_graphs``, ``allowed_locations``) goes to the tier if it takes it and is only
+    checked if it does not (``get_executor("context", max_workers=4)`` is a context executor),
+    so one call serves whichever tier a name picks; any other option must be the tier's own.
     A built-in tier's options are checked first - names and types from its constructor's
     signature, values by the shared validators - so a mistake is a ConfigError naming the
-    option, as in a settings file (:func:`construct`)."""
+    option, as in a settings file (:func:`construct`). A tier's constructor, like its own
+    settings table, takes only its own options."""
     from subiso.executors import tier_class
 
-    return construct(name, tier_class(name), options, f"executor {name!r}")
+    cls = tier_class(name)
+    source = f"executor {name!r}"
+    return construct(name, cls, by_name(name, cls, options, source), source)
+
+
+def by_name(tier: str, cls: Any, options: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``options`` for ``get_executor(tier, **options)``, taken as a settings file takes its top
+    level: a shared key (``max_workers``, ``fallback``, ...; see ``SHARED_KEYS``) goes to the
+    tier if it takes it, and is checked then left out if it does not - so code that picks a
+    tier by name passes the same options to every tier, as one file serves every
+    ``SUBISO_EXECUTOR``. Any other option must be the tier's own (as in its own table, or its
+    constructor)."""
+    accepted = _accepted_options(cls)
+    if accepted is None:
+        return dict(options)
+    unused = {k: v for k, v in options.items() if k in SHARED_KEYS and k not in accepted}
+    if unused:
+        validate(unused, source)  # the same checks and messages as a settings file's
+    return {k: v for k, v in options.items() if k not in unused}
 
 
 def construct(

@@ -87,6 +87,22 @@ def glob_patterns(value: Any, field: str) -> list[str] | None:
     return list(value)
 
 
+def names(value: Any, field: str, what: str) -> list[str]:
+    """A list (or tuple) of strings; one string is a list of one."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{field} must be a list of {what}, got {shown(value)}")
+
+
+def flag(value: Any, field: str) -> bool:
+    """True or False (not a truthy number or string)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field} must be true or false, got {shown(value)}")
+    return value
+
+
 #: How deeply a GraphConfig's input, resume value, context and config may nest (a container in
 #: a container...). Every tier can carry this much: the process tier's codec stops at about
 #: 1000 levels and Python's recursion limit is 1000 frames, so LangGraph still has room for

@@ -295,3 +295,68 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# -- interpreter exit with an executor never closed, after runs on an SQLite checkpointer ----------
+UNCLOSED_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    import subiso
+
+    tier, how, db = sys.argv[1], sys.argv[2], sys.argv[3]
+    cfg = subiso.GraphConfig(
+        graph="tests.workloads:log_builder",
+        input={"entries": []},
+        checkpointer=f"sqlite:///{db}",
+        config={"configurable": {"thread_id": "unclosed"}},
+    )
+    if how == "run":
+        ex = subiso.get_executor(tier)
+        print(ex.run(cfg), flush=True)
+    elif how == "arun":
+        ex = subiso.get_executor(tier)
+        print(asyncio.run(ex.arun(cfg)), flush=True)
+    elif how == "dropped":  # an executor garbage-collected without close()
+        print(subiso.get_executor(tier).run(cfg), flush=True)
+    else:  # the module-level default executor, its tier from SUBISO_EXECUTOR
+        print(subiso.run(cfg), flush=True)
+    # no close(): the interpreter exits with the executor open
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["run", "arun", "dropped", "default"])
+@pytest.mark.parametrize("tier", ALL_TIERS)
+def test_interpreter_exit_with_an_unclosed_executor_that_opened_sqlite(
+    tier: str, how: str, tmp_path: Path
+) -> None:
+    """A script that never closes its executor ends, and its checkpoint is on disk: the
+    executor's SQLite connections (aiosqlite threads, non-daemon when opened from the main
+    thread, as inline does) are closed before the interpreter joins its threads."""
+    skip_unless_runs_here(tier)
+    db = tmp_path / "runs.db"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "SUBISO_EXECUTOR": tier,
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", UNCLOSED_SCRIPT, tier, how, str(db)],
+            capture_output=True,
+            text=True,
+            timeout=EXIT_BOUND_S,
+            env=env,
+            cwd=tmp_path,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the script did not exit within {EXIT_BOUND_S}s: {exc.stdout!r}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "{'entries': ['run-0']}" in proc.stdout, proc.stdout + proc.stderr
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (saved,) = conn.execute(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = 'unclosed'"
+        ).fetchone()
+    assert saved > 0

@@ -52,7 +52,16 @@ def parse_json(value: str, option: str) -> Any:
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise click.BadParameter(f"{where} is not valid JSON: {exc}", param_hint=option) from None
+        hint = ""
+        if not value.startswith("@") and value.strip()[:1].isalpha():  # a bare word
+            hint = f"; a string is JSON in quotes: {option} {shlex.quote(json_string(value))}"
+        raise click.BadParameter(
+            f"{where} is not valid JSON: {exc}{hint}", param_hint=option
+        ) from None
+
+
+def json_string(value: str) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def check_tier(tier: str | None) -> None:
@@ -253,6 +262,12 @@ def run(
             )
     except USAGE_ERRORS as exc:
         fail(exc, verbose)
+    if cfg.is_resume:
+        try:
+            check_resumable(executor, cfg)
+        except Exception as exc:
+            executor.close()
+            fail(exc, verbose)
     new_thread = cfg.checkpointer is not None and cfg.thread_id is None
     hint = None
     if cfg.input is None and not cfg.is_resume:
@@ -287,6 +302,42 @@ def run(
     _print_run(last, last_cfg, output_mode, as_json, config_or_target, heading, extra)
     if repeat > 1 and not as_json:
         click.echo(fmt.summary_table(extra["summary"]))
+
+
+def check_resumable(executor: Any, cfg: Any) -> None:
+    """``--resume`` answers an ``interrupt()`` that a run of ``cfg``'s thread paused at: a
+    checkpointer with no such thread, or a thread that is not paused, is refused up front
+    (exit 2, saying what to do) - LangGraph would fail deep in the run, or run the graph
+    again from wherever the thread is."""
+    spec = cfg.checkpointer
+    thread = cfg.thread_id
+    try:
+        state = executor.get_state(cfg)
+    except ValueError as exc:
+        if "checkpointer" not in str(exc).lower() or isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(
+            "--resume needs the checkpointer the paused run used (the graph has none): add "
+            "--checkpointer SPEC, e.g. --checkpointer sqlite:///runs.db"
+        ) from None
+    if state.created_at is None:  # no checkpoint at all
+        memory = (
+            " ('memory' checkpoints end with the command that made them: run with "
+            "--checkpointer sqlite:///runs.db to resume later)"
+            if spec == "memory"
+            else ""
+        )
+        where = f"checkpointer {spec!r}" if spec else "the graph's checkpointer"
+        raise ConfigError(
+            f"--resume: thread {thread!r} has no checkpoint in {where}{memory}; nothing to "
+            "resume: give the --thread-id and --checkpointer the paused run printed, or start "
+            "the thread with --input"
+        )
+    if not state.next:
+        raise ConfigError(
+            f"--resume: thread {thread!r} is not paused (its last run finished); nothing to "
+            "resume: start a new run with --input"
+        )
 
 
 #: The exit status of a command ended by Ctrl-C (SIGINT), as shells report it: 128 + 2.

@@ -208,7 +208,8 @@ class Encoder:
         raise Unencodable(
             obj,
             "no typed form (not a dataclass, pydantic model, enum, NamedTuple, msgspec Struct, "
-            "exception or registered class); register() it, convert it, or opt in to pickle",
+            "exception or registered class); make it a dataclass, decorate its class with "
+            "@subiso.codec.register (in a module both sides import), or convert it to plain data",
         )
 
     # -- the Python pre-pass, for what ormsgpack refuses as a whole

@@ -21,7 +21,15 @@ import concurrent.futures as cf
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypedDict
 
 from typing_extensions import Unpack
@@ -261,12 +269,13 @@ class Executor(TierHooks):
     async def aexecute(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> RunResult:
         """Await a run without blocking the caller's loop; cancelling the caller cancels it.
         ``on_event`` is called on the caller's loop with each update as it happens."""
-        call = self._new_call(cfg)
+        call = self._new_call(cfg, aio=True)
         if on_event is None:
             return await self._aperform(call)
         result = _Box()
-        async for event in self._aevents(call, result):
-            on_event(event)
+        async with contextlib.aclosing(self._aevents(call, result)) as events:
+            async for event in events:
+                on_event(event)
         return result.value
 
     async def arun(self, cfg: ConfigLike, *, on_event: OnEvent | None = None) -> Any:
@@ -323,7 +332,7 @@ class Executor(TierHooks):
     ) -> list[Any]:
         """``batch`` for async callers (LangGraph's ``graph.abatch``): at most
         ``max_concurrency`` runs in flight; never blocks the caller's loop."""
-        calls = [self._new_call(cfg) for cfg in cfgs]
+        calls = [self._new_call(cfg, aio=True) for cfg in cfgs]
         limit = asyncio.Semaphore(max_concurrency or len(calls) or 1)
 
         async def one(call: Call) -> Any:
@@ -379,8 +388,12 @@ class Executor(TierHooks):
     ) -> AsyncIterator[Any]:
         """``stream`` for async callers: an async iterator, never blocking the caller's loop."""
         call = self._new_call(cfg, "stream", stream_mode=stream_mode, subgraphs=subgraphs)
-        async for event in self._aevents(call, _Box()):
-            yield event
+        # closed with this generator: leaving the loop early (``aclose()``) cancels the run
+        # there and then, as it does LangGraph's own astream, not when the inner generator
+        # is garbage-collected
+        async with contextlib.aclosing(self._aevents(call, _Box())) as events:
+            async for event in events:
+                yield event
 
     def _start_streaming(self, call: Call, events: EventChannel) -> cf.Future[RunResult]:
         future = self._submitted(call, events)
@@ -401,7 +414,7 @@ class Executor(TierHooks):
                 if not future.cancel():
                     self.cancel_running(future)
 
-    async def _aevents(self, call: Call, result: _Box) -> AsyncIterator[Any]:
+    async def _aevents(self, call: Call, result: _Box) -> AsyncGenerator[Any, None]:
         events = EventChannel()
         task = asyncio.ensure_future(self._aperform(call, events))
         task.add_done_callback(lambda _: events.close())
@@ -479,6 +492,13 @@ class Executor(TierHooks):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} tier={self.tier!r} {state}>"
+
+
+async def _settled(future: cf.Future[RunResult], bound: float) -> None:
+    """Wait for ``future`` to be done, whatever its outcome, at most ``bound`` seconds
+    (shielded: a second cancellation of the waiter stops the wait, not the run)."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), bound)
 
 
 class _Box:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING, ClassVar
@@ -49,6 +50,11 @@ if TYPE_CHECKING:
 #: How long past a run's timeout its caller waits for the worker to end the run by itself
 #: (it cancels it at the timeout) before control comes back regardless (``started``).
 TIMEOUT_GRACE_S = 0.25
+#: How long a cancelled ``arun``/``astream`` waits for its run to end on the worker (a
+#: cancelled ``ainvoke`` returns once its tasks are cancelled) before the caller's
+#: cancellation completes regardless: a run the tier cannot reach (a sync node holding its
+#: thread, a call inside an interpreter) must not hold the caller.
+CANCEL_GRACE_S = 2.0
 
 _DEADLINES: Deadlines | None = None
 _DEADLINES_LOCK = threading.Lock()
@@ -175,4 +181,15 @@ class TierHooks(abc.ABC):
         except asyncio.CancelledError:
             if future.running():
                 self.cancel_running(future)
+                if type(self).cancel_running is not TierHooks.cancel_running:
+                    # as a cancelled ``ainvoke`` returns once LangGraph has cancelled its
+                    # tasks: the run ends on its worker before this cancellation completes
+                    await _settled(future, CANCEL_GRACE_S)
             raise
+
+
+async def _settled(future: cf.Future[RunResult], bound: float) -> None:
+    """Wait for ``future`` to be done, whatever its outcome, at most ``bound`` seconds
+    (shielded: a second cancellation of the waiter stops the wait, not the run)."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), bound)

@@ -11,11 +11,20 @@ where a loop is already running moves to a short-lived helper thread rather than
 from that very thread or loop, which cannot wait for itself) and the last of them closes its
 loop's resources as it ends. A run that started just before ``close()`` and opened its
 resources after it closes them itself.
+
+**An executor never closed does not hold the interpreter at exit.** The loops ``run`` keeps
+per calling thread hold checkpointer connections, and an ``aiosqlite`` connection opened from
+the main thread runs on a non-daemon thread, which the interpreter joins at exit, before any
+``atexit`` handler runs: a script that never closes its executor would never end. So every
+open InlineExecutor is closed (``wait=False``) by a hook that runs *before* that join (where
+``concurrent.futures`` stops its workers), and an executor garbage-collected unclosed closes
+its idle loops' resources then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
 from collections.abc import AsyncIterator
@@ -62,6 +71,59 @@ class _LoopState:
         self.idle.set()
 
 
+def _close_thread_loops(thread_loops: list[tuple[threading.Thread, _LoopState]]) -> None:
+    """Close the resources of the loops no run uses any more (an executor garbage-collected
+    without ``close()``, or at interpreter exit)."""
+    for _, state in list(thread_loops):
+        if not state.in_flight and not state.loop.is_closed() and not state.loop.is_running():
+            state.closing = True
+            _off_running_loop(shutdown_loop, state.loop, state.runtime.aclose)
+
+
+def _off_running_loop(fn: Any, *args: Any) -> None:
+    """``fn(*args)`` - which runs a stopped loop to close its resources - here, or on a helper
+    thread when this thread's own loop is running (``close()`` called from a coroutine):
+    loops cannot nest."""
+    call_off_running_loop(lambda: fn(*args))
+
+
+_open_lock = threading.Lock()
+_open: weakref.WeakSet[InlineExecutor] = weakref.WeakSet()
+_collected: set[weakref.finalize[Any, Any]] = set()
+_exit_hook: list[bool] = []
+
+
+def _track(executor: InlineExecutor) -> weakref.finalize[Any, Any]:
+    """Make sure ``executor`` is closed at interpreter exit (see the module docstring)."""
+    finalizer = weakref.finalize(executor, _close_thread_loops, executor._thread_loops)
+    finalizer.atexit = False  # ``_close_at_exit`` runs it earlier, before threads are joined
+    with _open_lock:
+        _open.add(executor)
+        _collected.difference_update([f for f in _collected if not f.alive])
+        _collected.add(finalizer)
+        if not _exit_hook:
+            _exit_hook.append(True)
+            # threading's exit hooks run before the interpreter joins non-daemon threads
+            # (``atexit`` handlers only after); absent or too late: atexit is the fallback
+            register = getattr(threading, "_register_atexit", None)
+            try:
+                if register is None:
+                    raise RuntimeError
+                register(_close_at_exit)
+            except RuntimeError:
+                atexit.register(_close_at_exit)
+    return finalizer
+
+
+def _close_at_exit() -> None:
+    with _open_lock:
+        executors, finalizers = list(_open), list(_collected)
+    for executor in executors:
+        executor.close(wait=False)
+    for finalizer in finalizers:
+        finalizer()
+
+
 class InlineExecutor(InCallerExecutor):
     """Run on the caller's thread (``run``) or the caller's loop (``arun``)."""
 
@@ -79,6 +141,7 @@ class InlineExecutor(InCallerExecutor):
         self._loop_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._finalizer = _track(self)
 
     def call_here(self, call: Call) -> RunResult:
         if running_loop() is not None:
@@ -158,6 +221,8 @@ class InlineExecutor(InCallerExecutor):
 
     def stop_workers(self, wait: bool, cancel_pending: bool) -> None:
         super().stop_workers(wait, cancel_pending)
+        with _open_lock:
+            _open.discard(self)
         me, here = threading.current_thread(), running_loop()
         with self._lock:
             thread_loops, self._thread_loops = self._thread_loops, []
@@ -173,7 +238,10 @@ class InlineExecutor(InCallerExecutor):
                 if state.in_flight and owner is not me:
                     state.idle.wait()
             for loop, state in caller_loops:
-                if state.in_flight and loop is not here:
+                # only a running loop can finish its runs: one closed, or stopped (its runs
+                # suspended until someone runs it again, maybe this thread), would never
+                # wake us; its last run closes its resources if it ever ends
+                if state.in_flight and loop is not here and loop.is_running():
                     state.idle.wait()
         for _, state in thread_loops:
             with self._lock:
@@ -181,7 +249,7 @@ class InlineExecutor(InCallerExecutor):
                     continue  # its owner closes it
                 state.closing = True
             if not state.loop.is_closed():
-                shutdown_loop(state.loop, state.runtime.aclose)
+                _off_running_loop(shutdown_loop, state.loop, state.runtime.aclose)
         for loop, state in caller_loops:
             with self._lock:
                 if state.in_flight or state.closing:
@@ -194,4 +262,4 @@ class InlineExecutor(InCallerExecutor):
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(state.runtime.aclose(), loop).result()
             else:
-                loop.run_until_complete(state.runtime.aclose())
+                _off_running_loop(loop.run_until_complete, state.runtime.aclose())

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from subiso.config import GraphConfig
+from subiso.errors import ConfigError
 from subiso.observe.runs import RunInfo
 
 Op = Literal["invoke", "stream", "get_state", "get_state_history", "update_state"]
@@ -39,11 +40,28 @@ class Call(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     values: Any = None  # update_state
     as_node: str | None = None  # update_state
     run: RunInfo | None = None  # made at submit (None: the worker makes one)
+    #: Asked by an async caller (``arun``/``aexecute``): the run goes through LangGraph's async
+    #: API (``ainvoke``), never the sync fast path, so that async callbacks, step timeouts and
+    #: cancellation behave as under the caller's own ``await graph.ainvoke(...)``.
+    aio: bool = False
 
     @property
     def is_run(self) -> bool:
         """An invoke or a stream (a run, counted and logged as one), not a state operation."""
         return self.op == "invoke" or self.op == "stream"
+
+    def __post_init__(self) -> None:
+        if self.op in _STATE_OPS and self.cfg.thread_id is None:
+            # LangGraph would fail deep in its checkpointer with KeyError: 'configurable'
+            raise ConfigError(
+                f"{self.op}: GraphConfig.config names no thread (configurable.thread_id): a "
+                "graph's state belongs to a thread; pass config={'configurable': "
+                "{'thread_id': ...}}, the thread_id its runs used"
+            )
+
+
+#: The operations on a thread's checkpoints: each needs ``configurable.thread_id``.
+_STATE_OPS = frozenset({"get_state", "get_state_history", "update_state"})
 
 
 def invoke(cfg: GraphConfig) -> Call:

@@ -36,6 +36,7 @@ from subiso.observe.metrics import RunMeter
 from subiso.observe.runs import CURRENT_RUN, RunTag, run_info
 from subiso.observe.trace import Undo, restore
 from subiso.report import Mode, RunReport, RunResult, Status
+from subiso.runtime import own_savers
 from subiso.runtime.call import Call
 from subiso.runtime.loops import run_on_fresh_loop
 from subiso.runtime.resources import LoopResources, Memory, needs_loop
@@ -135,7 +136,7 @@ class WorkerRuntime:
         """True when this call can go through the sync fast path (see the module docstring)."""
         call = as_call(work)
         cfg = call.cfg
-        if emit is not None or call.op != "invoke" or cfg.timeout is not None:
+        if emit is not None or call.op != "invoke" or cfg.timeout is not None or call.aio:
             return False
         if not self.resources.init.ready:  # worker_init is entered on the loop first
             return False
@@ -143,8 +144,7 @@ class WorkerRuntime:
             return not target.is_async
         if not target.sync_nodes or needs_loop(cfg.checkpointer) or needs_loop(cfg.store):
             return False
-        own = getattr(target.obj, "checkpointer", None) if target.kind == "graph" else None
-        return own in (None, False, True) or type(own).__name__ == "InMemorySaver"
+        return target.kind != "graph" or own_savers.sync_usable(target.obj, cfg.config)
 
     def run_sync(self, target: Target, work: Call | GraphConfig, loop_id: int | None) -> RunResult:
         """Invoke on this thread, which must have no running event loop."""
@@ -220,12 +220,17 @@ class WorkerRuntime:
         tag, token, undo = self._enter(call)
         loop = asyncio.get_running_loop()
         coro = self._call_async(target, call, emit)
+        deadline = None if cfg.timeout is None else loop.time() + cfg.timeout
         try:
             if cfg.timeout is None:
                 output, status = await coro
             else:
                 output, status = await asyncio.wait_for(coro, cfg.timeout)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
+            if deadline is None or loop.time() < deadline:
+                # the workflow's own TimeoutError (a node's), not this run's deadline
+                self._exit(tag, call, exc)
+                raise
             timeout = RunTimeout(
                 f"run of {cfg.label!r} exceeded its timeout of {cfg.timeout:g}s and was "
                 f"cancelled on its {self.tier} worker"
@@ -308,6 +313,9 @@ class WorkerRuntime:
             )
             store = await self.resources.store(cfg.store) if cfg.store else None
             graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
+        if own_savers.sync_only(graph, cfg.config) is not None:  # sync methods, off this loop
+            return await own_savers.call_in_thread(graph, call, emit)
+        own_savers.check_loop(graph, self.tier, cfg.config)
         if call.op == "invoke":
             return await _invoke(graph, cfg, emit)
         if call.op == "stream":

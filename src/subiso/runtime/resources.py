@@ -196,7 +196,7 @@ class LoopResources:
         # BEGIN/COMMIT
         conn = await self._sqlite_connection(spec, "store", isolation_level=None)
         store = AsyncSqliteStore(conn)
-        await _setup_with_retry(store)
+        await _setup_with_retry(store, spec, "store")
         return store
 
     async def _sqlite_connection(self, spec: str, what: str, **options: Any) -> Any:
@@ -228,7 +228,7 @@ class LoopResources:
             spec, "checkpointer", isolation_level=None, factory=AutocommitConnection
         )
         saver = AsyncSqliteSaver(conn)
-        await _setup_with_retry(saver)
+        await _setup_with_retry(saver, spec, "checkpointer")
         return saver
 
     async def aclose(self) -> None:
@@ -253,8 +253,9 @@ class LoopResources:
             await self.pools.aclose()
 
 
-async def _setup_with_retry(resource: Any) -> None:
-    """``setup()`` of an SQLite saver/store, retried while another worker holds the file."""
+async def _setup_with_retry(resource: Any, spec: str, what: str) -> None:
+    """``setup()`` of an SQLite saver/store, retried while another worker holds the file; a
+    file that is not an SQLite database is a ConfigError naming it (``what`` ``spec``)."""
     delay = _SETUP_FIRST_DELAY_S
     for attempt in range(_SETUP_ATTEMPTS):
         try:
@@ -266,3 +267,9 @@ async def _setup_with_retry(resource: Any) -> None:
             resource.is_setup = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "... malformed"
+            raise ConfigError(
+                f"{what} {spec!r}: {sqlite_path(spec)} is not a usable SQLite database ({exc}); "
+                f"name a new file (subiso creates it) or one a {what} of subiso or LangGraph "
+                "wrote"
+            ) from None

@@ -101,7 +101,7 @@ from subiso.executors.process.timers import RunTimers
 from subiso.observe.metrics import WorkerStats
 from subiso.report import RunResult
 from subiso.runtime.call import Call
-from subiso.validate import positive_int, seconds
+from subiso.validate import flag, names, positive_int, seconds
 
 _LIVE: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
@@ -151,16 +151,13 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
         if max_tasks_per_worker is not None:
             positive_int(max_tasks_per_worker, f"{name}: max_tasks_per_worker")
         kill_grace = seconds(kill_grace, f"{name}: kill_grace")  # type: ignore[assignment]
-        if isinstance(preload, str):
-            preload = [preload]
-        self.preload = [str(p) for p in preload]
+        self.preload = names(
+            preload, f"{name}: preload", "module names 'pkg.mod' or targets 'pkg.mod:attr'"
+        )
+        flag(prestart, f"{name}: prestart")
         self.max_tasks_per_worker = max_tasks_per_worker
         self.kill_grace = float(kill_grace)
-        if not isinstance(retry_collateral, bool):
-            raise ConfigError(
-                f"{name}: retry_collateral must be true or false, got {retry_collateral!r}"
-            )
-        self.retry_collateral = retry_collateral
+        self.retry_collateral = flag(retry_collateral, f"{name}: retry_collateral")
         self.start_method = start_method or default_start_method()
         self._ctx = start_context(self.start_method, name)
         self._lock = threading.Lock()

@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,9 +42,10 @@ from typing_extensions import Unpack
 
 from subiso._capabilities import Capabilities, backend
 from subiso._futures import DerivedFuture, done_future, join_all, relay, running_future, settle
+from subiso.config import GraphConfig
 from subiso.errors import ConfigError, NotIsolatable, RunAborted, TierUnavailable
 from subiso.events import EventChannel
-from subiso.executors.base import Executor, SharedOptions
+from subiso.executors.base import ConfigLike, Executor, SharedOptions
 from subiso.executors.subinterpreter.hybrid import HybridThreads
 from subiso.executors.subinterpreter.offload_plans import OffloadPlan, resolve_offload
 from subiso.executors.subinterpreter.planning import (
@@ -146,6 +147,11 @@ class SubinterpreterExecutor(Executor):
             worker_init=self.worker_init,
             selected_by=self.selected_by,
             loop_block_threshold=self.loop_block_threshold,
+            # for ``prepare`` of a graph object, which goes to these threads directly
+            timeout=self.timeout,
+            checkpointer=self.checkpointer,
+            allowed_graphs=self.allowed_graphs,
+            allowed_locations=self.allowed_locations,
         )
         self._hybrid._share_meter(self._meter)  # one executor's runs, counted once
         self._full_runs: set[InterpreterFuture] = set()  # full-mode runs in flight
@@ -314,6 +320,18 @@ class SubinterpreterExecutor(Executor):
         return _TargetPlan("hybrid")
 
     # -- dispatch --------------------------------------------------------------------------------
+    def prepare(self, cfg: ConfigLike) -> GraphConfig:
+        """A compiled graph object (not an import path) cannot enter an interpreter, and need
+        not: a LangGraph graph runs in hybrid mode, on the host threads, whatever its module
+        (its ``@offload`` nodes still go to the interpreters). So an object is taken as the
+        thread tier takes it - unless this executor fell back to a tier across a boundary."""
+        graph = cfg.graph if isinstance(cfg, GraphConfig) else _mapping_graph(cfg)
+        if graph is None or isinstance(graph, str) or self._delegate is not None:
+            return super().prepare(cfg)
+        if self._closed:
+            return super().prepare(cfg)  # raises ExecutorClosed
+        return self._hybrid.prepare(cfg)
+
     def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         if self._delegate is not None:
             if call.is_run and call.run is not None and _log.isEnabledFor(logging.DEBUG):
@@ -326,6 +344,8 @@ class SubinterpreterExecutor(Executor):
                 )
             inner = self._delegate.start(call, events)
             return self._link(inner, self._delegate, self._fallback_report)
+        if not isinstance(call.cfg.graph, str):  # a graph object: hybrid (see ``prepare``)
+            return self._hybrid.start(call, events)
         plan = self._plan(call.cfg.graph)
         if plan.done():
             return self._dispatch(plan, call, events)
@@ -537,6 +557,10 @@ class SubinterpreterExecutor(Executor):
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _mapping_graph(cfg: Any) -> Any:
+    return cfg.get("graph") if isinstance(cfg, Mapping) else None
 
 
 def _then(source: cf.Future[Any], fn: Callable[[Any], str]) -> cf.Future[str]:

@@ -31,6 +31,12 @@ from subiso.runtime.execute import Emit, WorkerRuntime, as_call
 from subiso.runtime.resources import Memory
 from subiso.runtime.targets import Target
 
+#: Why a run of a graph passed as an object is hybrid.
+OBJECT_REASON = (
+    "a graph passed as an object cannot enter an interpreter: it runs on a host thread, its "
+    "@offload nodes in the interpreters"
+)
+
 
 class HybridRuntime(WorkerRuntime):
     """A hybrid worker's runtime: each run gets a :class:`RunState` (deadline, in-place
@@ -82,8 +88,11 @@ class HybridRuntime(WorkerRuntime):
         return self._annotate(result, cfg, state)
 
     def _annotate(self, result: RunResult, cfg: GraphConfig, state: RunState) -> RunResult:
-        known = self._reasons.get(cfg.graph) if isinstance(cfg.graph, str) else None
-        reason = None if known is None else known.result()
+        if isinstance(cfg.graph, str):
+            known = self._reasons.get(cfg.graph)
+            reason = None if known is None else known.result()
+        else:
+            reason = OBJECT_REASON
         if state.in_place:
             reason = f"{reason}; {describe_in_place(state.in_place)}"
         report = msgspec.structs.replace(result.report, reason=reason, offloaded=state.summary())

@@ -13,15 +13,16 @@ from subiso.executors.subinterpreter.offload import offloaded_functions
 from subiso.executors.subinterpreter.offload_plans import resolve_offload
 from subiso.report import Mode
 from subiso.runtime.targets import is_workflow_function
+from subiso.validate import names
 
 
 def fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
     """Validated fallback tier names (unknown ones are a ConfigError, not a silent skip)."""
     from subiso.executors import BUILTIN_TIERS, NOT_FALLBACKS
 
-    names = (fallback,) if isinstance(fallback, str) else tuple(fallback)
-    for name in names:
-        if name in NOT_FALLBACKS or not isinstance(name, str):
+    tiers = names(fallback, "SubinterpreterExecutor: fallback", "tier names ['process', 'thread']")
+    for name in tiers:
+        if name in NOT_FALLBACKS:
             raise ConfigError(f"SubinterpreterExecutor: fallback: {name!r} cannot be a fallback")
         if name not in BUILTIN_TIERS:
             from subiso.plugins import plugin_tiers
@@ -31,7 +32,7 @@ def fallback_names(fallback: Iterable[str]) -> tuple[str, ...]:
                 raise ConfigError(
                     f"SubinterpreterExecutor: fallback: unknown tier {name!r}; choose from: {valid}"
                 )
-    return names
+    return tuple(tiers)
 
 
 def target_mode(graph: str, obj: Any, verdict: Any) -> tuple[Mode, str]:
