@@ -193,14 +193,14 @@ class Channel:
         start = time.perf_counter()
         try:
             output = codec.encode(result.output, label="output")
-        except Exception as exc:  # SerializationError naming the key path
+            encode_s = time.perf_counter() - start
+            span = time.perf_counter() - reply.t_recv
+            frame = codec.encode(
+                Done(reply.rid, msgspec.Raw(output), result.report, span, encode_s, reply.decode_s)
+            )
+        except Exception as exc:  # SerializationError naming the key path (output or report)
             self.reply_failed(reply, exc)
             return
-        encode_s = time.perf_counter() - start
-        span = time.perf_counter() - reply.t_recv
-        frame = codec.encode(
-            Done(reply.rid, msgspec.Raw(output), result.report, span, encode_s, reply.decode_s)
-        )
         self._finish(reply, frame)
 
     def reply_failed(self, reply: _Reply, exc: BaseException) -> None:
