@@ -31,7 +31,11 @@ def _nested(depth: int) -> Any:
 def _messages() -> list[tuple[Any, Any, Any]]:
     """(message, the type it is decoded as, what it decodes to when that differs)."""
     state = {"doc": Doc("d", (1, 2)), "when": dt.date(2024, 1, 2), "cfg": GraphConfig(graph="a:b")}
-    cfg = GraphConfig(graph="tests.workloads:echo", input=state, config={"tags": ["x"]})
+    cfg = GraphConfig(
+        graph="tests.workloads:echo",
+        input=state,
+        config={"tags": ["x"], "configurable": {"thread_id": "t-1"}},
+    )
     call = Call(cfg=cfg, op="update_state", values={"n": Decimal("1.5")}, as_node="n")
     report = RunReport(
         tier="process",

@@ -24,7 +24,7 @@ import contextvars
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from subiso._capabilities import gil_note
@@ -38,16 +38,23 @@ from subiso.observe.trace import Undo, restore
 from subiso.report import Mode, RunReport, RunResult, Status
 from subiso.runtime import own_savers
 from subiso.runtime.call import Call
+from subiso.runtime.graph_calls import Emit as Emit  # the tiers import it from here
+from subiso.runtime.graph_calls import (
+    ainvoke_call,
+    astream_call,
+    interrupted,
+    invoke_options,
+    may_pause,
+    resumable,
+    run_input_of,
+)
 from subiso.runtime.loops import run_on_fresh_loop
 from subiso.runtime.resources import LoopResources, Memory, needs_loop
 from subiso.runtime.targets import Target, TargetCache
 
-#: Where a run's events go: awaited once per event, on the worker's loop.
-Emit = Callable[[Any], Awaitable[None]]
 #: Told the loop and main task of a run on a fresh loop, so it can be cancelled from afar.
 OnTask = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[RunResult]"], None]
 
-INTERRUPT = "__interrupt__"
 #: What a node may raise that would otherwise end its thread, worker or host.
 _ENDING = (SystemExit, KeyboardInterrupt)
 
@@ -178,12 +185,12 @@ class WorkerRuntime:
             saver = self.resources.memory_saver() if cfg.checkpointer else None
             store = self.resources.memory_store() if cfg.store else None
             graph = self._compiled[_key(target, cfg)] = target.compile(saver, store)
-        run_input = _run_input(cfg)
-        if cfg.recover and _resumable(graph.get_state(cfg.config), cfg):
+        run_input = run_input_of(cfg)
+        if cfg.recover and resumable(graph.get_state(cfg.config), cfg):
             run_input = None
-        output = graph.invoke(run_input, cfg.config or None, **_invoke_options(cfg))
+        output = graph.invoke(run_input, cfg.config or None, **invoke_options(cfg))
         status: Status = "done"
-        if _interrupted(output) or (_may_pause(graph, cfg) and graph.get_state(cfg.config).next):
+        if interrupted(output) or (may_pause(graph, cfg) and graph.get_state(cfg.config).next):
             status = "interrupted"
         return self._result(output, status, tag, loop_id)
 
@@ -317,9 +324,9 @@ class WorkerRuntime:
             return await own_savers.call_in_thread(graph, call, emit)
         own_savers.check_loop(graph, self.tier, cfg.config)
         if call.op == "invoke":
-            return await _invoke(graph, cfg, emit)
+            return await ainvoke_call(graph, cfg, emit)
         if call.op == "stream":
-            return await _stream(graph, call, emit)
+            return await astream_call(graph, call, emit)
         if call.op == "get_state":
             return await graph.aget_state(cfg.config, subgraphs=call.subgraphs), "done"
         if call.op == "get_state_history":
@@ -374,111 +381,5 @@ class WorkerRuntime:
         await self.resources.aclose()
 
 
-async def _invoke(graph: Any, cfg: GraphConfig, emit: Emit | None) -> tuple[Any, Status]:
-    """``graph.ainvoke``; with ``emit``, the same run streamed (updates emitted as they happen)
-    and its output assembled exactly as ``ainvoke`` assembles it."""
-    run_input = _run_input(cfg)
-    if cfg.recover and _resumable(await graph.aget_state(cfg.config), cfg):
-        run_input = None
-    options = _invoke_options(cfg)
-    if emit is None:
-        output = await graph.ainvoke(run_input, cfg.config or None, **options)
-    else:
-        latest: Any = None
-        interrupts: list[Any] = []
-        chunks = graph.astream(
-            run_input, cfg.config or None, stream_mode=["updates", "values"], **options
-        )
-        async for mode, payload in chunks:
-            if mode == "values":
-                latest = payload
-                continue
-            if isinstance(payload, dict) and (found := payload.get(INTERRUPT)) is not None:
-                interrupts.extend(found)
-            await emit(payload)
-        output = latest
-        if interrupts:
-            output = (
-                {**latest, INTERRUPT: interrupts}
-                if isinstance(latest, dict)
-                else {INTERRUPT: interrupts}
-            )
-    if _interrupted(output):
-        return output, "interrupted"
-    if _may_pause(graph, cfg) and (await graph.aget_state(cfg.config)).next:
-        return output, "interrupted"
-    return output, "done"
-
-
-async def _stream(graph: Any, call: Call, emit: Emit | None) -> tuple[Any, Status]:
-    """``graph.astream``: every chunk emitted as produced; the output is None."""
-    cfg = call.cfg
-    run_input = _run_input(cfg)
-    if cfg.recover and _resumable(await graph.aget_state(cfg.config), cfg):
-        run_input = None
-    chunks = graph.astream(
-        run_input,
-        cfg.config or None,
-        stream_mode=call.stream_mode,
-        subgraphs=call.subgraphs,
-        **_invoke_options(cfg),
-    )
-    async for chunk in chunks:
-        if emit is not None:
-            await emit(chunk)
-    paused = _has_checkpoints(graph, cfg) and bool((await graph.aget_state(cfg.config)).next)
-    return None, "interrupted" if paused else "done"
-
-
-def _run_input(cfg: GraphConfig) -> Any:
-    if cfg.is_resume:
-        from langgraph.types import Command
-
-        return Command(resume=cfg.resume)
-    return cfg.input
-
-
-def _interrupted(output: Any) -> bool:
-    return isinstance(output, dict) and bool(output.get(INTERRUPT))
-
-
-def _has_checkpoints(graph: Any, cfg: GraphConfig) -> bool:
-    return graph.checkpointer not in (None, False) and cfg.thread_id is not None
-
-
-def _may_pause(graph: Any, cfg: GraphConfig) -> bool:
-    """A static breakpoint may have paused the run (no ``__interrupt__`` tells of those)."""
-    static = (
-        cfg.interrupt_before
-        or cfg.interrupt_after
-        or getattr(graph, "interrupt_before_nodes", None)
-        or getattr(graph, "interrupt_after_nodes", None)
-    )
-    return bool(static) and _has_checkpoints(graph, cfg)
-
-
 def _key(target: Target, cfg: GraphConfig) -> tuple[Any, str | None, str | None]:
     return (target.path, cfg.checkpointer, cfg.store)
-
-
-def _invoke_options(cfg: GraphConfig) -> dict[str, Any]:
-    """The keyword arguments of ``invoke``/``stream`` that the GraphConfig sets."""
-    options: dict[str, Any] = {}
-    for name in ("context", "durability", "interrupt_before", "interrupt_after"):
-        value = getattr(cfg, name)
-        if value is not None:
-            options[name] = value
-    return options
-
-
-def _resumable(state: Any, cfg: GraphConfig) -> bool:
-    """A thread whose last checkpoint still has nodes to run (a run stopped part-way) - and,
-    when the run names its id in ``config["metadata"]["run_id"]`` (``subiso serve`` does) and
-    the checkpoint names one, a checkpoint this run wrote: a run stopped before its first
-    checkpoint starts over with its own input (a resume ``Command``, say), instead of
-    continuing the previous run's pause."""
-    if not getattr(state, "next", ()):
-        return False
-    mine = ((cfg.config or {}).get("metadata") or {}).get("run_id")
-    written_by = (getattr(state, "metadata", None) or {}).get("run_id")
-    return mine is None or written_by is None or str(written_by) == str(mine)

@@ -29,13 +29,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from subiso.errors import ConfigError
+from subiso.runtime import graph_calls
+from subiso.runtime.graph_calls import Emit
 
 if TYPE_CHECKING:
     from subiso.report import Status
     from subiso.runtime.call import Call
-
-#: Where a run's events go: awaited once per event, on the worker's loop (execute.Emit).
-Emit = Callable[[Any], Any]
 
 
 def _not_implemented(obj: Any, method: str) -> bool:
@@ -187,8 +186,6 @@ def _retrieve(work: asyncio.Future[Any]) -> None:
 
 
 def _sync_call(graph: Any, call: Call, bridge: _Bridge | None) -> tuple[Any, Status]:
-    from subiso.runtime import execute as ex
-
     cfg = call.cfg
     if call.op == "get_state":
         return graph.get_state(cfg.config, subgraphs=call.subgraphs), "done"
@@ -196,20 +193,20 @@ def _sync_call(graph: Any, call: Call, bridge: _Bridge | None) -> tuple[Any, Sta
         return list(graph.get_state_history(cfg.config, limit=call.limit)), "done"
     if call.op == "update_state":
         return graph.update_state(cfg.config, call.values, as_node=call.as_node), "done"
-    options = ex._invoke_options(cfg)
+    options = graph_calls.invoke_options(cfg)
     if call.op == "stream":
         chunks = graph.stream(
-            ex._run_input(cfg),
+            graph_calls.run_input_of(cfg),
             cfg.config or None,
             stream_mode=call.stream_mode,
             subgraphs=call.subgraphs,
             **options,
         )
         _each(chunks, bridge)
-        paused = ex._has_checkpoints(graph, cfg) and bool(graph.get_state(cfg.config).next)
+        paused = graph_calls.has_checkpoints(graph, cfg) and bool(graph.get_state(cfg.config).next)
         return None, "interrupted" if paused else "done"
-    run_input = ex._run_input(cfg)
-    if cfg.recover and ex._resumable(graph.get_state(cfg.config), cfg):
+    run_input = graph_calls.run_input_of(cfg)
+    if cfg.recover and graph_calls.resumable(graph.get_state(cfg.config), cfg):
         run_input = None
     if bridge is None:
         output = graph.invoke(run_input, cfg.config or None, **options)
@@ -223,7 +220,10 @@ def _sync_call(graph: Any, call: Call, bridge: _Bridge | None) -> tuple[Any, Sta
                 latest = payload
                 bridge.check()
                 return
-            if isinstance(payload, dict) and (found := payload.get(ex.INTERRUPT)) is not None:
+            if (
+                isinstance(payload, dict)
+                and (found := payload.get(graph_calls.INTERRUPT)) is not None
+            ):
                 interrupts.extend(found)
             bridge.emit(payload)
 
@@ -234,11 +234,13 @@ def _sync_call(graph: Any, call: Call, bridge: _Bridge | None) -> tuple[Any, Sta
         output = latest
         if interrupts:
             output = (
-                {**latest, ex.INTERRUPT: interrupts}
+                {**latest, graph_calls.INTERRUPT: interrupts}
                 if isinstance(latest, dict)
-                else {ex.INTERRUPT: interrupts}
+                else {graph_calls.INTERRUPT: interrupts}
             )
-    if ex._interrupted(output) or (ex._may_pause(graph, cfg) and graph.get_state(cfg.config).next):
+    if graph_calls.interrupted(output) or (
+        graph_calls.may_pause(graph, cfg) and graph.get_state(cfg.config).next
+    ):
         return output, "interrupted"
     return output, "done"
 
