@@ -296,6 +296,17 @@ class WorkerHandle:
             if isinstance(msg, wire.Log):
                 replay(msg.record)
 
+    def close_process(self) -> None:
+        """Release the exited process's fds now, not when the handle is garbage-collected.
+
+        Under ``_START_LOCK``: another reader thread's ``Process.start()`` walks every child
+        multiprocessing knows (``_cleanup``: ``p._popen.poll()``), and ``close()`` sets
+        ``_popen`` to None - unserialised, the replacement worker's start fails with
+        "'NoneType' object has no attribute 'poll'" (seen on 3.10 when a worker abandoned at a
+        timeout exits while its replacement starts; newer CPythons' ``_cleanup`` checks for it)."""
+        with _START_LOCK:
+            self.process.close()
+
     def close_pipes(self) -> None:
         for conn in (self.conn, self.control):
             if conn is not None:

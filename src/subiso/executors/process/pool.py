@@ -150,7 +150,7 @@ class WorkerPool(HostState):
     def _on_exit(self, worker: WorkerHandle) -> None:
         worker.process.join()
         exitcode = worker.process.exitcode
-        worker.process.close()  # its pipe fds now, not when the handle is garbage-collected
+        worker.close_process()
         read = worker.frames_taken()
         worker.close_pipes()
         self._meter.forget_lag(worker)
