@@ -223,3 +223,40 @@ print(json.dumps(out))
     out = json.loads(done.stdout)
     assert out["langsmith"] is False and out["opentelemetry"] is False
     assert len({out[t] for t in ("inline", "context", "thread", "process")}) == 1
+
+
+@pytest.mark.parametrize("tier", ["inline", "context", "thread", "subinterpreter"])
+@pytest.mark.parametrize("timeout", [None, 30])
+def test_a_graph_with_its_own_sync_saver_keeps_the_run_and_the_trace(
+    tier: str, timeout: float | None, make_executor: Any
+) -> None:
+    """A graph compiled with its own SqliteSaver runs through its sync methods on a thread of
+    the worker's loop (``runtime/own_savers``; with a timeout, or streamed): that thread is
+    still the run's - its records carry the run id and the node is in the caller's trace."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from tests.observe_workloads import trace_graph
+
+    tracer = otel_sdk()["tracer"]
+    saver = SqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+    graph = trace_graph.builder.compile(checkpointer=saver)
+    ex = make_executor(tier, **options(tier))
+    if getattr(ex, "fallback_tier", None) == "process":
+        pytest.skip("no subinterpreters here: a graph object cannot cross to the process tier")
+    cfg = subiso.GraphConfig(
+        graph=graph,
+        input=INPUT,
+        config={"configurable": {"thread_id": f"own-{tier}-{timeout}"}},
+        timeout=timeout,
+    )
+    with tracer.start_as_current_span(f"own-saver-{tier}") as span:
+        result = ex.execute(cfg)
+        streamed = list(ex.stream(cfg, stream_mode="values"))
+    seen = result.output["seen"]
+    assert seen["run_id"] == result.report.run_id
+    assert seen["otel_trace_id"] == caller_ids(span)[0]
+    assert streamed[-1]["seen"]["otel_trace_id"] == caller_ids(span)[0]
+    assert streamed[-1]["seen"]["run_id"] not in (None, result.report.run_id)
+    assert len(list(saver.list({"configurable": {"thread_id": f"own-{tier}-{timeout}"}}))) > 0
