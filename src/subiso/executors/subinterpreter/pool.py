@@ -481,18 +481,26 @@ class InterpreterPool:
 _live_pools: weakref.WeakSet[InterpreterPool] = weakref.WeakSet()
 
 
+#: How long interpreter exit waits, in all, for the workers of pools nobody closed to finish
+#: their calls and destroy their interpreters (README: "shutdown"). A call stuck in a node
+#: cannot be interrupted from outside its interpreter; waiting longer would only delay exit.
+EXIT_GRACE_S = 2.0
+
+
 @atexit.register
 def _close_pools_at_exit() -> None:
     """Destroy interpreters of pools nobody closed, before the runtime finalizes them.
 
-    Workers stuck in a long call get a bounded join; the runtime then reports the leftover.
+    Workers stuck in a long call get one shared, bounded wait (``EXIT_GRACE_S`` for all of
+    them, not each); the runtime then reports the leftover.
     """
     pools = list(_live_pools)
     for pool in pools:
         pool.close(wait=False, cancel_pending=True)
+    deadline = time.monotonic() + EXIT_GRACE_S
     for pool in pools:
         for worker in pool._workers:
-            worker.thread.join(5.0)
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _default_codec() -> str:
