@@ -286,7 +286,8 @@ def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
 
 def _node_of(task: asyncio.Task[Any] | None, frame: FrameType | None) -> str | None:
     """The LangGraph node running in ``task``: from the LangChain config in its context
-    (3.12+), else from LangGraph's retry frame on the stack."""
+    (3.12+), else from the blocked stack - LangGraph's retry frame, or the innermost node
+    runnable's config."""
     config_module = sys.modules.get("langchain_core.runnables.config")
     var = getattr(config_module, "var_child_runnable_config", None)
     if task is not None and var is not None and sys.version_info >= (3, 12):
@@ -296,10 +297,19 @@ def _node_of(task: asyncio.Task[Any] | None, frame: FrameType | None) -> str | N
             if node:
                 return str(node)
     while frame is not None:
-        if frame.f_code.co_name in ("arun_with_retry", "run_with_retry"):
+        code = frame.f_code.co_name
+        if code in ("arun_with_retry", "run_with_retry"):
             name = getattr(frame.f_locals.get("task"), "name", None)
             if name:
                 return str(name)
+        elif code in ("ainvoke", "invoke"):
+            # a node's runnable called with its config (3.11: the node's own task runs it
+            # directly, no retry frame above it on the blocked stack)
+            config = frame.f_locals.get("config")
+            if isinstance(config, dict):
+                node = (config.get("metadata") or {}).get("langgraph_node")
+                if node:
+                    return str(node)
         frame = frame.f_back
     return None
 
