@@ -80,7 +80,8 @@ def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     for s in payloads.values():
         names = {c["name"] for c in s["contenders"]}
         assert {"ProcessPoolExecutor(1)", "process"} <= names, names
-        assert "bare worker process: pipe, the same bytes each way" in names, names
+        assert "bare worker process: subiso's codec each way, a pipe" in names, names
+        assert "bare worker process: pipe, the same bytes each way, nothing decoded" in names
     targets = {t["target"]: t for t in res["targets"]}
     assert len(targets) >= 18
     for t in targets.values():

@@ -5,6 +5,7 @@ Validated by msgspec; every failure becomes ``ConfigError`` naming the field and
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import os
 import re
@@ -18,6 +19,14 @@ from subiso.errors import ConfigError
 from subiso.validate import checkpointer_spec, nesting, seconds, shown
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+#: True while a worker decodes a run frame from its own host: the GraphConfig in it was checked
+#: when the caller made it, so a run does not pay for its checks twice (a tenth of a trivial
+#: process run's overhead). Set with ``.set(True)``/``.reset(token)`` around the decode.
+ALREADY_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "subiso_config_already_checked", default=False
+)
 
 
 class ConfigSignatureError(ConfigError, TypeError):
@@ -86,6 +95,8 @@ class GraphConfig(
     recover: bool = False
 
     def __post_init__(self) -> None:
+        if ALREADY_CHECKED.get():
+            return
         if isinstance(self.graph, str):
             if not _IMPORT_PATH.fullmatch(self.graph):
                 raise ConfigError(

@@ -267,27 +267,33 @@ def _process_pool_peer(
 
 
 def payload_floors(pools: Pools, w: Workload, runs: int, *, shared: bool = True) -> list[Contender]:
-    """Bare worker processes that move ``w``'s encoded input to the worker and its encoded
-    output back, with ``graph.invoke`` between and nothing encoded or decoded: through a pipe
-    (the floor of the payload targets), and through the process tier's shared-memory ring
-    (how low moving these bytes can go here)."""
+    """Bare worker processes that move ``w``'s input to the worker and its output back, with
+    ``graph.invoke`` between: encoded and decoded with subiso's codec through a pipe (the
+    floor of the payload targets: objects in, objects out, none of subiso's bookkeeping), and
+    the same encoded bytes with nothing encoded or decoded, through a pipe and through the
+    process tier's shared-memory ring (what moving the bytes alone costs here)."""
     from subiso import codec
 
     request = codec.encode(w.input)
     reply = codec.encode(w.graph.invoke(w.input))
-    out = []
+    coded = pools.bare(w, coded=True)
+    out = [Contender(CODED_FLOOR, FLOOR, measure.sequential(coded.call, runs))]
     for how, through_ring in (("pipe", False), ("shared memory", True))[: 1 + shared]:
         bare = pools.bare(w, request=request, reply=reply, shared=through_ring)
         if through_ring and not bare.shared:
             continue  # no memfd here: the pipe row stands alone
         out.append(
             Contender(
-                f"bare worker process: {how}, the same bytes each way",
+                f"bare worker process: {how}, the same bytes each way, nothing decoded",
                 FLOOR,
                 measure.sequential(bare.call, runs),
             )
         )
     return out
+
+
+#: The payload targets' floor row (see :func:`payload_floors`).
+CODED_FLOOR = "bare worker process: subiso's codec each way, a pipe"
 
 
 def offload_peers(

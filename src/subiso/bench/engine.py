@@ -13,7 +13,8 @@ Sections (``Options.sections``):
   ``graph.abatch(max_concurrency=)`` on the caller's loop;
 * ``payload`` - states whose bytes dominate, one run at a time: ~1 MB of LangChain messages, a
   ~10 MB state of plain documents, a chat of 2,000 short messages; next to
-  ``ProcessPoolExecutor(1)`` and bare worker processes moving the same encoded bytes each way;
+  ``ProcessPoolExecutor(1)``, a bare worker process moving the state with subiso's codec (the
+  floor) and bare workers moving the encoded bytes alone;
 * ``demo`` - ``examples.contract_review.graph:graph`` at 1 and 8 in flight;
 * ``scaling`` - bursts of 10, 100, 1000 (10000 in the full run) trivial runs on thread and
   process tiers: cost per run as the burst grows;
@@ -255,10 +256,10 @@ class Bench:
 
     def sec_payload(self) -> None:
         """States whose bytes dominate, one run at a time, every tier next to
-        ``ProcessPoolExecutor(1)`` and the bare workers moving the same bytes."""
+        ``ProcessPoolExecutor(1)`` and the bare workers moving the same state."""
         ws = self.workloads()
         runs = 2 if self.opt.quick else 10
-        # a quick run keeps what the targets compare: graph.invoke, the pipe floor,
+        # a quick run keeps what the targets compare: graph.invoke, the codec and pipe floors,
         # ProcessPoolExecutor(1) and the process tier
         names = ("process",) if self.opt.quick else TIERS
         for key in PAYLOADS:

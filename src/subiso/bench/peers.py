@@ -37,12 +37,24 @@ def invoke(target: str, value: Any, is_async: bool) -> Any:
     return graph.invoke(value)
 
 
-def pipe_worker(conn: Any, path: list[str], target: str, value: Any, reply: bytes) -> None:
+def pipe_worker(
+    conn: Any, path: list[str], target: str, value: Any, reply: bytes, coded: bool = False
+) -> None:
     """The physical floor of running a graph in another process: read a frame from a pipe,
     call ``graph.invoke(value)``, write ``reply`` back. Nothing is encoded, nothing decoded,
-    nothing reported; what a process tier cannot go below on this machine."""
+    nothing reported; what a process tier cannot go below on this machine.
+
+    ``coded``: the frame is the encoded input, decoded with subiso's codec and given to
+    ``graph.invoke``, whose output is encoded and sent back - what moving a state across
+    costs (objects in, objects out) with none of subiso's bookkeeping."""
     init_worker(path, [target])
     graph = _graph(target)
+    if coded:
+        from subiso import codec
+
+        while len(frame := conn.recv_bytes()):
+            conn.send_bytes(codec.encode(graph.invoke(codec.decode(frame))))
+        return
     while len(conn.recv_bytes()):
         graph.invoke(value)
         conn.send_bytes(reply)
@@ -55,7 +67,9 @@ class PipeWorker:
     input and output) to move the bytes a process tier moves, through a plain pipe or, with
     ``shared=True``, through the process tier's own run pipe (frames of 64 KiB or more in
     shared memory, see :mod:`subiso.executors.process.transport`). ``shared`` says whether
-    that pipe has shared memory here."""
+    that pipe has shared memory here. ``coded=True``: each call encodes ``value`` with
+    subiso's codec and decodes the reply, and the worker decodes, runs and encodes (see
+    :func:`pipe_worker`)."""
 
     def __init__(
         self,
@@ -66,6 +80,7 @@ class PipeWorker:
         request: bytes = b"x",
         reply: bytes = b"k",
         shared: bool = False,
+        coded: bool = False,
     ) -> None:
         if shared:
             from subiso.executors.process.transport import FramePipe, run_pipe
@@ -76,9 +91,10 @@ class PipeWorker:
             self._conn, child = ctx.Pipe()
             started, self.shared = child.close, False
         self._request = request
+        self._value, self._coded = value, coded
         self._process = ctx.Process(
             target=pipe_worker,
-            args=(child, list(sys.path), target, value, reply),
+            args=(child, list(sys.path), target, value, reply, coded),
             daemon=True,
         )
         try:
@@ -87,6 +103,12 @@ class PipeWorker:
             started()
 
     def call(self) -> None:
+        if self._coded:
+            from subiso import codec
+
+            self._conn.send_bytes(codec.encode(self._value))
+            codec.decode(self._conn.recv_bytes())
+            return
         self._conn.send_bytes(self._request)
         self._conn.recv_bytes()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -154,14 +155,21 @@ class TargetCache:
 
     def __init__(self) -> None:
         self._targets: dict[Any, Target] = {}
+        #: Called after an import path was imported and cached (a process worker freezes what
+        #: the import loaded: see ``worker_main``).
+        self.after_import: Callable[[], None] | None = None
 
     def get(self, graph: Any) -> Target:
         key = graph if isinstance(graph, str) else id(graph)
         target = self._targets.get(key)
-        if target is None or (not isinstance(graph, str) and target.obj is not graph):
-            if isinstance(graph, str):
-                target = classify(graph, import_attr(graph))
-            else:  # the Target keeps the object alive, so its id stays its own
-                target = classify(f"<{type(graph).__name__} {id(graph):#x}>", graph)
-            self._targets[key] = target
+        if target is not None and (isinstance(graph, str) or target.obj is graph):
+            return target
+        if isinstance(graph, str):
+            target = self._targets[key] = classify(graph, import_attr(graph))
+            if self.after_import is not None:
+                self.after_import()
+        else:  # the Target keeps the object alive, so its id stays its own
+            target = self._targets[key] = classify(
+                f"<{type(graph).__name__} {id(graph):#x}>", graph
+            )
         return target
