@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from subiso.codec import paths
-from subiso.codec.messages import Spliced, is_message, message_tree
+from subiso.codec.messages import Spliced, is_message, is_native, message_tree
 from subiso.codec.table import (
     ATOMS,
     CLASS_CACHES,
@@ -438,6 +438,8 @@ def encode(
     try:
         if not is_message(obj):
             return enc.pack(obj)
+        if type(obj) is not tuple and is_native(type(obj)):
+            return _MSGPACK.encode(obj)  # type: ignore[no-any-return]
         tree = message_tree(obj)
         if _Fragment is None:  # no splicing in ormsgpack (Python 3.10): msgspec lays it out
             return _MSGPACK.encode(enc.prepare(tree, 0))

@@ -125,8 +125,9 @@ def _struct_types(tp: Any) -> list[type]:
 
 
 def is_native(cls: type) -> bool:
-    """A wire Struct that holds no values (no ``Any`` or ``Raw`` field, nor in the Structs it
-    holds): msgspec writes it whole, exactly as its decoder reads it."""
+    """A wire Struct that holds no values (no ``Any`` field, nor in the Structs it holds):
+    msgspec writes it whole, exactly as its decoder reads it - ``Raw`` fields as the bytes they
+    are (a reply's ``Done``: one encode instead of a layout, a splice and a pack)."""
     native = _NATIVE_STRUCTS.get(cls)
     if native is None:
         native = True
@@ -134,7 +135,7 @@ def is_native(cls: type) -> bool:
             kind = _kind_of(f.type)
             if kind == _STRUCT:
                 native = all(is_native(c) for c in _struct_types(f.type))
-            elif kind not in (_ATOM, _NATIVE):
+            elif kind not in (_ATOM, _NATIVE, _RAW):
                 native = False
             if not native:
                 break
