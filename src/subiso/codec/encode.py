@@ -439,7 +439,7 @@ def encode(
         if not is_message(obj):
             return enc.pack(obj)
         if type(obj) is not tuple and is_native(type(obj)):
-            return _MSGPACK.encode(obj)  # type: ignore[no-any-return]
+            return _MSGPACK.encode(obj)
         tree = message_tree(obj)
         if _Fragment is None:  # no splicing in ormsgpack (Python 3.10): msgspec lays it out
             return _MSGPACK.encode(enc.prepare(tree, 0))
