@@ -334,6 +334,13 @@ if __name__ == "__main__":
         os.close(pidfd)
 
 
+def test_what_a_runs_first_import_loads_is_frozen_in_the_worker() -> None:
+    # a fresh executor: no worker of it has imported the module yet
+    with ProcessExecutor(max_workers=1) as fresh:
+        frozen = fresh.run({"graph": "tests.frozen_import_target:frozen_since_import"})
+    assert frozen >= 20_000  # the module's table, frozen after the import
+
+
 # -- payloads ------------------------------------------------------------------------------------
 def test_unserialisable_state_names_its_key_path(ex: ProcessExecutor) -> None:
     pids = set(ex.worker_pids())
