@@ -4,6 +4,7 @@ an importable module that imports nothing heavy at import time)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from typing import Any
 
@@ -49,6 +50,9 @@ def pipe_worker(
     costs (objects in, objects out) with none of subiso's bookkeeping."""
     init_worker(path, [target])
     graph = _graph(target)
+    # The process tier's worker freezes what a graph's first import loaded (its
+    # ``after_import``); the floor does too, or its GC tails would flatter the tier.
+    gc.freeze()
     if coded:
         from subiso import codec
 
