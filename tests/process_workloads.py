@@ -109,6 +109,15 @@ def _reply(state: Chat) -> dict[str, Any]:
 chat_graph = _single(_reply, Chat)
 
 
+def _edit_first(state: Chat) -> dict[str, Any]:
+    """Changes a message of its input in place, as a node may."""
+    state["messages"][0].content = "edited in the worker"
+    return {"turns": 1}
+
+
+edit_graph = _single(_edit_first, Chat)
+
+
 def echo(value: Any) -> Any:
     return value
 

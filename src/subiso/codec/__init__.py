@@ -14,7 +14,9 @@ The package, by responsibility:
 * :mod:`~subiso.codec.encode` - values and wire messages to bytes (ormsgpack at C speed, Python
   once per typed value), and the key path of a value that cannot cross;
 * :mod:`~subiso.codec.decode` - bytes to values (msgspec, a table of readers per code);
-* :mod:`~subiso.codec.remote` - exceptions across the boundary (:class:`WireError`).
+* :mod:`~subiso.codec.remote` - exceptions across the boundary (:class:`WireError`);
+* :mod:`~subiso.codec.echo` - a run's input models that its output holds unchanged travel back
+  as references to the caller's own objects (the process tier's run frames and replies).
 
 **Classes** are rebuilt without calling ``__init__``, from the state they had: dataclasses and
 registered classes via ``cls.__new__(cls)`` and ``object.__setattr__`` (frozen, ``slots=True`` and
@@ -50,6 +52,7 @@ from subiso.codec.table import (
     EXT_DATE,
     EXT_DATETIME,
     EXT_DECIMAL,
+    EXT_ECHO,
     EXT_ENUM,
     EXT_EXCEPTION,
     EXT_FROZENSET,

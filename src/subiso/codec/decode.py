@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from subiso.codec.echo import ROLE, Reading, Resolving
 from subiso.codec.table import (
     DEPTH_MESSAGE,
     EXT_BIGINT,
@@ -27,6 +28,7 @@ from subiso.codec.table import (
     EXT_DATE,
     EXT_DATETIME,
     EXT_DECIMAL,
+    EXT_ECHO,
     EXT_ENUM,
     EXT_EXCEPTION,
     EXT_FROZENSET,
@@ -81,6 +83,7 @@ class Decoder:
             EXT_CLASS: lambda data: resolve(EXT_CLASS, decode(data)),
             EXT_MAP: self._map,
             EXT_PICKLE: self._pickle,
+            EXT_ECHO: self._echo,
         }
 
     def ext_hook(self, code: int, data: memoryview) -> Any:
@@ -105,17 +108,34 @@ class Decoder:
             _set(model, "__pydantic_extra__", extra)
             _set(model, "__pydantic_private__", private)
             _set(model, "__dict__", fields)
-            return model
-        model = cls.__new__(cls)
-        model.__setstate__(
-            {
-                "__dict__": fields,
-                "__pydantic_fields_set__": set(fields_set),
-                "__pydantic_extra__": extra,
-                "__pydantic_private__": private,
-            }
-        )
+        else:
+            model = cls.__new__(cls)
+            model.__setstate__(
+                {
+                    "__dict__": fields,
+                    "__pydantic_fields_set__": set(fields_set),
+                    "__pydantic_extra__": extra,
+                    "__pydantic_private__": private,
+                }
+            )
+        role = ROLE.get()
+        if type(role) is Reading:  # a run's input: numbered, its bytes kept (codec.echo)
+            role.add(model, data, fields_set)
         return model
+
+    def _echo(self, data: memoryview) -> Any:
+        """A model of the run's own input, sent back unchanged: the host's own object."""
+        role, number = ROLE.get(), int.from_bytes(data, "big")
+        if type(role) is not Resolving:
+            raise SerializationError(
+                "a reference to a model of a run's input outside that run's output"
+            )
+        if not 0 <= number < len(role.models):
+            raise SerializationError(
+                f"a reference to model {number} of a run's input, which held "
+                f"{len(role.models)} models"
+            )
+        return role.models[number]
 
     @staticmethod
     def _model_class(name: Any) -> tuple[Any, bool]:
@@ -212,10 +232,26 @@ def decoder(type_: Any = Any, *, allow_pickle: bool = False) -> msgspec.msgpack.
 
 
 def decode(
-    data: bytes | memoryview, type_: Any = Any, *, label: str = "value", allow_pickle: bool = False
+    data: bytes | memoryview,
+    type_: Any = Any,
+    *,
+    label: str = "value",
+    allow_pickle: bool = False,
+    role: Reading | Resolving | None = None,
 ) -> Any:
     """Decode bytes from :func:`~subiso.codec.encode`; a failure (e.g. an unimportable class)
-    names ``label``."""
+    names ``label``. ``role``: number the models of a run's Call as they are read, or resolve
+    the references its output holds to them (:mod:`subiso.codec.echo`)."""
+    if role is None:
+        return _decode(data, type_, label, allow_pickle)
+    token = ROLE.set(role)
+    try:
+        return _decode(data, type_, label, allow_pickle)
+    finally:
+        ROLE.reset(token)
+
+
+def _decode(data: bytes | memoryview, type_: Any, label: str, allow_pickle: bool) -> Any:
     try:
         return decoder(type_, allow_pickle=allow_pickle).decode(data)
     except SerializationError as exc:

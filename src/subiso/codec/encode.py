@@ -34,6 +34,8 @@ from typing import Any
 import msgspec
 
 from subiso.codec import paths
+from subiso.codec.echo import ROLE as _ROLE
+from subiso.codec.echo import Echoing, Sending
 from subiso.codec.messages import Spliced, is_message, is_native, message_tree
 from subiso.codec.table import (
     ATOMS,
@@ -46,6 +48,7 @@ from subiso.codec.table import (
     EXT_DATE,
     EXT_DATETIME,
     EXT_DECIMAL,
+    EXT_ECHO,
     EXT_ENUM,
     EXT_EXCEPTION,
     EXT_FROZENSET,
@@ -166,9 +169,14 @@ class Encoder:
 
         def pack(obj: Any) -> bytes:
             if _packb is not None:
+                role = _ROLE.get()
+                sent = role.models if type(role) is Sending else None
+                mark = 0 if sent is None else len(sent)
                 try:
                     return _packb(obj, default=hook, option=_FAST_OPTIONS)
                 except TypeError:
+                    if sent is not None:  # numbered again as the pre-pass writes them
+                        del sent[mark:]
                     error, kept.error = getattr(kept, "error", None), None
                     try:
                         if error is not None and type(error) is not _Unspliced:
@@ -259,12 +267,13 @@ def _items_writer(kind: int) -> Callable[[type], Writer]:
 def _pydantic_writer(cls: type) -> Writer:
     name = ref(cls)
     pydantic = sys.modules["pydantic"]
+    flat: Callable[[Any], list[Any]]
     if cls.__getstate__ is not pydantic.BaseModel.__getstate__:
 
-        def custom(obj: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
+        def flat(obj: Any) -> list[Any]:
             state = obj.__getstate__()
             try:
-                flat = [
+                return [
                     name,
                     state["__dict__"],
                     list(state["__pydantic_fields_set__"]),
@@ -273,20 +282,54 @@ def _pydantic_writer(cls: type) -> Writer:
                 ]
             except (KeyError, TypeError):
                 raise Unencodable(obj, "its __getstate__ is not pydantic's") from None
-            return EXT_PYDANTIC, pack(flat)
 
-        return custom
-    undefined = sys.modules["pydantic_core"].PydanticUndefined
+    else:
+        undefined = sys.modules["pydantic_core"].PydanticUndefined
+
+        def flat(obj: Any) -> list[Any]:
+            # pydantic's BaseModel.__getstate__, read in place
+            private = obj.__pydantic_private__
+            if private:
+                private = {k: v for k, v in private.items() if v is not undefined}
+            fields_set = list(obj.__pydantic_fields_set__)
+            return [name, obj.__dict__, fields_set, obj.__pydantic_extra__, private]
 
     def model(obj: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
-        # pydantic's BaseModel.__getstate__, read in place
-        private = obj.__pydantic_private__
-        if private:
-            private = {k: v for k, v in private.items() if v is not undefined}
-        fields_set = list(obj.__pydantic_fields_set__)
-        return EXT_PYDANTIC, pack([name, obj.__dict__, fields_set, obj.__pydantic_extra__, private])
+        role = _ROLE.get()
+        if role is None:
+            return EXT_PYDANTIC, pack(flat(obj))
+        return _model_in_run(role, obj, flat, pack)
 
     return model
+
+
+def _model_in_run(
+    role: Any, obj: Any, flat: Callable[[Any], list[Any]], pack: Callable[[Any], bytes]
+) -> tuple[int, bytes]:
+    """A model written in a run's frame (numbered) or output (a reference when unchanged);
+    see :mod:`subiso.codec.echo`."""
+    if type(role) is Sending:
+        payload = pack(flat(obj))
+        role.models.append(obj)  # after its contents: the order the worker reads them in
+        return EXT_PYDANTIC, payload
+    if type(role) is Echoing and not role.whole:
+        read = role.models.get(id(obj))
+        if read is not None and read[0] is obj:
+            state = flat(obj)
+            fields_set, read_order = state[2], read[3]
+            if len(fields_set) == len(read_order) and obj.__pydantic_fields_set__.issuperset(
+                read_order
+            ):
+                state[2] = read_order  # the host's order, not this process's hash order
+            role.whole = True
+            try:
+                payload = pack(state)
+            finally:
+                role.whole = False
+            if payload == read[1]:
+                return EXT_ECHO, read[2].to_bytes(4, "big")
+            return EXT_PYDANTIC, payload
+    return EXT_PYDANTIC, pack(flat(obj))
 
 
 def _dataclass_writer(cls: type) -> Writer:
@@ -424,7 +467,12 @@ def exception_args_attrs(exc: BaseException) -> tuple[list[Any] | None, dict[str
 
 # -- encode --------------------------------------------------------------------------------------
 def encode(
-    obj: Any, *, label: str = "value", part: Any = None, allow_pickle: bool = False
+    obj: Any,
+    *,
+    label: str = "value",
+    part: Any = None,
+    allow_pickle: bool = False,
+    role: Sending | Echoing | None = None,
 ) -> bytes:
     """Encode ``obj``; on failure raise SerializationError naming the key path of the culprit.
 
@@ -433,7 +481,19 @@ def encode(
     as values. ``part`` is the sub-object the path is reported for (e.g. the state inside a
     request envelope) and ``label`` its name in the message (``"state"``, ``"output"``).
     ``allow_pickle`` pickles values of classes with no typed form (see :mod:`subiso.codec`).
+    ``role``: number the models of a run's frame, or write those of its output that came in
+    unchanged as references (:mod:`subiso.codec.echo`).
     """
+    if role is None:
+        return _encode(obj, label, part, allow_pickle)
+    token = _ROLE.set(role)
+    try:
+        return _encode(obj, label, part, allow_pickle)
+    finally:
+        _ROLE.reset(token)
+
+
+def _encode(obj: Any, label: str, part: Any, allow_pickle: bool) -> bytes:
     enc = encoder(allow_pickle)
     try:
         if not is_message(obj):

@@ -79,6 +79,8 @@ EXT_BIGINT = 18
 EXT_COMPLEX = 19
 EXT_CLASS = 20
 EXT_MAP = 21
+#: A model of the run's own input, by its number there (see :mod:`subiso.codec.echo`).
+EXT_ECHO = 22
 NO_TYPED_FORM = 0
 
 #: Nesting limit of typed values (each tuple, dataclass... inside another counts one level).

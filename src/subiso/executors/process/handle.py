@@ -119,6 +119,7 @@ class PendingRun:
         "nested",
         "retried",
         "rid",
+        "sent",
         "seq",
         "stealing",
         "t_sent",
@@ -148,6 +149,7 @@ class PendingRun:
         self.timeout = cfg.timeout
         self.thread_id = cfg.thread_id
         self.encode_s = encode_s
+        self.sent: list[Any] = []  # the models its frame numbered (see subiso.codec.echo)
         self.t_sent = 0.0
         self.timed_out = False
         self.direct = False  # its caller reads the reply itself (see ``execute``)

@@ -44,6 +44,7 @@ from typing import Any
 import msgspec
 
 from subiso import codec
+from subiso.codec.echo import Echoing, Reading
 from subiso.config import ALREADY_CHECKED, GraphConfig
 from subiso.errors import RunTimeout
 from subiso.executors.process.wire import (
@@ -122,11 +123,12 @@ _QUEUED, _RUNNING, _OVER = 0, 1, 2
 class _Reply:
     """The Outcome of one Job: encodes the result and writes the reply frame (any thread)."""
 
-    __slots__ = ("channel", "decode_s", "rid", "state", "t_recv")
+    __slots__ = ("channel", "decode_s", "read", "rid", "state", "t_recv")
 
     def __init__(self, channel: Channel, rid: int, t_recv: float, decode_s: float) -> None:
         self.channel = channel
         self.rid = rid
+        self.read: Reading | None = None  # the models its Call held (subiso.codec.echo)
         self.t_recv = t_recv
         self.decode_s = decode_s
         self.state = _QUEUED
@@ -196,7 +198,9 @@ class Channel:
     def reply_done(self, reply: _Reply, result: RunResult) -> None:
         start = time.perf_counter()
         try:
-            output = codec.encode(result.output, label="output")
+            read, reply.read = reply.read, None
+            echoing = None if read is None or not read.models else Echoing(read)
+            output = codec.encode(result.output, label="output", role=echoing)
             encode_s = time.perf_counter() - start
             span = time.perf_counter() - reply.t_recv
             frame = codec.encode(
@@ -231,8 +235,9 @@ class Channel:
             return STOP
         reply = _Reply(self, msg.rid, t_recv, 0.0)
         checked = ALREADY_CHECKED.set(True)  # the host checked it
+        reply.read = Reading()
         try:
-            call = codec.decode(msg.call, Call, label="the GraphConfig")
+            call = codec.decode(msg.call, Call, label="the GraphConfig", role=reply.read)
         except Exception as exc:
             self.reply_failed(reply, exc)
             return None

@@ -1,0 +1,75 @@
+"""Input models a run hands back unchanged travel back as a reference, not as their bytes.
+
+A LangGraph state is mostly the messages it came in with: a chat turn returns the whole
+history plus one reply, so a process run moves that history twice and the host decodes
+objects it already holds (for 2,000 short messages, decoding them again costs more than the
+run itself). Here, the host numbers the pydantic models (LangChain messages) it writes into a
+run's frame, in the order it writes them; the worker numbers them in the same order as it
+reads them, keeping each one's bytes (and the order of its fields set: a set's order differs
+between processes). When the worker writes the run's output, a model it read
+whose bytes are still exactly the same is written as ``EXT_ECHO`` with its number (4 bytes, big-endian), and the
+host puts its own object in its place - what the inline and thread tiers return too (LangGraph
+hands back the very message objects it was given), and what a process run would have decoded
+to, byte for byte. A model a node changed, one built in the worker, or one whose writing
+depended on anything else is written whole as before.
+
+The numbering is the order of the wire format itself (msgpack is written and read front to
+back), so the two sides agree without sending any table; a packer that falls back to the
+Python pre-pass forgets the models it numbered in the failed attempt before writing them
+again. Only the run frame and the run's final output use it: a table lives for one run.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+
+class Sending:
+    """Host, encoding a run frame: the models written, in order."""
+
+    __slots__ = ("models",)
+
+    def __init__(self) -> None:
+        self.models: list[Any] = []
+
+
+class Reading:
+    """Worker, decoding a run's Call: each model read, by ``id``: (model, its bytes, its
+    number, its fields set in the order the host wrote them - a set's order follows the
+    string hashes of the process, so the worker writes it back in the host's order)."""
+
+    __slots__ = ("models",)
+
+    def __init__(self) -> None:
+        self.models: dict[int, tuple[Any, bytes, int, list[Any]]] = {}
+
+    def add(self, model: Any, payload: memoryview, fields_set: list[Any]) -> None:
+        self.models[id(model)] = (model, bytes(payload), len(self.models), fields_set)
+
+
+class Echoing:
+    """Worker, encoding a run's output: the models its Call held (a :class:`Reading`'s).
+    ``whole`` while a model of them is written out in full, to compare with the bytes it
+    came in as (models inside it are then written whole too)."""
+
+    __slots__ = ("models", "whole")
+
+    def __init__(self, read: Reading) -> None:
+        self.models = read.models
+        self.whole = False
+
+
+class Resolving:
+    """Host, decoding a run's output: the models its frame held (a :class:`Sending`'s)."""
+
+    __slots__ = ("models",)
+
+    def __init__(self, sent: list[Any]) -> None:
+        self.models = sent
+
+
+#: What the current encode or decode numbers or resolves (None: neither, the common case).
+ROLE: ContextVar[Sending | Reading | Echoing | Resolving | None] = ContextVar(
+    "subiso_codec_echo", default=None
+)
