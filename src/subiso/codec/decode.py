@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from subiso.codec.echo import ROLE, Reading, Resolving
+from subiso.codec.echo import ROLE, Reading, Resolving, in_role
 from subiso.codec.table import (
     DEPTH_MESSAGE,
     EXT_BIGINT,
@@ -242,13 +242,7 @@ def decode(
     """Decode bytes from :func:`~subiso.codec.encode`; a failure (e.g. an unimportable class)
     names ``label``. ``role``: number the models of a run's Call as they are read, or resolve
     the references its output holds to them (:mod:`subiso.codec.echo`)."""
-    if role is None:
-        return _decode(data, type_, label, allow_pickle)
-    token = ROLE.set(role)
-    try:
-        return _decode(data, type_, label, allow_pickle)
-    finally:
-        ROLE.reset(token)
+    return in_role(role, _decode, data, type_, label, allow_pickle)
 
 
 def _decode(data: bytes | memoryview, type_: Any, label: str, allow_pickle: bool) -> Any:

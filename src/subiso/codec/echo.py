@@ -21,8 +21,11 @@ again. Only the run frame and the run's final output use it: a table lives for o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Sending:
@@ -73,3 +76,16 @@ class Resolving:
 ROLE: ContextVar[Sending | Reading | Echoing | Resolving | None] = ContextVar(
     "subiso_codec_echo", default=None
 )
+
+
+def in_role(
+    role: Sending | Reading | Echoing | Resolving | None, fn: Callable[..., T], *args: Any
+) -> T:
+    """``fn(*args)`` with ``role`` current (None: as it is, at no cost)."""
+    if role is None:
+        return fn(*args)
+    token = ROLE.set(role)
+    try:
+        return fn(*args)
+    finally:
+        ROLE.reset(token)

@@ -35,7 +35,7 @@ import msgspec
 
 from subiso.codec import paths
 from subiso.codec.echo import ROLE as _ROLE
-from subiso.codec.echo import Echoing, Sending
+from subiso.codec.echo import Echoing, Sending, in_role
 from subiso.codec.messages import Spliced, is_message, is_native, message_tree
 from subiso.codec.table import (
     ATOMS,
@@ -484,13 +484,7 @@ def encode(
     ``role``: number the models of a run's frame, or write those of its output that came in
     unchanged as references (:mod:`subiso.codec.echo`).
     """
-    if role is None:
-        return _encode(obj, label, part, allow_pickle)
-    token = _ROLE.set(role)
-    try:
-        return _encode(obj, label, part, allow_pickle)
-    finally:
-        _ROLE.reset(token)
+    return in_role(role, _encode, obj, label, part, allow_pickle)
 
 
 def _encode(obj: Any, label: str, part: Any, allow_pickle: bool) -> bytes:
