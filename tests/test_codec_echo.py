@@ -11,7 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from subiso import codec
-from subiso.codec.echo import Echoing, Reading, Resolving, Sending
+from subiso.codec.echo import ReceivedModels, SentModels
 from subiso.errors import SerializationError
 from tests.codec_workloads import Model
 
@@ -28,13 +28,13 @@ def _history(n: int) -> list[Any]:
 def _round_trip(value: Any, change: Any = None) -> tuple[Any, bytes, bytes]:
     """Host encodes ``value``; the "worker" decodes it, applies ``change`` and encodes it back;
     the host decodes that. Returns (what the host got, frame bytes, reply bytes)."""
-    sending = Sending()
-    frame = codec.encode(value, role=sending)
-    reading = Reading()
-    received = codec.decode(frame, role=reading)
+    sent = SentModels()
+    frame = codec.encode(value, role=sent)
+    received_models = ReceivedModels()
+    received = codec.decode(frame, role=received_models)
     output = received if change is None else change(received)
-    reply = codec.encode(output, role=Echoing(reading))
-    return codec.decode(reply, role=Resolving(sending.models)), frame, reply
+    reply = codec.encode(output, role=received_models)
+    return codec.decode(reply, role=sent), frame, reply
 
 
 def test_unchanged_models_come_back_as_the_hosts_own_objects() -> None:
@@ -101,7 +101,9 @@ def test_a_reference_outside_a_runs_output_is_refused() -> None:
     with pytest.raises(SerializationError, match="outside that run's output"):
         codec.decode(reply)
     with pytest.raises(SerializationError, match="held 1 models"):
-        codec.decode(reply, role=Resolving([object()]))
+        one = SentModels()
+        one.models.append(object())
+        codec.decode(reply, role=one)
 
 
 def test_without_a_role_nothing_is_numbered_or_referenced() -> None:

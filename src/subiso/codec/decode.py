@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from subiso.codec.echo import ROLE, Reading, Resolving, in_role
+from subiso.codec.echo import ROLE, ReceivedModels, SentModels, in_role
 from subiso.codec.table import (
     DEPTH_MESSAGE,
     EXT_BIGINT,
@@ -119,14 +119,14 @@ class Decoder:
                 }
             )
         role = ROLE.get()
-        if type(role) is Reading:  # a run's input: numbered, its bytes kept (codec.echo)
+        if type(role) is ReceivedModels:  # a run's Call: numbered, bytes kept (codec.echo)
             role.add(model, data, fields_set)
         return model
 
     def _echo(self, data: memoryview) -> Any:
         """A model of the run's own input, sent back unchanged: the host's own object."""
         role, number = ROLE.get(), int.from_bytes(data, "big")
-        if type(role) is not Resolving:
+        if type(role) is not SentModels:
             raise SerializationError(
                 "a reference to a model of a run's input outside that run's output"
             )
@@ -237,11 +237,11 @@ def decode(
     *,
     label: str = "value",
     allow_pickle: bool = False,
-    role: Reading | Resolving | None = None,
+    role: SentModels | ReceivedModels | None = None,
 ) -> Any:
     """Decode bytes from :func:`~subiso.codec.encode`; a failure (e.g. an unimportable class)
-    names ``label``. ``role``: number the models of a run's Call as they are read, or resolve
-    the references its output holds to them (:mod:`subiso.codec.echo`)."""
+    names ``label``. ``role``: number the models of a run's Call as they are read (worker), or
+    resolve the references its output holds to them (host); see :mod:`subiso.codec.echo`."""
     return in_role(role, _decode, data, type_, label, allow_pickle)
 
 

@@ -6,9 +6,9 @@ objects it already holds (for 2,000 short messages, decoding them again costs mo
 run itself). Here, the host numbers the pydantic models (LangChain messages) it writes into a
 run's frame, in the order it writes them; the worker numbers them in the same order as it
 reads them, keeping each one's bytes (and the order of its fields set: a set's order differs
-between processes). When the worker writes the run's output, a model it read
-whose bytes are still exactly the same is written as ``EXT_ECHO`` with its number (4 bytes, big-endian), and the
-host puts its own object in its place - what the inline and thread tiers return too (LangGraph
+between processes). When the worker writes the run's output, a model it read whose bytes are
+still exactly the same is written as ``EXT_ECHO`` with its number (4 bytes, big-endian), and
+the host puts its own object in its place - what the inline and thread tiers return too (LangGraph
 hands back the very message objects it was given), and what a process run would have decoded
 to, byte for byte. A model a node changed, one built in the worker, or one whose writing
 depended on anything else is written whole as before.
@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class Sending:
-    """Host, encoding a run frame: the models written, in order."""
+class SentModels:
+    """Host side of one run: the models its frame carried, in the order they were written.
+    Encoding the frame numbers them; decoding the run's output resolves its references."""
 
     __slots__ = ("models",)
 
@@ -37,50 +38,29 @@ class Sending:
         self.models: list[Any] = []
 
 
-class Reading:
-    """Worker, decoding a run's Call: each model read, by ``id``: (model, its bytes, its
+class ReceivedModels:
+    """Worker side of one run: each model its Call held, by ``id``: (model, its bytes, its
     number, its fields set in the order the host wrote them - a set's order follows the
-    string hashes of the process, so the worker writes it back in the host's order)."""
+    string hashes of the process, so the worker writes it back in the host's order).
+    Decoding the Call numbers them; encoding the output writes the unchanged ones as
+    references, ``whole`` while one of them is written out in full to be compared (models
+    inside it are then written whole too)."""
 
-    __slots__ = ("models",)
+    __slots__ = ("models", "whole")
 
     def __init__(self) -> None:
         self.models: dict[int, tuple[Any, bytes, int, list[Any]]] = {}
+        self.whole = False
 
     def add(self, model: Any, payload: memoryview, fields_set: list[Any]) -> None:
         self.models[id(model)] = (model, bytes(payload), len(self.models), fields_set)
 
 
-class Echoing:
-    """Worker, encoding a run's output: the models its Call held (a :class:`Reading`'s).
-    ``whole`` while a model of them is written out in full, to compare with the bytes it
-    came in as (models inside it are then written whole too)."""
-
-    __slots__ = ("models", "whole")
-
-    def __init__(self, read: Reading) -> None:
-        self.models = read.models
-        self.whole = False
-
-
-class Resolving:
-    """Host, decoding a run's output: the models its frame held (a :class:`Sending`'s)."""
-
-    __slots__ = ("models",)
-
-    def __init__(self, sent: list[Any]) -> None:
-        self.models = sent
-
-
 #: What the current encode or decode numbers or resolves (None: neither, the common case).
-ROLE: ContextVar[Sending | Reading | Echoing | Resolving | None] = ContextVar(
-    "subiso_codec_echo", default=None
-)
+ROLE: ContextVar[SentModels | ReceivedModels | None] = ContextVar("subiso_codec_echo", default=None)
 
 
-def in_role(
-    role: Sending | Reading | Echoing | Resolving | None, fn: Callable[..., T], *args: Any
-) -> T:
+def in_role(role: SentModels | ReceivedModels | None, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` with ``role`` current (None: as it is, at no cost)."""
     if role is None:
         return fn(*args)

@@ -35,7 +35,7 @@ import msgspec
 
 from subiso.codec import paths
 from subiso.codec.echo import ROLE as _ROLE
-from subiso.codec.echo import Echoing, Sending, in_role
+from subiso.codec.echo import ReceivedModels, SentModels, in_role
 from subiso.codec.messages import Spliced, is_message, is_native, message_tree
 from subiso.codec.table import (
     ATOMS,
@@ -170,7 +170,7 @@ class Encoder:
         def pack(obj: Any) -> bytes:
             if _packb is not None:
                 role = _ROLE.get()
-                sent = role.models if type(role) is Sending else None
+                sent = role.models if type(role) is SentModels else None
                 mark = 0 if sent is None else len(sent)
                 try:
                     return _packb(obj, default=hook, option=_FAST_OPTIONS)
@@ -308,11 +308,11 @@ def _model_in_run(
 ) -> tuple[int, bytes]:
     """A model written in a run's frame (numbered) or output (a reference when unchanged);
     see :mod:`subiso.codec.echo`."""
-    if type(role) is Sending:
+    if type(role) is SentModels:
         payload = pack(flat(obj))
         role.models.append(obj)  # after its contents: the order the worker reads them in
         return EXT_PYDANTIC, payload
-    if type(role) is Echoing and not role.whole:
+    if type(role) is ReceivedModels and not role.whole:
         read = role.models.get(id(obj))
         if read is not None and read[0] is obj:
             state = flat(obj)
@@ -472,7 +472,7 @@ def encode(
     label: str = "value",
     part: Any = None,
     allow_pickle: bool = False,
-    role: Sending | Echoing | None = None,
+    role: SentModels | ReceivedModels | None = None,
 ) -> bytes:
     """Encode ``obj``; on failure raise SerializationError naming the key path of the culprit.
 
@@ -481,8 +481,8 @@ def encode(
     as values. ``part`` is the sub-object the path is reported for (e.g. the state inside a
     request envelope) and ``label`` its name in the message (``"state"``, ``"output"``).
     ``allow_pickle`` pickles values of classes with no typed form (see :mod:`subiso.codec`).
-    ``role``: number the models of a run's frame, or write those of its output that came in
-    unchanged as references (:mod:`subiso.codec.echo`).
+    ``role``: number the models of a run's frame (host), or write those of its output that
+    came in unchanged as references (worker); see :mod:`subiso.codec.echo`.
     """
     return in_role(role, _encode, obj, label, part, allow_pickle)
 

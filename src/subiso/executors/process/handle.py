@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from subiso import codec
+from subiso.codec.echo import SentModels
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError
 from subiso.events import EventChannel
@@ -149,7 +150,7 @@ class PendingRun:
         self.timeout = cfg.timeout
         self.thread_id = cfg.thread_id
         self.encode_s = encode_s
-        self.sent: list[Any] = []  # the models its frame numbered (see subiso.codec.echo)
+        self.sent = SentModels()  # the models its frame carried (see subiso.codec.echo)
         self.t_sent = 0.0
         self.timed_out = False
         self.direct = False  # its caller reads the reply itself (see ``execute``)

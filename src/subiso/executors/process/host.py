@@ -77,7 +77,7 @@ from typing_extensions import Unpack
 from subiso import codec
 from subiso._capabilities import Capabilities
 from subiso._futures import Deadlines, cancel_and_notify, settle
-from subiso.codec.echo import Sending
+from subiso.codec.echo import SentModels
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed
 from subiso.events import EventChannel
@@ -202,10 +202,10 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
         rid = next(self._rids)
         start = time.perf_counter()
         window = 0 if events is None else events.maxsize
-        sending = Sending()
+        sent = SentModels()
         try:
             frame = codec.encode(
-                wire.RunOut(rid, call, window), label="state", part=call.cfg.input, role=sending
+                wire.RunOut(rid, call, window), label="state", part=call.cfg.input, role=sent
             )
         except Exception as exc:
             failed = PendingRun(rid, call, b"", 0.0)
@@ -213,7 +213,7 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
             settle(failed.future, exc=call.cfg.nesting_error() or exc)
             return failed
         pending = PendingRun(rid, call, frame, time.perf_counter() - start, events)
-        pending.sent = sending.models
+        pending.sent = sent
         pending.direct = direct  # a wish until _assign_locked grants it
         with self._lock:
             if self._closing:

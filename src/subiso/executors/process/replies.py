@@ -22,7 +22,7 @@ import msgspec
 
 from subiso import codec
 from subiso._futures import cancel_and_notify, settle
-from subiso.codec.echo import Resolving, Sending
+from subiso.codec.echo import SentModels
 from subiso.errors import ExecutorClosed, RunTimeout
 from subiso.executors.hooks import TIMEOUT_GRACE_S
 from subiso.executors.process import wire
@@ -192,7 +192,7 @@ class ReplyReader(HostState):
                 output = codec.decode(
                     msg.output,
                     label=f"the output of {pending.graph!r}",
-                    role=Resolving(pending.sent),
+                    role=pending.sent,
                 )
             except Exception as exc:
                 settle(pending.future, exc=exc)
@@ -235,15 +235,15 @@ class ReplyReader(HostState):
         if call is not None:
             pending.call = call
         pending.stealing = pending.direct = False
-        sending = Sending()
+        sent = SentModels()
         try:
             pending.frame = codec.encode(
-                wire.RunOut(pending.rid, pending.call, pending.window), role=sending
+                wire.RunOut(pending.rid, pending.call, pending.window), role=sent
             )
         except Exception as exc:  # it encoded once; never leave its future unresolved
             settle(pending.future, exc=exc)
             return
-        pending.sent = sending.models
+        pending.sent = sent
         with self._lock:
             if pending.future.done():
                 return

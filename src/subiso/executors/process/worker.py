@@ -44,7 +44,7 @@ from typing import Any
 import msgspec
 
 from subiso import codec
-from subiso.codec.echo import Echoing, Reading
+from subiso.codec.echo import ReceivedModels
 from subiso.config import ALREADY_CHECKED, GraphConfig
 from subiso.errors import RunTimeout
 from subiso.executors.process.wire import (
@@ -123,12 +123,12 @@ _QUEUED, _RUNNING, _OVER = 0, 1, 2
 class _Reply:
     """The Outcome of one Job: encodes the result and writes the reply frame (any thread)."""
 
-    __slots__ = ("channel", "decode_s", "read", "rid", "state", "t_recv")
+    __slots__ = ("channel", "decode_s", "received", "rid", "state", "t_recv")
 
     def __init__(self, channel: Channel, rid: int, t_recv: float, decode_s: float) -> None:
         self.channel = channel
         self.rid = rid
-        self.read: Reading | None = None  # the models its Call held (subiso.codec.echo)
+        self.received: ReceivedModels | None = None  # its Call's models (subiso.codec.echo)
         self.t_recv = t_recv
         self.decode_s = decode_s
         self.state = _QUEUED
@@ -198,9 +198,9 @@ class Channel:
     def reply_done(self, reply: _Reply, result: RunResult) -> None:
         start = time.perf_counter()
         try:
-            read, reply.read = reply.read, None
-            echoing = None if read is None or not read.models else Echoing(read)
-            output = codec.encode(result.output, label="output", role=echoing)
+            received, reply.received = reply.received, None
+            role = received if received is not None and received.models else None
+            output = codec.encode(result.output, label="output", role=role)
             encode_s = time.perf_counter() - start
             span = time.perf_counter() - reply.t_recv
             frame = codec.encode(
@@ -235,9 +235,9 @@ class Channel:
             return STOP
         reply = _Reply(self, msg.rid, t_recv, 0.0)
         checked = ALREADY_CHECKED.set(True)  # the host checked it
-        reply.read = Reading()
+        reply.received = ReceivedModels()
         try:
-            call = codec.decode(msg.call, Call, label="the GraphConfig", role=reply.read)
+            call = codec.decode(msg.call, Call, label="the GraphConfig", role=reply.received)
         except Exception as exc:
             self.reply_failed(reply, exc)
             return None
