@@ -54,10 +54,14 @@ _new = object.__new__
 
 
 class Decoder:
-    """One flavour of the codec's decoding: with or without unpickling (code 1)."""
+    """One flavour of the codec's decoding: with or without unpickling (code 1), and for a
+    process run's Call and output or not (``in_run``: the worker numbers the Call's models,
+    the host resolves the output's references to them, see :mod:`subiso.codec.echo`; the
+    other flavours never look for a run)."""
 
-    def __init__(self, allow_pickle: bool) -> None:
+    def __init__(self, allow_pickle: bool, in_run: bool = False) -> None:
         self.allow_pickle = allow_pickle
+        self.in_run = in_run
         self.values = msgspec.msgpack.Decoder(ext_hook=self.ext_hook)
         self._decode = self.values.decode
         self._models: dict[str, tuple[Any, bool]] = {}  # by class name: see _model_class
@@ -118,14 +122,16 @@ class Decoder:
                     "__pydantic_private__": private,
                 }
             )
-        role = ROLE.get()
-        if type(role) is ReceivedModels:  # a run's Call: numbered, bytes kept (codec.echo)
-            role.add(model, data, fields_set)
+        if self.in_run:
+            role = ROLE.get()
+            if type(role) is ReceivedModels:  # a run's Call: numbered, its bytes kept
+                role.add(model, data, fields_set)
         return model
 
     def _echo(self, data: memoryview) -> Any:
         """A model of the run's own input, sent back unchanged: the host's own object."""
-        role, number = ROLE.get(), int.from_bytes(data, "big")
+        role = ROLE.get() if self.in_run else None
+        number = int.from_bytes(data, "big")
         if type(role) is not SentModels:
             raise SerializationError(
                 "a reference to a model of a run's input outside that run's output"
@@ -216,17 +222,22 @@ def rebuild_exception(cls: type[BaseException], args: Any, attrs: Any) -> BaseEx
     return exc
 
 
-_SAFE = Decoder(allow_pickle=False)
-_PICKLING = Decoder(allow_pickle=True)
-_DECODERS: dict[tuple[Any, bool], msgspec.msgpack.Decoder[Any]] = {}
+_FLAVOURS = {
+    (pickle_, in_run): Decoder(pickle_, in_run)
+    for pickle_ in (False, True)
+    for in_run in (False, True)
+}
+_DECODERS: dict[tuple[Any, bool, bool], msgspec.msgpack.Decoder[Any]] = {}
 
 
-def decoder(type_: Any = Any, *, allow_pickle: bool = False) -> msgspec.msgpack.Decoder[Any]:
+def decoder(
+    type_: Any = Any, *, allow_pickle: bool = False, in_run: bool = False
+) -> msgspec.msgpack.Decoder[Any]:
     """A cached msgpack decoder for ``type_`` that rebuilds the typed extension values."""
-    key = (type_, allow_pickle)
+    key = (type_, allow_pickle, in_run)
     dec = _DECODERS.get(key)
     if dec is None:
-        hook = (_PICKLING if allow_pickle else _SAFE).ext_hook
+        hook = _FLAVOURS[allow_pickle, in_run].ext_hook
         dec = _DECODERS[key] = msgspec.msgpack.Decoder(type_, ext_hook=hook)
     return dec
 
@@ -242,12 +253,13 @@ def decode(
     """Decode bytes from :func:`~subiso.codec.encode`; a failure (e.g. an unimportable class)
     names ``label``. ``role``: number the models of a run's Call as they are read (worker), or
     resolve the references its output holds to them (host); see :mod:`subiso.codec.echo`."""
-    return in_role(role, _decode, data, type_, label, allow_pickle)
+    dec = decoder(type_, allow_pickle=allow_pickle, in_run=role is not None)
+    return in_role(role, _decode, data, dec, label)
 
 
-def _decode(data: bytes | memoryview, type_: Any, label: str, allow_pickle: bool) -> Any:
+def _decode(data: bytes | memoryview, dec: msgspec.msgpack.Decoder[Any], label: str) -> Any:
     try:
-        return decoder(type_, allow_pickle=allow_pickle).decode(data)
+        return dec.decode(data)
     except SerializationError as exc:
         raise SerializationError(f"cannot decode {label}: {exc}") from None
     except RecursionError:

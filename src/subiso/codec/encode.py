@@ -126,15 +126,18 @@ class _Unspliced(Exception):
 
 
 class Encoder:
-    """One flavour of the codec's encoding: with or without pickle for classes of no typed form.
+    """One flavour of the codec's encoding: with or without pickle for classes of no typed form,
+    and for a process run's frame and output or not (``in_run``: pydantic models are numbered
+    or echoed, see :mod:`subiso.codec.echo`; the other flavours never look for a run).
 
     ``pack(value)`` is the packer of nesting level 0; ``packer(n)`` the one a typed value at
     level ``n`` packs its contents with. Thread-safe: the only state per call is the failure
     a hook keeps for the packer that called ormsgpack (ormsgpack drops a hook's exception).
     """
 
-    def __init__(self, allow_pickle: bool) -> None:
+    def __init__(self, allow_pickle: bool, in_run: bool = False) -> None:
         self.allow_pickle = allow_pickle
+        self.in_run = in_run
         self._kept = threading.local()
         self._packers: list[Callable[[Any], bytes]] = []
         self._writers: dict[type, Writer] = {Spliced: _write_spliced}
@@ -167,9 +170,11 @@ class Encoder:
                 raise TypeError("see the kept error") from None
             return _FastExt(code, payload)
 
+        in_run = self.in_run
+
         def pack(obj: Any) -> bytes:
             if _packb is not None:
-                role = _ROLE.get()
+                role = _ROLE.get() if in_run else None
                 sent = role.models if type(role) is SentModels else None
                 mark = 0 if sent is None else len(sent)
                 try:
@@ -204,6 +209,8 @@ class Encoder:
         if make is None:
             return self._no_typed_form
         writer = make(cls)  # raises Unencodable for a class not importable by its name
+        if self.in_run and kind == EXT_PYDANTIC:
+            writer = _in_run(_pydantic_flat(cls))
         self._writers[cls] = writer
         return writer
 
@@ -264,13 +271,13 @@ def _items_writer(kind: int) -> Callable[[type], Writer]:
     return lambda cls: lambda obj, pack: (kind, pack(list(obj)))
 
 
-def _pydantic_writer(cls: type) -> Writer:
+def _pydantic_flat(cls: type) -> Callable[[Any], list[Any]]:
+    """What a model of ``cls`` is written as: pydantic's own pickle state, as a list."""
     name = ref(cls)
     pydantic = sys.modules["pydantic"]
-    flat: Callable[[Any], list[Any]]
     if cls.__getstate__ is not pydantic.BaseModel.__getstate__:
 
-        def flat(obj: Any) -> list[Any]:
+        def custom(obj: Any) -> list[Any]:
             state = obj.__getstate__()
             try:
                 return [
@@ -283,53 +290,63 @@ def _pydantic_writer(cls: type) -> Writer:
             except (KeyError, TypeError):
                 raise Unencodable(obj, "its __getstate__ is not pydantic's") from None
 
-    else:
-        undefined = sys.modules["pydantic_core"].PydanticUndefined
+        return custom
+    undefined = sys.modules["pydantic_core"].PydanticUndefined
 
-        def flat(obj: Any) -> list[Any]:
-            # pydantic's BaseModel.__getstate__, read in place
-            private = obj.__pydantic_private__
-            if private:
-                private = {k: v for k, v in private.items() if v is not undefined}
-            fields_set = list(obj.__pydantic_fields_set__)
-            return [name, obj.__dict__, fields_set, obj.__pydantic_extra__, private]
+    def flat(obj: Any) -> list[Any]:
+        # pydantic's BaseModel.__getstate__, read in place
+        private = obj.__pydantic_private__
+        if private:
+            private = {k: v for k, v in private.items() if v is not undefined}
+        fields_set = list(obj.__pydantic_fields_set__)
+        return [name, obj.__dict__, fields_set, obj.__pydantic_extra__, private]
 
-    def model(obj: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
-        role = _ROLE.get()
-        if role is None:
-            return EXT_PYDANTIC, pack(flat(obj))
-        return _model_in_run(role, obj, flat, pack)
-
-    return model
+    return flat
 
 
-def _model_in_run(
-    role: Any, obj: Any, flat: Callable[[Any], list[Any]], pack: Callable[[Any], bytes]
-) -> tuple[int, bytes]:
+def _pydantic_writer(cls: type) -> Writer:
+    flat = _pydantic_flat(cls)
+    return lambda obj, pack: (EXT_PYDANTIC, pack(flat(obj)))
+
+
+def _in_run(flat: Callable[[Any], list[Any]]) -> Writer:
     """A model written in a run's frame (numbered) or output (a reference when unchanged);
     see :mod:`subiso.codec.echo`."""
-    if type(role) is SentModels:
-        payload = pack(flat(obj))
-        role.models.append(obj)  # after its contents: the order the worker reads them in
-        return EXT_PYDANTIC, payload
-    if type(role) is ReceivedModels and not role.whole:
-        read = role.models.get(id(obj))
-        if read is not None and read[0] is obj:
-            state = flat(obj)
-            fields_set, read_order = state[2], read[3]
-            if len(fields_set) == len(read_order) and obj.__pydantic_fields_set__.issuperset(
-                read_order
-            ):
-                state[2] = read_order  # the host's order, not this process's hash order
-            role.whole = True
-            try:
-                payload = pack(state)
-            finally:
-                role.whole = False
-            if payload == read[1]:
-                return EXT_ECHO, read[2].to_bytes(4, "big")
+
+    def write(obj: Any, pack: Callable[[Any], bytes]) -> tuple[int, bytes]:
+        role = _ROLE.get()
+        if type(role) is SentModels:
+            payload = pack(flat(obj))
+            role.models.append(obj)  # after its contents: the order the worker reads them in
             return EXT_PYDANTIC, payload
-    return EXT_PYDANTIC, pack(flat(obj))
+        if type(role) is ReceivedModels and not role.whole:
+            read = role.models.get(id(obj))
+            if read is not None and read[0] is obj:
+                return _echoed(role, obj, flat(obj), read, pack)
+        return EXT_PYDANTIC, pack(flat(obj))
+
+    return write
+
+
+def _echoed(
+    role: ReceivedModels,
+    obj: Any,
+    state: list[Any],
+    read: tuple[Any, bytes, int, list[Any]],
+    pack: Callable[[Any], bytes],
+) -> tuple[int, bytes]:
+    """``obj``, which the run's Call held: a reference if its bytes are those it came in as."""
+    fields_set, read_order = state[2], read[3]
+    if len(fields_set) == len(read_order) and obj.__pydantic_fields_set__.issuperset(read_order):
+        state[2] = read_order  # the host's order, not this process's hash order
+    role.whole = True
+    try:
+        payload = pack(state)
+    finally:
+        role.whole = False
+    if payload == read[1]:
+        return EXT_ECHO, read[2].to_bytes(4, "big")
+    return EXT_PYDANTIC, payload
 
 
 def _dataclass_writer(cls: type) -> Writer:
@@ -439,9 +456,12 @@ _WRITERS: dict[int, Callable[[type], Writer]] = {
 
 _SAFE = Encoder(allow_pickle=False)
 _PICKLING = Encoder(allow_pickle=True)
+_IN_RUN = {False: Encoder(allow_pickle=False, in_run=True), True: Encoder(True, in_run=True)}
 
 
-def encoder(allow_pickle: bool) -> Encoder:
+def encoder(allow_pickle: bool, in_run: bool = False) -> Encoder:
+    if in_run:
+        return _IN_RUN[allow_pickle]
     return _PICKLING if allow_pickle else _SAFE
 
 
@@ -484,11 +504,10 @@ def encode(
     ``role``: number the models of a run's frame (host), or write those of its output that
     came in unchanged as references (worker); see :mod:`subiso.codec.echo`.
     """
-    return in_role(role, _encode, obj, label, part, allow_pickle)
+    return in_role(role, _encode, obj, label, part, encoder(allow_pickle, role is not None))
 
 
-def _encode(obj: Any, label: str, part: Any, allow_pickle: bool) -> bytes:
-    enc = encoder(allow_pickle)
+def _encode(obj: Any, label: str, part: Any, enc: Encoder) -> bytes:
     try:
         if not is_message(obj):
             return enc.pack(obj)
