@@ -208,9 +208,9 @@ class Encoder:
         make = _WRITERS.get(kind)
         if make is None:
             return self._no_typed_form
-        writer = make(cls)  # raises Unencodable for a class not importable by its name
-        if self.in_run and kind == EXT_PYDANTIC:
-            writer = _in_run(_pydantic_flat(cls))
+        # built once per class; raises Unencodable for a class not importable by its name
+        in_run = self.in_run and kind == EXT_PYDANTIC
+        writer = _in_run(_pydantic_flat(cls)) if in_run else make(cls)
         self._writers[cls] = writer
         return writer
 
