@@ -319,26 +319,36 @@ def _in_run(flat: Callable[[Any], list[Any]]) -> Writer:
             payload = pack(flat(obj))
             role.models.append(obj)  # after its contents: the order the worker reads them in
             return EXT_PYDANTIC, payload
-        if type(role) is ReceivedModels and not role.whole:
+        if type(role) is ReceivedModels:
             read = role.models.get(id(obj))
             if read is not None and read[0] is obj:
-                return _echoed(role, obj, flat(obj), read, pack)
+                state = _in_host_order(obj, flat(obj), read[3])
+                if role.whole:  # inside a model being compared: whole, as the host wrote it
+                    return EXT_PYDANTIC, pack(state)
+                return _echoed(role, state, read, pack)
         return EXT_PYDANTIC, pack(flat(obj))
 
     return write
 
 
+def _in_host_order(obj: Any, state: list[Any], read_order: list[Any]) -> list[Any]:
+    """``state`` with its fields set listed in the order the host wrote them, when the set
+    is still the one read: a set's order follows this process's string hashes and the order
+    it was filled in, so listing it again may not give the host's bytes back."""
+    fields_set = state[2]
+    if len(fields_set) == len(read_order) and obj.__pydantic_fields_set__.issuperset(read_order):
+        state[2] = read_order
+    return state
+
+
 def _echoed(
     role: ReceivedModels,
-    obj: Any,
     state: list[Any],
     read: tuple[Any, bytes, int, list[Any]],
     pack: Callable[[Any], bytes],
 ) -> tuple[int, bytes]:
-    """``obj``, which the run's Call held: a reference if its bytes are those it came in as."""
-    fields_set, read_order = state[2], read[3]
-    if len(fields_set) == len(read_order) and obj.__pydantic_fields_set__.issuperset(read_order):
-        state[2] = read_order  # the host's order, not this process's hash order
+    """A model the run's Call held, as ``state``: a reference if its bytes are those it came
+    in as (models inside it are written whole, to be compared with it)."""
     role.whole = True
     try:
         payload = pack(state)
