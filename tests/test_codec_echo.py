@@ -171,3 +171,16 @@ def test_a_process_run_returns_a_message_its_node_changed_as_changed(
     assert out["messages"][0].content == "edited in the worker"
     assert history[0].content == "question 0" and out["messages"][0] is not history[0]
     assert all(a is b for a, b in zip(out["messages"][1:], history[1:], strict=True))
+
+
+def test_a_process_run_returns_unchanged_nested_models_as_the_callers_objects(
+    process: Any,
+) -> None:
+    """Models inside models come back as the caller's own objects when the run leaves them
+    alone (the order of their fields sets is forced apart in the test above)."""
+    models = [
+        Model(name=f"outer {i}", when=i, children=[Model(name=f"inner {i}", children=[i])])
+        for i in range(20)
+    ]
+    out = process.run({"graph": "tests.process_workloads:echo", "input": models})
+    assert all(a is b for a, b in zip(out, models, strict=True))
