@@ -522,3 +522,82 @@ def test_an_idle_thread_worker_takes_over_runs_waiting_behind_a_long_one() -> No
         assert not held.done()
         release.set()
         assert held.result() == "released"
+
+
+def test_a_sync_callers_queued_run_is_cancelled_by_close_cancel_pending() -> None:
+    """A sync ``run()`` on the thread tier waits on a Waiter, not a future: a run still queued
+    behind a long one is cancelled by ``close(cancel_pending=True)`` all the same - its caller
+    gets CancelledError and the run never starts - while the running one finishes."""
+    release, started = threading.Event(), threading.Event()
+    ran: list[object] = []
+
+    def long(_: object) -> str:
+        started.set()
+        assert release.wait(60)
+        return "released"
+
+    def queued(value: object) -> object:
+        ran.append(value)
+        return value
+
+    class Watched(ThreadExecutor):
+        posted = threading.Event()
+
+        def _post(self, job: Any) -> None:
+            super()._post(job)
+            if job.cfg.graph is queued:
+                self.posted.set()
+
+    ex = Watched(max_workers=1)
+    held = ex.submit({"graph": long})
+    assert started.wait(60)
+    outcome: dict[str, Any] = {}
+
+    def caller() -> None:
+        try:
+            outcome["output"] = ex.run({"graph": queued, "input": "queued"})
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    waiting = threading.Thread(target=caller)
+    waiting.start()
+    assert Watched.posted.wait(60)
+    closer = threading.Thread(target=ex.close, kwargs={"wait": True, "cancel_pending": True})
+    closer.start()
+    waiting.join(60)  # returns before the long run is released: close cancelled the wait
+    assert not waiting.is_alive()
+    assert isinstance(outcome.get("error"), cf.CancelledError), outcome
+    assert not held.done()
+    release.set()
+    closer.join(60)
+    assert not closer.is_alive()
+    assert held.result(timeout=0) == "released"
+    assert ran == []
+
+
+def test_waiter_settles_once_and_cancels_only_before_it_runs() -> None:
+    from subiso._futures import Waiter
+
+    done = Waiter()
+    assert done.set_running_or_notify_cancel() is True
+    assert done.cancel() is False  # running: too late
+    done.set_result("value")
+    assert done.result() == "value" and done.result() == "value"
+    with pytest.raises(cf.InvalidStateError):
+        done.set_exception(RuntimeError("twice"))
+
+    failed = Waiter()
+    error = KeyError("the run's own")
+    assert failed.set_running_or_notify_cancel() is True
+    failed.set_exception(error)
+    with pytest.raises(KeyError) as raised:
+        failed.result()
+    assert raised.value is error
+
+    cancelled = Waiter()
+    assert cancelled.cancel() is True and cancelled.cancel() is True
+    assert cancelled.set_running_or_notify_cancel() is False  # the worker skips it
+    with pytest.raises(cf.InvalidStateError):
+        cancelled.set_result("late")
+    with pytest.raises(cf.CancelledError):
+        cancelled.result()

@@ -60,6 +60,76 @@ def done_future(value: Any) -> cf.Future[Any]:
     return future
 
 
+class Waiter:
+    """The outcome of one run whose caller blocks on its own thread until the run ends: what a
+    worker settles instead of a ``concurrent.futures.Future`` when nobody else looks at it.
+
+    A future's ``result()`` waits on a ``threading.Condition`` - Python code allocating a lock
+    per wait and notifying through a waiters list - where one caller needs one lock released
+    once. Measured on the thread tier's trivial graph, that was most of a stdlib thread hop's
+    cost again (``benchmarks/``). It keeps the future's rules that the tiers rely on: a run
+    that has not started can be cancelled (``close(cancel_pending=True)``) and then never runs,
+    a running one cannot, and it is settled once; ``result()`` raises ``CancelledError`` or the
+    run's exception, as ``Future.result()`` does.
+    """
+
+    __slots__ = ("_done", "_error", "_lock", "_state", "_value")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()  # released once, when settled or cancelled
+        self._lock = threading.Lock()
+        self._state = _PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._lock:
+            if self._state == _CANCELLED:
+                return False
+            if self._state != _PENDING:
+                raise RuntimeError("Waiter in unexpected state")
+            self._state = _RUNNING
+            return True
+
+    def cancel(self) -> bool:
+        """Cancel the run if it has not started; True when it is (or was) cancelled."""
+        with self._lock:
+            if self._state == _PENDING:
+                self._state = _CANCELLED
+                self._done.release()
+            return self._state == _CANCELLED
+
+    def set_result(self, result: Any) -> None:
+        self._settle(result, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._settle(None, exception)
+
+    def _settle(self, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            if self._state == _CANCELLED or self._state == _FINISHED:
+                raise cf.InvalidStateError("Waiter already settled")
+            self._value, self._error, self._state = value, error, _FINISHED
+        self._done.release()
+
+    def result(self) -> Any:
+        """Block until settled (a signal such as Ctrl-C interrupts the wait, not the run)."""
+        self._done.acquire()
+        self._done.release()  # settled for good: a second result() returns at once
+        if self._state == _CANCELLED:
+            raise cf.CancelledError()
+        if self._error is not None:
+            try:
+                raise self._error
+            finally:
+                self = None  # type: ignore[assignment]  # no cycle through the traceback
+        return self._value
+
+
+_PENDING, _RUNNING, _CANCELLED, _FINISHED = range(4)
+
+
 class DerivedFuture(cf.Future[T]):
     """A future whose outcome is copied from another one, its *source*, once it follows one.
 

@@ -14,11 +14,12 @@ import concurrent.futures as cf
 import os
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from typing_extensions import Unpack
 
 from subiso._capabilities import Capabilities
-from subiso._futures import join_all
+from subiso._futures import Waiter, join_all
 from subiso.errors import ExecutorClosed
 from subiso.events import EventChannel
 from subiso.executors.affinity import Affinity
@@ -27,9 +28,16 @@ from subiso.observe.metrics import WorkerStats
 from subiso.report import RunResult
 from subiso.runtime.call import Call
 from subiso.runtime.execute import WorkerRuntime
-from subiso.runtime.loop_worker import Job, LoopWorker
+from subiso.runtime.loop_worker import Job, LoopWorker, Outcome
 from subiso.runtime.resources import Memory
 from subiso.validate import positive_int
+
+
+class Posted(Outcome, Protocol):
+    """A posted run's outcome as the executor keeps it: ``close(cancel_pending=True)`` cancels
+    the ones that have not started."""
+
+    def cancel(self) -> bool: ...
 
 
 def default_max_workers() -> int:
@@ -62,7 +70,8 @@ class ThreadExecutor(Executor):
         self._name_prefix = thread_name_prefix
         self._workers: list[LoopWorker] = []
         self._dispatch_lock = threading.Lock()
-        self._jobs: dict[cf.Future[RunResult], tuple[LoopWorker, Job]] = {}
+        #: every run posted and not ended, by its outcome (a future, or a sync caller's Waiter)
+        self._jobs: dict[Posted, tuple[LoopWorker, Job]] = {}
         self._affinity: Affinity[LoopWorker] = Affinity()
         self._memory = Memory()  # "memory" checkpointer/store: one per executor
 
@@ -114,15 +123,28 @@ class ThreadExecutor(Executor):
 
     def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
         future: cf.Future[RunResult] = cf.Future()
-        job = Job(call, future, None if events is None else events.put)
+        self._post(Job(call, future, None if events is None else events.put))
+        return future
+
+    def call(self, call: Call) -> RunResult:
+        """Run to completion for a sync caller: the worker settles a :class:`Waiter` the caller
+        blocks on, not a future (nobody else looks at it). A run with a timeout still goes
+        through ``started``: its deadline is watched on a future."""
+        if call.cfg.timeout is not None:
+            return super().call(call)
+        waiter = Waiter()
+        self._post(Job(call, waiter))
+        result: RunResult = waiter.result()
+        return result
+
+    def _post(self, job: Job) -> None:
         with self._dispatch_lock:
             if self._closed:
                 raise ExecutorClosed(f"cannot run on a closed {type(self).__name__}")
-            worker = self._pick_worker(call.cfg.thread_id)
+            worker = self._pick_worker(job.cfg.thread_id)
             worker.in_flight += 1
-            self._jobs[future] = (worker, job)
+            self._jobs[job.outcome] = (worker, job)  # type: ignore[index]
         worker.post(job)
-        return future
 
     def _on_finished(self, worker: LoopWorker, job: Job) -> None:
         with self._dispatch_lock:
