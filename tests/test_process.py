@@ -179,13 +179,13 @@ def test_cancelled_arun_cancels_the_run_in_the_worker(ex: ProcessExecutor) -> No
 # -- who reads a reply: the waiting caller, or the worker's reader thread -------------------------
 def test_a_sync_caller_reads_its_own_reply(monkeypatch: pytest.MonkeyPatch) -> None:
     settled_on: list[threading.Thread] = []
-    on_done = ProcessExecutor._on_future_done
+    complete = ProcessExecutor._complete  # settles a run from its reply, on the reading thread
 
-    def spy(self: ProcessExecutor, pending: Any, future: cf.Future[Any]) -> None:
+    def spy(self: ProcessExecutor, pending: Any, msg: Any, t_recv: float) -> None:
         settled_on.append(threading.current_thread())
-        on_done(self, pending, future)
+        complete(self, pending, msg, t_recv)
 
-    monkeypatch.setattr(ProcessExecutor, "_on_future_done", spy)
+    monkeypatch.setattr(ProcessExecutor, "_complete", spy)
     with ProcessExecutor(max_workers=1, prestart=True) as ex:
         outputs = [ex.run({"graph": f"{W}:square", "input": i}) for i in range(5)]
         assert outputs == [i * i for i in range(5)]
@@ -522,6 +522,50 @@ def test_close_without_wait_cancels_queued_runs(tmp_path: Path) -> None:
     assert held.result() == "released"
     assert ex.join(timeout=30)
     assert not alive(pid)
+
+
+def test_a_sync_callers_run_waiting_in_the_pipe_is_cancelled_by_close_cancel_pending(
+    tmp_path: Path,
+) -> None:
+    """A sync ``run()`` without a timeout waits on a Waiter, not a future: its run, waiting
+    unread in a busy worker's pipe, is cancelled by ``close(cancel_pending=True)`` all the
+    same - the caller gets CancelledError and the run never starts - while the running one
+    finishes."""
+    hold = Hold(tmp_path)
+    marker = tmp_path / "queued-run-started"
+    sent = threading.Event()
+
+    class Watched(ProcessExecutor):
+        def _send_all(self, sends: Any) -> None:
+            super()._send_all(sends)
+            if any(p is not None and p.graph == f"{W}:sleepy" for _, _, p in sends):
+                sent.set()
+
+    ex = Watched(max_workers=1, prestart=True)
+    (pid,) = ex.worker_pids()
+    held = ex.submit(hold.cfg)
+    hold.wait_started()
+    outcome: dict[str, Any] = {}
+
+    def caller() -> None:
+        try:
+            outcome["output"] = ex.run({"graph": f"{W}:sleepy", "input": str(marker)})
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    waiting = threading.Thread(target=caller)
+    waiting.start()
+    assert sent.wait(60)  # its frame is in the worker's pipe, behind the held run
+    ex.close(wait=False, cancel_pending=True)
+    waiting.join(60)  # returns before the held run is released: close cancelled it
+    assert not waiting.is_alive()
+    assert isinstance(outcome.get("error"), cf.CancelledError), outcome
+    assert not held.done()
+    hold.let_go()
+    assert held.result(timeout=60) == "released"
+    assert ex.join(timeout=30)
+    assert not alive(pid)
+    assert not marker.exists()
 
 
 def test_prestart_preload_and_options() -> None:

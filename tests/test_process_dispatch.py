@@ -4,6 +4,7 @@ idle worker takes back."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ _rids = iter(range(1, 10_000))
 def run(thread: str | None = None, checkpointer: str | None = None, **flags: Any) -> PendingRun:
     config = {"configurable": {"thread_id": thread}} if thread else {}
     cfg = GraphConfig(graph="a.b:c", config=config, checkpointer=checkpointer)
-    pending = PendingRun(next(_rids), Call(cfg=cfg), b"", 0.0)
+    pending = PendingRun(next(_rids), Call(cfg=cfg), b"", 0.0, cf.Future())
     for name, value in flags.items():
         setattr(pending, name, value)
     return pending

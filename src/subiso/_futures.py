@@ -14,13 +14,30 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-def settle(future: cf.Future[Any], value: Any = None, *, exc: BaseException | None = None) -> None:
+class Settleable(Protocol):
+    """What :func:`settle` and :func:`cancel_and_notify` resolve: a ``concurrent.futures.Future``
+    or a :class:`Waiter`."""
+
+    def done(self) -> bool: ...
+
+    def running(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+def settle(future: Settleable, value: Any = None, *, exc: BaseException | None = None) -> None:
     """Resolve ``future`` (pending or running) unless a cancel or another outcome came first."""
     if future.done():
         return
@@ -38,7 +55,7 @@ def settle(future: cf.Future[Any], value: Any = None, *, exc: BaseException | No
         pass
 
 
-def cancel_and_notify(future: cf.Future[Any]) -> None:
+def cancel_and_notify(future: Settleable) -> None:
     """Cancel a future we own and wake its waiters (``wait``/``as_completed``)."""
     if future.cancel():
         try:
@@ -71,6 +88,11 @@ class Waiter:
     started can be cancelled (``close(cancel_pending=True)``) and then never runs, a running
     one cannot, and it is settled once; ``result()`` raises ``CancelledError`` or the run's
     exception, as ``Future.result()`` does.
+
+    Used by the thread tier's and the process tier's sync ``run()``/``execute()`` without a
+    timeout (a run with one keeps its future: its deadline is watched on it). On the process
+    tier the run stays cancellable until settled, as its futures are: nothing there calls
+    ``set_running_or_notify_cancel`` before the reply (see :func:`settle`).
     """
 
     __slots__ = ("_done", "_error", "_lock", "_state", "_value")
@@ -82,6 +104,15 @@ class Waiter:
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._state >= _CANCELLED  # cancelled or finished (the states' order below)
+
+    def running(self) -> bool:
+        return self._state == _RUNNING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
 
     def set_running_or_notify_cancel(self) -> bool:
         with self._lock:

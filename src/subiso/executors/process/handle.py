@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from subiso import codec
+from subiso._futures import Waiter
 from subiso.codec.echo import SentModels
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError
@@ -137,6 +138,7 @@ class PendingRun:
         call: Call,
         frame: bytes,
         encode_s: float,
+        future: cf.Future[RunResult] | Waiter,
         events: EventChannel | None = None,
     ) -> None:
         cfg = call.cfg
@@ -144,7 +146,8 @@ class PendingRun:
         self.call = call  # kept to send the run again (stolen, or retried after a crash)
         self.window = 0 if events is None else events.maxsize
         self.events = events
-        self.future: cf.Future[RunResult] = cf.Future()
+        #: its outcome: the future ``start`` returns, or a sync caller's Waiter (``call``)
+        self.future = future
         self.frame = frame
         self.graph = cfg.graph
         self.timeout = cfg.timeout

@@ -76,7 +76,7 @@ from typing_extensions import Unpack
 
 from subiso import codec
 from subiso._capabilities import Capabilities
-from subiso._futures import Deadlines, cancel_and_notify, settle
+from subiso._futures import Deadlines, Waiter, cancel_and_notify, settle
 from subiso.codec.echo import SentModels
 from subiso.config import GraphConfig
 from subiso.errors import ConfigError, ExecutorClosed
@@ -177,7 +177,11 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
             self._prestart()
 
     def start(self, call: Call, events: EventChannel | None = None) -> cf.Future[RunResult]:
-        return self._start(call, direct=False, events=events).future
+        future: cf.Future[RunResult] = cf.Future()
+        pending = self._start(call, future, direct=False, events=events)
+        ref = weakref.ref(pending)
+        future.add_done_callback(lambda f: self._on_future_done(ref(), f))
+        return future
 
     def call(self, call: Call) -> RunResult:
         """Run to completion; the calling thread reads its own reply when it can.
@@ -186,18 +190,32 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
         itself woken by the reply: two hand-offs (and a GIL hand-over) per run. So when the
         chosen worker has no receiver, the caller becomes it until its reply arrives (reading
         and settling any other reply that comes first), and the reader thread stays parked.
+        Without a timeout the run's outcome is a :class:`~subiso._futures.Waiter` (nobody but
+        this caller looks at it; only ``close(cancel_pending=True)`` cancels it); with one, a
+        future, on which the deadline is watched.
         """
-        pending = self._start(call, direct=CAN_PARK)
+        timed = call.cfg.timeout is not None
+        outcome: cf.Future[RunResult] | Waiter = cf.Future() if timed else Waiter()
+        pending = self._start(call, outcome, direct=CAN_PARK)
         try:
-            self.watch_deadline(pending.future, call)
+            if isinstance(outcome, cf.Future):
+                self.watch_deadline(outcome, call)
             if pending.direct:
                 self._receive_own_reply(pending)
         except BaseException:  # interrupted (Ctrl-C) before or while reading: hand it over
             self._stop_reading(pending)
             raise
-        return pending.future.result()
+        result: RunResult = outcome.result()
+        return result
 
-    def _start(self, call: Call, *, direct: bool, events: EventChannel | None = None) -> PendingRun:
+    def _start(
+        self,
+        call: Call,
+        outcome: cf.Future[RunResult] | Waiter,
+        *,
+        direct: bool,
+        events: EventChannel | None = None,
+    ) -> PendingRun:
         refuse_callbacks(call.cfg)
         rid = next(self._rids)
         start = time.perf_counter()
@@ -208,19 +226,17 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
                 wire.RunOut(rid, call, window), label="state", part=call.cfg.input, role=sent
             )
         except Exception as exc:
-            failed = PendingRun(rid, call, b"", 0.0)
+            failed = PendingRun(rid, call, b"", 0.0, outcome)
             # a value too deep for the codec: the ConfigError naming its field
-            settle(failed.future, exc=call.cfg.nesting_error() or exc)
+            settle(outcome, exc=call.cfg.nesting_error() or exc)
             return failed
-        pending = PendingRun(rid, call, frame, time.perf_counter() - start, events)
+        pending = PendingRun(rid, call, frame, time.perf_counter() - start, outcome, events)
         pending.sent = sent
         pending.direct = direct  # a wish until _assign_locked grants it
         with self._lock:
             if self._closing:
                 raise ExecutorClosed(f"cannot run on a closed {type(self).__name__}")
             sends = self._dispatch_locked(pending)
-        ref = weakref.ref(pending)
-        pending.future.add_done_callback(lambda f: self._on_future_done(ref(), f))
         self._send_all(sends)
         return pending
 
