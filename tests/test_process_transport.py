@@ -107,6 +107,47 @@ def test_one_frame_at_a_time_keeps_to_the_start_of_the_ring() -> None:
         right.close()
 
 
+def test_frames_keep_connections_format_and_survive_short_reads_and_eof() -> None:
+    """FramePipe writes and reads its socket frames itself: they stay ``Connection``'s (a plain
+    Connection reads them, and they read its), a frame that arrives a few bytes at a time is
+    put together whole, and an end that closes says EOFError between frames, OSError inside
+    one - what ``Connection`` says, and what the host's triage tells apart."""
+    from multiprocessing.connection import Connection
+
+    a, b = socket.socketpair()
+    ring, other = SharedRing.create(4 * BULK), SharedRing.create(4 * BULK)
+    assert ring is not None and other is not None
+    pipe, plain = FramePipe(a.detach(), ring, other), Connection(b.detach())
+    try:
+        sizes = [0, 1, 1000, transport._SMALL_MAX, transport._SMALL_MAX + 1, BULK - 1]
+        for i, size in enumerate(sizes):
+            pipe.send_bytes(_frame(i, size))
+            assert plain.recv_bytes() == _frame(i, size)
+            plain.send_bytes(_frame(i, size))
+            assert pipe.recv_bytes() == _frame(i, size)
+        # a frame that trickles in: its header, then its bytes, a few at a time
+        frame = _frame(7, 5000)
+        wire = len(frame).to_bytes(4, "big") + frame
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(pipe.recv_bytes()))
+        reader.start()
+        fd = plain.fileno()
+        for start in range(0, len(wire), 3):
+            os.write(fd, wire[start : start + 3])
+        reader.join(60)
+        assert got == [frame]
+        os.write(fd, (100).to_bytes(4, "big") + b"only part")  # then the writer is gone
+    finally:
+        plain.close()
+    with pytest.raises(OSError, match="end of file during message"):
+        pipe.recv_bytes()
+    with pytest.raises(EOFError):
+        pipe.recv_bytes()  # nothing more: the end, between frames
+    pipe.close()
+    with pytest.raises(OSError):
+        pipe.send_bytes(b"after close")
+
+
 def test_run_pipe_falls_back_to_a_plain_connection_without_memfd(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -179,10 +179,16 @@ class FramePipe(Connection):
     """A run pipe end (a ``Connection``) whose frames of :data:`BULK` bytes or more travel
     through shared memory. ``recv_bytes`` returns such a frame as a read-only ``memoryview``
     of the ring, valid until the next ``recv_bytes`` (every reader decodes a frame before it
-    reads the next)."""
+    reads the next).
+
+    Frames keep ``Connection``'s format (a 4-byte big-endian length, then the bytes), written
+    and read here with one ``os.write`` (two past 16 KiB, as ``Connection`` does) and two
+    ``os.read`` calls and no more Python around them: ``Connection``'s layers (checks, a
+    ``BytesIO`` per read) were a tenth of the host's own work per trivial run."""
 
     def __init__(self, handle: int, out: SharedRing, into: SharedRing) -> None:
         super().__init__(handle)
+        self._fd: int | None = handle  # Connection's handle, None once closed
         self._writer = _Writer(out)
         self._reader = _Reader(into)
         self._send_lock = threading.Lock()  # a frame's place and its pointer: one at a time
@@ -193,19 +199,63 @@ class FramePipe(Connection):
             return
         with self._send_lock:
             pointer = self._writer.place(buf)
-            super().send_bytes(buf if pointer is None else pointer)
+            frame = buf if pointer is None else pointer
+            n = len(frame)
+            fd = self._fd
+            if fd is None or n > _SMALL_MAX:  # closed (Connection says so) or large
+                super().send_bytes(frame)
+                return
+            _write_all(fd, _LENGTH.pack(n) + frame)
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         self._reader.give_back()
-        return self._reader.take(super().recv_bytes(maxlength))  # type: ignore[no-any-return]
+        fd = self._fd
+        if fd is None or maxlength is not None:
+            return self._reader.take(super().recv_bytes(maxlength))  # type: ignore[no-any-return]
+        (size,) = _LENGTH.unpack(_read_exact(fd, 4))
+        if size == -1:  # a frame of 2 GiB or more: an 8-byte length follows
+            (size,) = _LONG_LENGTH.unpack(_read_exact(fd, 8))
+        return self._reader.take(_read_exact(fd, size))  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        self._fd = None
         try:
             super().close()
         finally:
             self._reader.frames.release()
             self._writer.ring.close()
             self._reader.ring.close()
+
+
+#: ``multiprocessing.connection``'s frame header, and the largest frame it sends in one write.
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+_SMALL_MAX = 16384
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    sent = os.write(fd, data)
+    while sent < len(data):  # a socket may take part of it
+        data = data[sent:]
+        sent = os.write(fd, data)
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``; EOFError if it ends before the first, OSError part-way (as
+    ``Connection`` raises)."""
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    parts, got = [data], len(data)
+    while got < size:
+        if not data:
+            if got == 0:
+                raise EOFError
+            raise OSError("got end of file during message")
+        data = os.read(fd, size - got)
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 class _WorkerEnd:
