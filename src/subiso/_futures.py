@@ -39,6 +39,9 @@ class Settleable(Protocol):
 
 def settle(future: Settleable, value: Any = None, *, exc: BaseException | None = None) -> None:
     """Resolve ``future`` (pending or running) unless a cancel or another outcome came first."""
+    if type(future) is Waiter:
+        future.settle(value, exc)
+        return
     if future.done():
         return
     try:
@@ -132,17 +135,22 @@ class Waiter:
             return self._state == _CANCELLED
 
     def set_result(self, result: Any) -> None:
-        self._settle(result, None)
+        if not self.settle(result, None):
+            raise cf.InvalidStateError("Waiter already settled")
 
     def set_exception(self, exception: BaseException) -> None:
-        self._settle(None, exception)
+        if not self.settle(None, exception):
+            raise cf.InvalidStateError("Waiter already settled")
 
-    def _settle(self, value: Any, error: BaseException | None) -> None:
+    def settle(self, value: Any, error: BaseException | None) -> bool:
+        """Settle it unless it is settled or cancelled already (then False): what
+        :func:`settle` does to a future in four calls."""
         with self._lock:
-            if self._state == _CANCELLED or self._state == _FINISHED:
-                raise cf.InvalidStateError("Waiter already settled")
+            if self._state >= _CANCELLED:
+                return False
             self._value, self._error, self._state = value, error, _FINISHED
         self._done.release()
+        return True
 
     def result(self) -> Any:
         """Block until settled (a signal such as Ctrl-C interrupts the wait, not the run)."""

@@ -244,8 +244,11 @@ class ProcessExecutor(ReplyReader, WorkerPool, RunTimers, Executor):
         """Give the run to the worker the policy chooses (:func:`.dispatch.choose_worker`), or
         queue it until one is ready; grow the pool while every worker is busy."""
         best = choose_worker(pending, self._workers, self._affinity)
-        grow = not self._exiting and self._active_count_locked() < self.max_workers
-        if (best is None or best.in_flight) and grow:
+        if (
+            (best is None or best.in_flight)
+            and not self._exiting
+            and self._active_count_locked() < self.max_workers
+        ):
             self._spawn_locked()  # grow in the background; this run does not wait for it
         if best is None:
             pending.direct = False  # whoever starts the worker sends it; its reader reads

@@ -153,8 +153,9 @@ class ReplyReader(HostState):
             if pending is not None and pending.exclusive:
                 worker.exclusive = pending.exclusive = False
             sends = self._after_run_locked(worker, msg)
-            steals = self._steal_locked(worker) if not sends else []
-        self._send_all(sends)
+            steals = self._steal_locked(worker) if not sends and len(self._workers) > 1 else []
+        if sends:
+            self._send_all(sends)
         for steal in steals:
             steal()
         if pending is not None:
