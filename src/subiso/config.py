@@ -146,7 +146,9 @@ class GraphConfig(
         """
         try:
             for name in ("input", "resume", "context"):
-                nesting(getattr(self, name), f"GraphConfig.{name}")
+                value = getattr(self, name)
+                if value is not None and value is not msgspec.UNSET:
+                    nesting(value, f"GraphConfig.{name}")
         except ConfigError as exc:
             return exc
         return None

@@ -150,7 +150,8 @@ class ThreadExecutor(Executor):
         with self._dispatch_lock:
             worker.in_flight -= 1
             self._jobs.pop(job.outcome, None)  # type: ignore[call-overload]
-            stolen = self._steal_locked(worker) if worker.in_flight == 0 else []
+            idle = worker.in_flight == 0 and len(self._workers) > 1  # others may have a backlog
+            stolen = self._steal_locked(worker) if idle else []
         for job in stolen:
             worker.post(job)
 

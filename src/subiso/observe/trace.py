@@ -22,6 +22,7 @@ holds its context (so the caller had it). A caller with no trace carries nothing
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -66,9 +67,14 @@ def _langsmith_context() -> Any:
     return run_helpers.get_tracing_context
 
 
+_get_var = contextvars.ContextVar.get
+_NONES = (None,) * 8  # the default for each of ``_Modules.ls_vars`` (5)
+
+
 def _capture_langsmith() -> dict[str, str] | None:
     get_context = _Modules.ls_context or _langsmith_context()
-    if _Modules.ls_vars and not any(var.get(None) for var in _Modules.ls_vars):
+    ls_vars = _Modules.ls_vars
+    if ls_vars and not any(map(_get_var, ls_vars, _NONES)):  # (C calls only: once per run)
         return None  # no trace, no tracing settings: nothing to carry
     try:
         context = get_context()
