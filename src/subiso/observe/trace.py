@@ -23,6 +23,7 @@ holds its context (so the caller had it). A caller with no trace carries nothing
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import sys
@@ -68,13 +69,13 @@ def _langsmith_context() -> Any:
 
 
 _get_var = contextvars.ContextVar.get
-_NONES = (None,) * 8  # the default for each of ``_Modules.ls_vars`` (5)
+_NONE = itertools.repeat(None)  # ``var.get(None)``'s default, for as many vars as there are
 
 
 def _capture_langsmith() -> dict[str, str] | None:
     get_context = _Modules.ls_context or _langsmith_context()
     ls_vars = _Modules.ls_vars
-    if ls_vars and not any(map(_get_var, ls_vars, _NONES)):  # (C calls only: once per run)
+    if ls_vars and not any(map(_get_var, ls_vars, _NONE)):  # (C calls only: once per run)
         return None  # no trace, no tracing settings: nothing to carry
     try:
         context = get_context()
